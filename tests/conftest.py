@@ -1,0 +1,52 @@
+"""Test environment: offline Ultralytics, a private config dir, no fault profile leaking in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before anything imports ultralytics: no network, no pip, no writes to the user's settings.
+_CFG = tempfile.mkdtemp(prefix="yolo_rdna1_tests_cfg_")
+os.environ["YOLO_CONFIG_DIR"] = _CFG
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "false"
+os.environ.pop("YOLO_RDNA1_FAULTS", None)
+os.environ.setdefault("YOLO_RDNA1_CACHE", tempfile.mkdtemp(prefix="yolo_rdna1_tests_cache_"))
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_guard_leaks():
+    """Every test starts and ends with torch's own conv methods in place."""
+    from yolo_rdna1.guard import disable
+
+    disable()
+    yield
+    disable()
+
+
+@pytest.fixture
+def run_child():
+    """Run Python code in a child process (hangs and aborts never touch the test process)."""
+
+    def run(code: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO)
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A small synthetic thermal dataset shared by the training tests (data.yaml path)."""
+    from yolo_rdna1.data import make_synthetic_thermal
+
+    return make_synthetic_thermal(tmp_path_factory.mktemp("thermal"), n_train=16, n_val=8, seed=0)

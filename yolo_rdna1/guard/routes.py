@@ -1,0 +1,169 @@
+"""Per-signature routes and the two ways a conv call is executed on them.
+
+A :class:`Route` belongs to one conv signature and says, per direction (fwd, bwd_data,
+bwd_weight), whether the vendor library or the bypass runs it. A route whose three directions
+are on the vendor library, with no fault simulation and no backward checking, is *plain*: the
+guard then calls the original ``nn.Conv2d`` code with no wrapper at all, which is what keeps the
+guard's cost under a microsecond or two per call. Every other route runs through
+:class:`RoutedConv`, a custom autograd function whose backward picks the route per direction,
+so a signature that only aborts in bwd_weight keeps its forward on the fast vendor library.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from types import ModuleType
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from ..bypass import ConvParams
+from ..faults import FaultProfile, FaultRule, corrupt, raise_or_block
+from ..signature import DIRECTIONS, ConvSignature
+
+LOGGER = logging.getLogger("yolo_rdna1")
+
+VENDOR, BYPASS = "vendor", "bypass"
+
+# Messages of the vendor conv stack (MIOpen, cuDNN, HIP runtime). Only these are retried on the
+# bypass; a shape error or an out-of-memory is the caller's problem and propagates unchanged.
+_VENDOR_ERROR = re.compile(r"miopen|cudnn|hip ?error|hipErr|invalid device function|HIPBLAS|rocblas", re.IGNORECASE)
+
+
+def is_vendor_error(exc: BaseException) -> bool:
+    """True for an exception raised by the vendor conv library, not by the caller's inputs."""
+    if not isinstance(exc, RuntimeError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return False
+    text = str(exc)
+    return "out of memory" not in text.lower() and bool(_VENDOR_ERROR.search(text))
+
+
+class Route:
+    """The route of one signature, shared by every module and call that has this signature."""
+
+    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "reasons", "fallbacks", "fallback")
+
+    def __init__(
+        self,
+        sig: ConvSignature,
+        params: ConvParams,
+        directions: dict[str, str],
+        rules: dict[str, tuple[FaultRule, ...]],
+        algorithm: ModuleType,
+        check_vendor: bool,
+        fallback: bool = True,
+    ) -> None:
+        self.sig = sig
+        self.params = params
+        self.directions = directions
+        self.rules = rules
+        self.algorithm = algorithm
+        self.reasons: dict[str, str] = {}
+        self.fallbacks = 0
+        self.fallback = fallback
+        self.uses_bypass = any(d == BYPASS for d in directions.values())
+        self.plain = not check_vendor and not any(rules.values()) and not self.uses_bypass
+
+    def mark_bad(self, direction: str, reason: str) -> None:
+        """Route ``direction`` to the bypass for the rest of the process, and warn once."""
+        if self.directions[direction] == BYPASS:
+            return
+        self.directions[direction] = BYPASS
+        self.reasons[direction] = reason
+        self.plain = False
+        self.uses_bypass = True
+        LOGGER.warning(
+            "yolo_rdna1: vendor conv failed for %s (%s); it takes the bypass for the rest of this process",
+            self.sig.with_direction(direction),
+            reason,
+        )
+
+    # -- one direction ---------------------------------------------------------------------------
+    def run(self, direction: str, vendor: Callable[[], torch.Tensor], bypass: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Run one direction on its route; a vendor error falls back to the bypass."""
+        if self.directions[direction] == BYPASS:
+            return bypass()
+        rules = self.rules[direction]
+        try:
+            rule = FaultProfile.fire(rules) if rules else None
+            if rule is not None and rule.effect in ("error", "hang", "abort"):
+                raise_or_block(rule)
+            out = vendor()
+            return out if rule is None else corrupt(rule, out)
+        except RuntimeError as e:
+            if not self.fallback or not is_vendor_error(e):
+                raise
+            self.fallbacks += 1
+            self.mark_bad(direction, str(e).splitlines()[0][:200])
+            return bypass()
+
+    # -- the three directions ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        p = self.params
+        if p.transposed:
+            vendor = lambda: F.conv_transpose2d(x, w, b, p.stride, p.padding, p.output_padding, p.groups, p.dilation)  # noqa: E731
+        else:
+            vendor = lambda: F.conv2d(x, w, b, p.stride, p.padding, p.dilation, p.groups)  # noqa: E731
+        return self.run("fwd", vendor, lambda: self.algorithm.forward(x, w, b, p))
+
+    def backward(
+        self, grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, need_x: bool, need_w: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        p = self.params
+        grad_out = grad_out.contiguous(memory_format=_memory_format(x))
+
+        def vendor(mask: list[bool]) -> Callable[[], torch.Tensor]:
+            def call() -> torch.Tensor:
+                gx, gw, _ = torch.ops.aten.convolution_backward(
+                    grad_out, x, w, None, list(p.stride), list(p.padding), list(p.dilation),
+                    p.transposed, list(p.output_padding), p.groups, mask,
+                )
+                return gx if mask[0] else gw
+
+            return call
+
+        gx = gw = None
+        if need_x:
+            gx = self.run("bwd_data", vendor([True, False, False]), lambda: self.algorithm.backward_data(grad_out, x, w, p))
+        if need_w:
+            gw = self.run("bwd_weight", vendor([False, True, False]), lambda: self.algorithm.backward_weight(grad_out, x, w, p))
+        return gx, gw
+
+    def summary(self) -> dict:
+        return {
+            "signature": self.sig.key(),
+            "routes": dict(self.directions),
+            "algorithm": self.algorithm.__name__.rsplit(".", 1)[-1],
+            "fallbacks": self.fallbacks,
+            "reasons": dict(self.reasons),
+        }
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+
+
+class RoutedConv(torch.autograd.Function):
+    """A conv whose forward and two backward directions each run on their own route."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, route: Route) -> torch.Tensor:  # type: ignore[override]
+        ctx.route = route
+        ctx.has_bias = b is not None
+        ctx.save_for_backward(x, w)
+        return route.forward(x, w, b)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        gx, gw = ctx.route.backward(grad_out, x, w, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        gb = grad_out.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None
+
+
+def directions_all(route: str) -> dict[str, str]:
+    return {d: route for d in DIRECTIONS}
