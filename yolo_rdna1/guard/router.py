@@ -21,6 +21,7 @@ from .._compat import autocast_dtype, is_compiling
 from ..bypass import ConvParams, algorithm_for
 from ..faults import FaultProfile, load_profile, profile_from_env
 from ..signature import DIRECTIONS, ConvSignature, dtype_name
+from ..verdicts.breadcrumb import Breadcrumb
 from .routes import BYPASS, VENDOR, Route, RoutedConv, is_vendor_error
 
 POLICIES = ("off", "vendor", "bypass", "auto")
@@ -74,6 +75,42 @@ def _resolve_padding(module: nn.Module, kernel: tuple[int, int]) -> tuple[tuple[
     return (int(padding[0]), int(padding[1])), None, "constant"
 
 
+def build_signature(
+    module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool = False, output_padding: tuple = (0, 0)
+) -> tuple[ConvSignature, tuple[int, ...] | None, str]:
+    """The signature the conv library will see for this module and input, plus the pre-pad.
+
+    Shared by the router and by signature discovery, so both name a conv identically.
+    """
+    kernel = (int(w.shape[2]), int(w.shape[3]))
+    if transposed:
+        padding, pre_pad, pad_mode = (int(module.padding[0]), int(module.padding[1])), None, "constant"
+    else:
+        padding, pre_pad, pad_mode = _resolve_padding(module, kernel)
+    h, wd = int(x.shape[2]), int(x.shape[3])
+    if pre_pad is not None:
+        h += pre_pad[2] + pre_pad[3]
+        wd += pre_pad[0] + pre_pad[1]
+    groups = int(module.groups)
+    sig = ConvSignature(
+        in_channels=int(x.shape[1]),
+        out_channels=int(w.shape[1]) * groups if transposed else int(w.shape[0]),
+        kernel=kernel,
+        stride=(int(module.stride[0]), int(module.stride[1])),
+        padding=padding,
+        dilation=(int(module.dilation[0]), int(module.dilation[1])),
+        groups=groups,
+        height=h,
+        width=wd,
+        batch=int(x.shape[0]),
+        dtype=dtype_name(ac or x.dtype),
+        channels_last=bool(x.is_contiguous(memory_format=torch.channels_last)) and not x.is_contiguous(),
+        transposed=transposed,
+        output_padding=(int(output_padding[0]), int(output_padding[1])),
+    )
+    return sig, pre_pad, pad_mode
+
+
 class ConvGuard:
     """Routes each conv signature to the vendor library or to the bypass.
 
@@ -89,6 +126,8 @@ class ConvGuard:
         check_vendor: wrap vendor calls so errors in *backward* also fall back to the bypass.
             ``None`` decides per device: on for devices the guard routes by default (RDNA1,
             unknown AMD cards) and whenever a fault profile is active.
+        breadcrumb: the crash trail of this run; wrapped vendor calls keep it up to date so the
+            next start can blame the conv that killed or hung this process.
     """
 
     def __init__(
@@ -98,6 +137,7 @@ class ConvGuard:
         route_table: RouteTable | None = None,
         counting: bool = True,
         check_vendor: bool | None = None,
+        breadcrumb: Breadcrumb | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise GuardConfigError(f"unknown guard policy {policy!r}; valid policies: {', '.join(POLICIES)}")
@@ -113,6 +153,7 @@ class ConvGuard:
         self.route_table = route_table
         self.counting = counting
         self.check_vendor = check_vendor
+        self.breadcrumb = breadcrumb
         self._entries: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]]" = weakref.WeakKeyDictionary()
         self._routes: dict[ConvSignature, Route] = {}
         self._names: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
@@ -194,32 +235,7 @@ class ConvGuard:
         return _Entry(route, pre_pad, pad_mode)
 
     def _route_for(self, module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool, output_padding: tuple = (0, 0)):
-        kernel = (int(w.shape[2]), int(w.shape[3]))
-        if transposed:
-            padding, pre_pad, pad_mode = (int(module.padding[0]), int(module.padding[1])), None, "constant"
-        else:
-            padding, pre_pad, pad_mode = _resolve_padding(module, kernel)
-        h, wd = int(x.shape[2]), int(x.shape[3])
-        if pre_pad is not None:
-            h += pre_pad[2] + pre_pad[3]
-            wd += pre_pad[0] + pre_pad[1]
-        groups = int(module.groups)
-        sig = ConvSignature(
-            in_channels=int(x.shape[1]),
-            out_channels=int(w.shape[1]) * groups if transposed else int(w.shape[0]),
-            kernel=kernel,
-            stride=(int(module.stride[0]), int(module.stride[1])),
-            padding=padding,
-            dilation=(int(module.dilation[0]), int(module.dilation[1])),
-            groups=groups,
-            height=h,
-            width=wd,
-            batch=int(x.shape[0]),
-            dtype=dtype_name(ac or x.dtype),
-            channels_last=bool(x.is_contiguous(memory_format=torch.channels_last)) and not x.is_contiguous(),
-            transposed=transposed,
-            output_padding=tuple(int(v) for v in output_padding),  # type: ignore[arg-type]
-        )
+        sig, pre_pad, pad_mode = build_signature(module, x, w, ac, transposed, output_padding)
         route = self._routes.get(sig)
         if route is None:
             route = self._routes[sig] = self._new_route(sig, x.device)
@@ -231,7 +247,7 @@ class ConvGuard:
         rules = {d: self.profile.rules_for(sig.with_direction(d)) if self.profile else () for d in DIRECTIONS}
         return Route(
             sig, params, directions, rules, algorithm_for(sig),
-            check_vendor=self._checks_vendor(device), fallback=self.policy != "vendor",
+            check_vendor=self._checks_vendor(device), fallback=self.policy != "vendor", crumb=self.breadcrumb,
         )
 
     def _decide(self, sig: ConvSignature) -> str:

@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 from ..bypass import ConvParams
 from ..faults import FaultProfile, FaultRule, corrupt, raise_or_block
 from ..signature import DIRECTIONS, ConvSignature
+from ..verdicts.breadcrumb import Breadcrumb
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -44,7 +45,7 @@ def is_vendor_error(exc: BaseException) -> bool:
 class Route:
     """The route of one signature, shared by every module and call that has this signature."""
 
-    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "reasons", "fallbacks", "fallback")
+    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "reasons", "fallbacks", "fallback", "crumb", "crumb_ids")
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class Route:
         algorithm: ModuleType,
         check_vendor: bool,
         fallback: bool = True,
+        crumb: Breadcrumb | None = None,
     ) -> None:
         self.sig = sig
         self.params = params
@@ -64,6 +66,8 @@ class Route:
         self.reasons: dict[str, str] = {}
         self.fallbacks = 0
         self.fallback = fallback
+        self.crumb = crumb
+        self.crumb_ids: dict[str, int] = {}
         self.uses_bypass = any(d == BYPASS for d in directions.values())
         self.plain = not check_vendor and not any(rules.values()) and not self.uses_bypass
 
@@ -87,11 +91,21 @@ class Route:
         if self.directions[direction] == BYPASS:
             return bypass()
         rules = self.rules[direction]
+        crumb = self.crumb
+        first = False
+        if crumb is not None:
+            idx = self.crumb_ids.get(direction)
+            if idx is None:
+                first = True
+                idx = self.crumb_ids[direction] = crumb.register(self.sig.with_direction(direction).key())
+            crumb.enter(idx)
         try:
             rule = FaultProfile.fire(rules) if rules else None
             if rule is not None and rule.effect in ("error", "hang", "abort"):
                 raise_or_block(rule)
             out = vendor()
+            if first and out.is_cuda:
+                torch.cuda.synchronize(out.device)  # a first call's async fault is blamed right
             return out if rule is None else corrupt(rule, out)
         except RuntimeError as e:
             if not self.fallback or not is_vendor_error(e):
@@ -99,37 +113,52 @@ class Route:
             self.fallbacks += 1
             self.mark_bad(direction, str(e).splitlines()[0][:200])
             return bypass()
+        finally:
+            if crumb is not None:
+                crumb.leave()
 
     # -- the three directions ------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    def vendor_call(self, direction: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, grad_out: torch.Tensor | None = None) -> torch.Tensor:
+        """One direction on the vendor library: cuDNN/MIOpen through aten, forward or backward."""
         p = self.params
-        if p.transposed:
-            vendor = lambda: F.conv_transpose2d(x, w, b, p.stride, p.padding, p.output_padding, p.groups, p.dilation)  # noqa: E731
-        else:
-            vendor = lambda: F.conv2d(x, w, b, p.stride, p.padding, p.dilation, p.groups)  # noqa: E731
-        return self.run("fwd", vendor, lambda: self.algorithm.forward(x, w, b, p))
+        if direction == "fwd":
+            if p.transposed:
+                return F.conv_transpose2d(x, w, b, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
+            return F.conv2d(x, w, b, p.stride, p.padding, p.dilation, p.groups)
+        mask = [direction == "bwd_data", direction == "bwd_weight", False]
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            grad_out, x, w, None, list(p.stride), list(p.padding), list(p.dilation),
+            p.transposed, list(p.output_padding), p.groups, mask,
+        )
+        return gx if mask[0] else gw
+
+    def bypass_call(self, direction: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, grad_out: torch.Tensor | None = None) -> torch.Tensor:
+        """One direction on the bypass algorithm of this signature."""
+        if direction == "fwd":
+            return self.algorithm.forward(x, w, b, self.params)
+        if direction == "bwd_data":
+            return self.algorithm.backward_data(grad_out, x, w, self.params)
+        return self.algorithm.backward_weight(grad_out, x, w, self.params)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return self.run("fwd", lambda: self.vendor_call("fwd", x, w, b), lambda: self.bypass_call("fwd", x, w, b))
 
     def backward(
         self, grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, need_x: bool, need_w: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        p = self.params
         grad_out = grad_out.contiguous(memory_format=_memory_format(x))
-
-        def vendor(mask: list[bool]) -> Callable[[], torch.Tensor]:
-            def call() -> torch.Tensor:
-                gx, gw, _ = torch.ops.aten.convolution_backward(
-                    grad_out, x, w, None, list(p.stride), list(p.padding), list(p.dilation),
-                    p.transposed, list(p.output_padding), p.groups, mask,
-                )
-                return gx if mask[0] else gw
-
-            return call
-
         gx = gw = None
-        if need_x:
-            gx = self.run("bwd_data", vendor([True, False, False]), lambda: self.algorithm.backward_data(grad_out, x, w, p))
-        if need_w:
-            gw = self.run("bwd_weight", vendor([False, True, False]), lambda: self.algorithm.backward_weight(grad_out, x, w, p))
+        for direction, needed in (("bwd_data", need_x), ("bwd_weight", need_w)):
+            if needed:
+                g = self.run(
+                    direction,
+                    lambda: self.vendor_call(direction, x, w, None, grad_out),  # noqa: B023 - called at once
+                    lambda: self.bypass_call(direction, x, w, None, grad_out),  # noqa: B023
+                )
+                if direction == "bwd_data":
+                    gx = g
+                else:
+                    gw = g
         return gx, gw
 
     def summary(self) -> dict:

@@ -1,0 +1,64 @@
+"""Isolated probes identify every verdict class for its signatures, and nothing else."""
+
+import time
+
+import yaml
+
+from yolo_rdna1.probe.runner import Prober, Timeouts
+from yolo_rdna1.signature import ConvSignature
+
+
+def sig(**kw):
+    base = dict(in_channels=8, out_channels=8, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1, height=24, width=24, batch=2)
+    base.update(kw)
+    return ConvSignature(**base)
+
+
+PROFILE = {
+    "name": "every-effect",
+    "rules": [
+        {"match": {"in_channels": 9}, "direction": "fwd", "effect": "hang"},
+        {"match": {"in_channels": 10}, "direction": "bwd_weight", "effect": "abort"},
+        {"match": {"in_channels": 11}, "effect": "error", "message": "miopenStatusInternalError"},
+        {"match": {"in_channels": 12}, "direction": "bwd_data", "effect": "nan"},
+        {"match": {"in_channels": 13}, "direction": "fwd", "effect": "wrong"},
+        {"match": {"in_channels": 14}, "effect": "abort", "after": 50},  # beyond what a probe runs
+    ],
+}
+
+
+def test_every_verdict_class_is_identified_and_nothing_else_flagged(tmp_path, monkeypatch):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(PROFILE))
+    monkeypatch.setenv("YOLO_RDNA1_FAULTS", str(f))
+    cases = {
+        sig(in_channels=9): "hang",
+        sig(in_channels=9, direction="bwd_data"): "ok",
+        sig(in_channels=10, direction="bwd_weight"): "abort",
+        sig(in_channels=10): "ok",
+        sig(in_channels=11, direction="bwd_data"): "error",
+        sig(in_channels=12, direction="bwd_data"): "nan",
+        sig(in_channels=12, direction="bwd_weight"): "ok",
+        sig(in_channels=13): "wrong",
+        sig(in_channels=14): "ok",
+        sig(in_channels=16, groups=16, out_channels=16): "ok",
+        sig(transposed=True, stride=(2, 2), kernel=(2, 2), padding=(0, 0)): "ok",
+        sig(dtype="bfloat16", kernel=(1, 1), padding=(0, 0)): "ok",
+    }
+    t = time.perf_counter()
+    results = Prober("cpu", timeouts=Timeouts(compile_allowance=1.0, minimum=0.5, factor=10.0)).probe(list(cases))
+    got = {r.signature: r.verdict for r in results}
+    assert got == {s.key(): v for s, v in cases.items()}
+    by = {r.verdict: r for r in results}
+    assert "miopenStatusInternalError" in by["error"].detail
+    assert "SIGABRT" in by["abort"].detail
+    assert all(r.bypass_ms is not None and r.bypass_ms > 0 for r in results)
+    assert all(r.vendor_ms is not None for r in results if r.verdict == "ok")
+    assert time.perf_counter() - t < 120
+
+
+def test_results_stream_as_they_finish(tmp_path, monkeypatch):
+    monkeypatch.delenv("YOLO_RDNA1_FAULTS", raising=False)
+    seen = []
+    Prober("cpu").probe([sig(), sig(height=16, width=16)], on_result=lambda r: seen.append(r.verdict))
+    assert seen == ["ok", "ok"]
