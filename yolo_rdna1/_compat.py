@@ -15,6 +15,11 @@ def is_compiling() -> bool:
     return _is_compiling()
 
 
+#: One C call that says whether autocast is on for any device: the guard's per-call check, so
+#: the device type is only looked up when autocast is actually on (torch >= 2.1 has it).
+any_autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", None) or (lambda: True)
+
+
 if "device_type" in (getattr(torch.is_autocast_enabled, "__text_signature__", None) or "") or hasattr(torch, "get_autocast_dtype"):
 
     def autocast_dtype(device_type: str) -> torch.dtype | None:

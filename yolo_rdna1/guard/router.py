@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._compat import autocast_dtype, is_compiling
+from .._compat import any_autocast_enabled, autocast_dtype, is_compiling
 from ..bypass import ConvParams, algorithm_for
 from ..faults import FaultProfile, load_profile, profile_from_env
 from ..signature import DIRECTIONS, ConvSignature, dtype_name
@@ -167,8 +167,10 @@ class ConvGuard:
         per = self._entries.get(module)
         if per is None:
             per = self._entries[module] = {}
-        ac = autocast_dtype(x.device.type)
-        key = (x.shape, x.dtype, ac, x.is_contiguous(memory_format=torch.channels_last), w.shape)
+        ac = autocast_dtype(x.device.type) if any_autocast_enabled() else None
+        # shape + stride name the layout too (channels_last, channel-sliced views of C2f); the
+        # weight's shape is the module's, fixed per module, so it is left out of the hot key
+        key = (x.shape, x.stride(), x.dtype, ac)
         e = per.get(key)
         if e is None:
             e = per[key] = self._resolve(module, x, w, ac, transposed=False)
@@ -194,9 +196,9 @@ class ConvGuard:
         per = self._entries.get(module)
         if per is None:
             per = self._entries[module] = {}
-        ac = autocast_dtype(x.device.type)
+        ac = autocast_dtype(x.device.type) if any_autocast_enabled() else None
         op = tuple(module._output_padding(x, output_size, module.stride, module.padding, module.kernel_size, 2, module.dilation))
-        key = (x.shape, x.dtype, ac, x.is_contiguous(memory_format=torch.channels_last), module.weight.shape, op)
+        key = (x.shape, x.stride(), x.dtype, ac, module.weight.shape, op)
         e = per.get(key)
         if e is None:
             e = per[key] = self._resolve(module, x, module.weight, ac, transposed=True, output_padding=op)

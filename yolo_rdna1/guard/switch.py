@@ -21,30 +21,29 @@ _LOCK = threading.Lock()
 _ACTIVE: ConvGuard | None = None
 
 
-def _guarded_conv_forward(self: nn.Conv2d, input, weight, bias):  # noqa: A002 - torch's own names
-    g = _ACTIVE
-    if g is None:
-        return ORIGINAL_CONV2D_FORWARD(self, input, weight, bias)
-    return g.conv2d(self, input, weight, bias)
+def _patched_methods(guard: ConvGuard):
+    """The class-level replacements, bound to one guard (a closure saves a lookup per call)."""
+    conv2d, conv_transpose2d = guard.conv2d, guard.conv_transpose2d
 
+    def _conv_forward(self: nn.Conv2d, input, weight, bias):  # noqa: A002 - torch's own names
+        return conv2d(self, input, weight, bias)
 
-def _guarded_conv_transpose_forward(self: nn.ConvTranspose2d, input, output_size=None):  # noqa: A002
-    g = _ACTIVE
-    if g is None:
-        return ORIGINAL_CONV_TRANSPOSE2D_FORWARD(self, input, output_size)
-    return g.conv_transpose2d(self, input, output_size)
+    def forward(self: nn.ConvTranspose2d, input, output_size=None):  # noqa: A002
+        return conv_transpose2d(self, input, output_size)
+
+    _conv_forward.__yolo_rdna1_guard__ = forward.__yolo_rdna1_guard__ = True  # type: ignore[attr-defined]
+    return _conv_forward, forward
 
 
 def _install(guard: ConvGuard | None) -> None:
     global _ACTIVE
-    _ACTIVE = guard
     if guard is None or guard.policy == "off":
         _ACTIVE = None
         nn.Conv2d._conv_forward = ORIGINAL_CONV2D_FORWARD
         nn.ConvTranspose2d.forward = ORIGINAL_CONV_TRANSPOSE2D_FORWARD
     else:
-        nn.Conv2d._conv_forward = _guarded_conv_forward
-        nn.ConvTranspose2d.forward = _guarded_conv_transpose_forward
+        _ACTIVE = guard
+        nn.Conv2d._conv_forward, nn.ConvTranspose2d.forward = _patched_methods(guard)
 
 
 def current() -> ConvGuard | None:
@@ -53,7 +52,7 @@ def current() -> ConvGuard | None:
 
 
 def is_patched() -> bool:
-    return nn.Conv2d._conv_forward is _guarded_conv_forward
+    return getattr(nn.Conv2d._conv_forward, "__yolo_rdna1_guard__", False)
 
 
 def enable(guard: ConvGuard | None = None, **options: Any) -> ConvGuard:
