@@ -1,0 +1,50 @@
+"""The yolo-rdna1 command: key=value parsing, clear messages, verdict management."""
+
+import json
+import subprocess
+import sys
+
+from yolo_rdna1.cli import main, parse_kv
+from yolo_rdna1.signature import ConvSignature
+from yolo_rdna1.verdicts import Verdict, VerdictStore
+
+
+def cli(*args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "yolo_rdna1.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_parse_kv_reads_yaml_scalars():
+    assert parse_kv(["epochs=3", "amp=False", "name=run1", "imgsz=640", "device=0,1"]) == {
+        "epochs": 3, "amp": False, "name": "run1", "imgsz": 640, "device": "0,1"}
+
+
+def test_bad_command_lines_give_one_message_and_exit_2(tmp_path):
+    r = cli("fly")
+    assert r.returncode == 2 and "unknown command 'fly'; valid: demo, train, probe, verdicts, report, doctor" in r.stderr
+    r = cli("probe", "modle=yolov8n.yaml")
+    assert r.returncode == 2 and "unknown argument(s) ['modle']" in r.stderr and "Traceback" not in r.stderr
+    r = cli("probe", f"model={tmp_path / 'missing.pt'}", f"cache={tmp_path}")
+    assert r.returncode == 2 and "missing.pt not found" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "data=x.yaml", "guard=fast")
+    assert r.returncode == 2 and "guard='fast' is not a policy" in r.stderr
+    r = cli("demo", "epochz=3")
+    assert r.returncode == 2 and "unknown argument(s) ['epochz']" in r.stderr
+
+
+def test_verdicts_list_export_import_clear_miopen(tmp_path, capsys):
+    store = VerdictStore(tmp_path / "a" / "verdicts.sqlite")
+    sig = ConvSignature(16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, 48, 48, 4)
+    store.put([Verdict("cardA", "default", sig.key(), "hang", "no return"), Verdict("cardA", "default", sig.with_direction("bwd_data").key(), "ok")])
+    assert main(["verdicts", "list", f"cache={tmp_path / 'a'}"]) == 0
+    assert "2 verdicts" in capsys.readouterr().out
+    out = tmp_path / "v.json"
+    assert main(["verdicts", "export", f"cache={tmp_path / 'a'}", f"file={out}"]) == 0
+    assert len(json.loads(out.read_text())["verdicts"]) == 2
+    assert main(["verdicts", "import", f"cache={tmp_path / 'b'}", f"file={out}"]) == 0
+    assert main(["verdicts", "miopen", f"cache={tmp_path / 'b'}"]) == 0
+    text = capsys.readouterr().out
+    assert "MIOpenDriver conv -n 4 -c 16 -H 48 -W 48 -k 32" in text and "# 1 bad conv signatures" in text
+    assert main(["verdicts", "clear", f"cache={tmp_path / 'b'}"]) == 0
+    assert len(VerdictStore(tmp_path / "b" / "verdicts.sqlite").query()) == 0

@@ -1,0 +1,204 @@
+"""The ``yolo-rdna1`` command: ``yolo``-style ``key=value`` arguments.
+
+    yolo-rdna1 demo [epochs=2 imgsz=256 ...]        short guarded training on synthetic thermal data
+    yolo-rdna1 train data=... [model=... guard=auto ...]
+    yolo-rdna1 probe [model=yolov8n.yaml imgsz=640 batch=16 data=... device=0 env_profile=auto]
+    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=...]
+    yolo-rdna1 report RUN_DIR                        what the guard did in a run (+ rdna1.png)
+    yolo-rdna1 doctor [device=0]                     device, ROCm/MIOpen setup, what to change
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+USAGE = __doc__ or ""
+
+
+class UsageError(ValueError):
+    """A command line that cannot run; printed as one message, exit code 2."""
+
+
+def parse_kv(tokens: list[str], allowed: list[str] | None = None, command: str = "") -> dict[str, Any]:
+    """``["epochs=3", "amp=False"]`` -> ``{"epochs": 3, "amp": False}`` (YAML scalars)."""
+    out: dict[str, Any] = {}
+    for tok in tokens:
+        if "=" not in tok:
+            raise UsageError(f"'{tok}' is not a key=value argument of 'yolo-rdna1 {command}'")
+        key, _, raw = tok.partition("=")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = raw if isinstance(value, (dict,)) else value
+    if allowed is not None:
+        unknown = [k for k in out if k not in allowed]
+        if unknown:
+            raise UsageError(f"unknown argument(s) {unknown} for 'yolo-rdna1 {command}'; valid: {', '.join(allowed)}")
+    return out
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("PIL",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_train(tokens: list[str]) -> int:
+    from .training import train
+
+    args = parse_kv(tokens, command="train")
+    if "data" not in args:
+        raise UsageError("'yolo-rdna1 train' needs data=<dataset YAML>")
+    train(**args)
+    return 0
+
+
+DEMO_DEFAULTS: dict[str, Any] = {
+    "project": "runs/rdna1",
+    "name": "demo",
+    "epochs": 2,
+    "imgsz": 256,
+    "batch": 8,
+    "n_train": 64,
+    "n_val": 16,
+    "faults": "gfx1010",
+    "guard": "auto",
+    "device": "cpu",
+    "seed": 0,
+}
+
+
+def cmd_demo(tokens: list[str]) -> int:
+    """Generate the synthetic thermal dataset and train YOLOv8n on it, guarded, under a fault profile."""
+    args = {**DEMO_DEFAULTS, **parse_kv(tokens, list(DEMO_DEFAULTS), "demo")}
+    from .callbacks import last_run
+    from .data import make_synthetic_thermal
+    from .training import train
+
+    project = Path(args["project"]).resolve()
+    data = make_synthetic_thermal(project / "synthetic-thermal", n_train=int(args["n_train"]), n_val=int(args["n_val"]), seed=int(args["seed"]), overwrite=True)
+    train(
+        data=str(data), model="yolov8n.yaml", guard=args["guard"], faults=args["faults"], epochs=args["epochs"],
+        imgsz=args["imgsz"], batch=args["batch"], device=args["device"], project=str(project), name=args["name"],
+        exist_ok=True, plots=False, workers=0, seed=int(args["seed"]),
+    )
+    run = last_run()
+    seen = {"totals": run.final_totals, "routes": run.final_routes, "summary": run.probe_summary} if run else {}
+    totals = seen.get("totals", {"calls": 0, "bypassed": 0, "fallbacks": 0})
+    routes = seen.get("routes", [])
+    bypassed_sigs = sum(1 for r in routes if any(v == "bypass" for v in r["routes"].values()))
+    print()
+    if seen.get("summary"):
+        print(f"probe: {seen['summary']}")
+    print(
+        f"yolo_rdna1 demo: {totals['bypassed']} of {totals['calls']} conv calls in training and validation were bypassed "
+        f"({bypassed_sigs} of {len(routes)} conv signatures), {totals['fallbacks']} in-process fallbacks; "
+        f"fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
+    )
+    return 0
+
+
+def cmd_probe(tokens: list[str]) -> int:
+    from .probe.api import print_report, probe
+    from .verdicts import VerdictStore
+
+    allowed = ["model", "imgsz", "batch", "data", "device", "amp", "env_profile", "refresh", "cache"]
+    args = parse_kv(tokens, allowed, "probe")
+    cache = args.pop("cache", None)
+    store = VerdictStore(Path(cache) / "verdicts.sqlite") if cache else None
+    report = probe(store=store, **args)
+    print_report(report)
+    return 0
+
+
+def cmd_verdicts(tokens: list[str]) -> int:
+    from .verdicts import VerdictStore, miopen_driver_command
+
+    if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
+        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=...]")
+    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad"], f"verdicts {tokens[0]}")
+    store = VerdictStore(Path(args["cache"]) / "verdicts.sqlite") if args.get("cache") else VerdictStore()
+    device = args.get("device")
+    if action == "list":
+        rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
+        for v in rows:
+            print(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  {v.detail}")
+        print(f"{len(rows)} verdicts in {store.path}")
+    elif action == "export":
+        if not args.get("file"):
+            raise UsageError("'verdicts export' needs file=<path.json>")
+        n = store.export_json(args["file"], device)
+        print(f"exported {n} verdicts to {args['file']}")
+    elif action == "import":
+        if not args.get("file"):
+            raise UsageError("'verdicts import' needs file=<path.json>")
+        n = store.import_json(args["file"])
+        print(f"imported {n} verdicts into {store.path}")
+    elif action == "clear":
+        n = store.clear(device)
+        print(f"removed {n} verdicts from {store.path}")
+    else:
+        bad = [v for v in store.query(device) if v.bad]
+        for v in bad:
+            print(f"# {v.verdict}: {v.detail}\n{miopen_driver_command(v)}")
+        print(f"# {len(bad)} bad conv signatures")
+    return 0
+
+
+def cmd_report(tokens: list[str]) -> int:
+    from .report import print_report
+
+    if len(tokens) != 1 or "=" in tokens[0]:
+        raise UsageError("usage: yolo-rdna1 report RUN_DIR")
+    return print_report(tokens[0])
+
+
+def cmd_doctor(tokens: list[str]) -> int:
+    from .doctor import print_doctor
+
+    return print_doctor(**parse_kv(tokens, ["device"], "doctor"))
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "probe": cmd_probe,
+    "verdicts": cmd_verdicts,
+    "report": cmd_report,
+    "doctor": cmd_doctor,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.strip())
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"yolo-rdna1: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    _setup_logging()
+    from .faults import FaultProfileError
+    from .options import OptionError
+    from .probe.discovery import DiscoveryError
+    from .probe.envprofiles import EnvProfileError
+    from .report import ReportError
+    from .verdicts import VerdictStoreError
+
+    try:
+        return command(argv[1:])
+    except (UsageError, OptionError, FaultProfileError, DiscoveryError, EnvProfileError, VerdictStoreError, ReportError, FileExistsError) as e:
+        print(f"yolo-rdna1 {argv[0]}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

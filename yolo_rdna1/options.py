@@ -1,0 +1,86 @@
+"""The plugin's options: one validated set, the same from Python, the CLI and a recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from .guard.router import POLICIES
+from .verdicts.table import UNKNOWN_POLICIES
+
+
+class OptionError(ValueError):
+    """An unknown option or a value that makes no sense; raised before any long work starts."""
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """Options of :func:`yolo_rdna1.add_callbacks` / :func:`yolo_rdna1.train` (the ``guard=...`` family).
+
+    Attributes:
+        guard: conv routing policy: ``auto`` (verdicts), ``bypass``, ``vendor``, ``off``.
+        faults: fault profile (name or YAML path) to simulate; ``None`` reads ``YOLO_RDNA1_FAULTS``.
+        env_profile: MIOpen env profile (``default``, ``no_gemm``, ... or ``auto`` to let the
+            probe pick the one under which the most conv work is ok).
+        unknown: what a signature without a verdict gets at run time: ``probe`` | ``bypass`` | ``vendor``.
+        probe: probe the run's signatures before training (isolated; cached per device).
+        cache: folder of the verdict store (default ``$YOLO_RDNA1_CACHE`` or the user cache dir).
+        prefer_faster: route an ok signature to the bypass where the probe measured it faster.
+        telemetry: GPU sensor sampling interval in seconds (0 turns the sampler off).
+        thermal: pause between batches when the GPU runs hot.
+        thermal_limit: pause at this junction (else edge) temperature in C; None = vendor default.
+        thermal_resume: resume below this temperature in C; None = vendor default.
+    """
+
+    guard: str = "auto"
+    faults: str | None = None
+    env_profile: str = "default"
+    unknown: str = "probe"
+    probe: bool = True
+    cache: str | None = None
+    prefer_faster: bool = True
+    telemetry: float = 1.0
+    thermal: bool = True
+    thermal_limit: float | None = None
+    thermal_resume: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.guard not in POLICIES:
+            raise OptionError(f"guard={self.guard!r} is not a policy; valid: {', '.join(POLICIES)}")
+        if self.unknown not in UNKNOWN_POLICIES:
+            raise OptionError(f"unknown={self.unknown!r} is not valid; valid: {', '.join(UNKNOWN_POLICIES)}")
+        for name in ("probe", "prefer_faster", "thermal"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"{name}={getattr(self, name)!r} must be True or False")
+        if isinstance(self.telemetry, bool) or not isinstance(self.telemetry, (int, float)) or not 0 <= self.telemetry <= 3600:
+            raise OptionError(f"telemetry={self.telemetry!r} must be a sampling interval in seconds, 0 (off) to 3600")
+        for name in ("thermal_limit", "thermal_resume"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 30 <= v <= 125):
+                raise OptionError(f"{name}={v!r} must be a temperature in C between 30 and 125, or None for the vendor default")
+        if self.thermal_limit is not None and self.thermal_resume is not None and self.thermal_resume >= self.thermal_limit:
+            raise OptionError(
+                f"thermal_resume={self.thermal_resume} must be below thermal_limit={self.thermal_limit} "
+                "(training resumes once the GPU has cooled below it)"
+            )
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "PluginOptions":
+        """Build from keyword arguments; an unknown name gets the closest valid one suggested."""
+        unknown = [k for k in values if k not in cls.names()]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, cls.names(), n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise OptionError(f"unknown yolo_rdna1 option(s) {', '.join(hints)}; valid options: {', '.join(cls.names())}")
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
