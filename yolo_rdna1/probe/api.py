@@ -15,7 +15,7 @@ from ..device import describe_device, parse_device
 from ..faults import FaultProfile, profile_from_env
 from ..signature import ConvSignature
 from ..verdicts.store import Verdict, VerdictStore
-from ..verdicts.table import device_key
+from ..verdicts.table import device_key, route_of
 from .discovery import discover
 from .envprofiles import EnvProfile, load_env_profile, shipped_env_profiles
 from .runner import Prober, ProbeResult, Timeouts
@@ -42,14 +42,20 @@ class ProbeReport:
         return out
 
     def summary(self) -> str:
-        """``57 signatures: 49 vendor, 8 bypass (5 hang, 2 abort, 1 wrong); profile implicit_gemm``."""
-        bad = [v for v in self.verdicts if v.bad]
+        """``57 signatures: 49 vendor, 8 bypass (5 hang, 2 abort, 1 wrong); profile implicit_gemm``.
+
+        Counted per (signature, direction); "faster" are ok signatures the bypass beat.
+        """
         kinds: dict[str, int] = {}
-        for v in bad:
-            kinds[v.verdict] = kinds.get(v.verdict, 0) + 1
+        bypass = 0
+        for v in self.verdicts:
+            if route_of(v) == "bypass":
+                bypass += 1
+                kind = v.verdict if v.bad else "faster"
+                kinds[kind] = kinds.get(kind, 0) + 1
         detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
         return (
-            f"{len(self.verdicts)} signatures: {len(self.verdicts) - len(bad)} vendor, {len(bad)} bypass"
+            f"{len(self.verdicts)} signatures: {len(self.verdicts) - bypass} vendor, {bypass} bypass"
             + (f" ({detail})" if detail else "")
             + f"; profile {self.env_profile}"
         )
@@ -60,7 +66,7 @@ class ProbeReport:
         for v in sorted(self.verdicts, key=lambda v: (v.bad is False, v.signature)):
             s = v.sig
             fmt = lambda t: "-" if t is None else f"{t:.2f}"  # noqa: E731
-            rows.append((str(s.with_direction("fwd")).rsplit(" ", 1)[0], s.direction, v.verdict, fmt(v.vendor_ms), fmt(v.bypass_ms), "bypass" if v.bad else "vendor"))
+            rows.append((str(s.with_direction("fwd")).rsplit(" ", 1)[0], s.direction, v.verdict, fmt(v.vendor_ms), fmt(v.bypass_ms), route_of(v)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

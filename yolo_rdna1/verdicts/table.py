@@ -30,6 +30,15 @@ def device_key(fingerprint: str, profile: FaultProfile | None) -> str:
     return f"{fingerprint}|faults={profile.name}@{digest}"
 
 
+def route_of(v: Verdict, prefer_faster: bool = True, margin: float = 0.9) -> str:
+    """The route a verdict gives: bad -> bypass; ok -> vendor, or bypass where measured faster."""
+    if v.bad:
+        return "bypass"
+    if prefer_faster and v.vendor_ms and v.bypass_ms is not None and v.bypass_ms < margin * v.vendor_ms:
+        return "bypass"
+    return "vendor"
+
+
 class VerdictRouteTable:
     """``sig -> "vendor" | "bypass"`` from stored verdicts; called once per signature-direction.
 
@@ -77,8 +86,4 @@ class VerdictRouteTable:
                 v = self.verdicts.get(key)
             if v is None:
                 return "bypass" if self.unknown == "bypass" else "vendor"
-        if v.bad:
-            return "bypass"
-        if self.prefer_faster and v.vendor_ms and v.bypass_ms is not None and v.bypass_ms < self.margin * v.vendor_ms:
-            return "bypass"
-        return "vendor"
+        return route_of(v, self.prefer_faster, self.margin)

@@ -1,0 +1,38 @@
+"""MIOpen env profiles: the probe tries each and picks the one with the most conv work ok."""
+
+import pytest
+import torch.nn as nn
+import yaml
+
+from yolo_rdna1.probe.api import probe
+from yolo_rdna1.probe.envprofiles import EnvProfileError, load_env_profile, shipped_env_profiles
+from yolo_rdna1.verdicts import VerdictStore
+
+
+def test_shipped_profiles_load_and_bad_names_are_named(tmp_path):
+    assert {"default", "no_gemm", "implicit_gemm", "direct_only", "no_winograd"} <= set(shipped_env_profiles())
+    assert load_env_profile("no_gemm").env == {"MIOPEN_DEBUG_CONV_GEMM": "0"}
+    with pytest.raises(EnvProfileError, match="unknown MIOpen env profile 'fast'; shipped profiles:"):
+        load_env_profile("fast")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: x\nenvs: {}\n")
+    with pytest.raises(EnvProfileError, match=r"unknown key\(s\) \['envs'\]"):
+        load_env_profile(bad)
+
+
+def test_auto_picks_the_profile_under_which_most_flops_are_ok(tmp_path, monkeypatch):
+    prof = tmp_path / "f.yaml"
+    prof.write_text(yaml.safe_dump({"name": "gemm-bug", "rules": [
+        # the big conv aborts unless GEMM solvers are off; a small one is wrong unless Winograd is off
+        {"match": {"in_channels": 8}, "direction": "bwd_weight", "effect": "abort", "unless_env": {"MIOPEN_DEBUG_CONV_GEMM": "0"}},
+        {"match": {"in_channels": 3}, "direction": "fwd", "effect": "wrong", "unless_env": {"MIOPEN_DEBUG_CONV_WINOGRAD": "0"}},
+    ]}))
+    monkeypatch.setenv("YOLO_RDNA1_FAULTS", str(prof))
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 32, 3, padding=1))
+    report = probe(net, imgsz=32, batch=2, env_profile="auto", store=VerdictStore(tmp_path / "v.sqlite"), progress=False)
+    scores = report.profile_scores
+    assert scores["default"] < scores["no_gemm"] and scores["default"] < scores["no_winograd"]
+    # GEMM off fixes the big conv (most FLOPs); implicit_gemm and direct_only turn both off
+    assert scores["implicit_gemm"] == scores["direct_only"] == 1.0
+    assert report.env_profile in ("direct_only", "implicit_gemm")
+    assert all(v.verdict == "ok" for v in report.verdicts)
