@@ -98,14 +98,26 @@ def test_conv_transpose2d_sweep_float64(case):
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_every_algorithm_float32_yolo_shapes(name, monkeypatch):
-    """The shapes YOLOv8n actually has, in float32, for every registered algorithm."""
+    """The shapes YOLOv8n actually has, in float32, for every registered algorithm, through the
+    guard (the algorithm forced for every signature it supports; the others are skipped)."""
     import yolo_rdna1.guard.router as router
+    from yolo_rdna1.signature import ConvSignature
 
     monkeypatch.setattr(router, "algorithm_for", lambda sig: ALGORITHMS[name])
     torch.manual_seed(0)
-    for cin, cout, k, s, groups in [(3, 16, 3, 2, 1), (32, 32, 1, 1, 1), (16, 16, 3, 1, 1), (64, 64, 3, 1, 64), (64, 4, 1, 1, 1)]:
-        conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups)
-        assert_same(conv, torch.randn(2, cin, 20, 20), rtol=1e-4, atol=1e-4)
+    ran = 0
+    for cin, cout, k, s, groups in [(3, 16, 3, 2, 1), (32, 32, 1, 1, 1), (16, 16, 3, 1, 1), (64, 64, 3, 1, 64), (64, 4, 1, 1, 1), (32, 64, 3, 2, 1)]:
+        for channels_last in (False, True):
+            sig = ConvSignature(cin, cout, (k, k), (s, s), (k // 2, k // 2), (1, 1), groups, 20, 20, 2, "float32", channels_last)
+            if not ALGORITHMS[name].supports(sig):
+                continue
+            conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups)
+            x = torch.randn(2, cin, 20, 20)
+            if channels_last:
+                conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            assert_same(conv, x, rtol=1e-4, atol=1e-4)
+            ran += 1
+    assert ran >= 2
 
 
 def test_no_bias_and_frozen_weight():

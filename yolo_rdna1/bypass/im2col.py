@@ -21,6 +21,11 @@ import torch.nn.functional as F
 from .params import ConvParams
 
 
+def supports(sig) -> bool:
+    """Every 2-D conv and transposed conv: this is the universal fallback."""
+    return True
+
+
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 

@@ -141,12 +141,19 @@ class Route:
         return self.algorithm.backward_weight(grad_out, x, w, self.params)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        if self.directions["fwd"] == BYPASS:  # hot path of a bypassed direction: no closures
+            return self.algorithm.forward(x, w, b, self.params)
         return self.run("fwd", lambda: self.vendor_call("fwd", x, w, b), lambda: self.bypass_call("fwd", x, w, b))
 
     def backward(
         self, grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, need_x: bool, need_w: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         grad_out = grad_out.contiguous(memory_format=_memory_format(x))
+        d = self.directions
+        if d["bwd_data"] == BYPASS and d["bwd_weight"] == BYPASS:  # hot path: no closures
+            alg, p = self.algorithm, self.params
+            return (alg.backward_data(grad_out, x, w, p) if need_x else None,
+                    alg.backward_weight(grad_out, x, w, p) if need_w else None)
         gx = gw = None
         for direction, needed in (("bwd_data", need_x), ("bwd_weight", need_w)):
             if needed:
@@ -172,7 +179,11 @@ class Route:
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+    """channels_last for a channels_last input, also for a channel slice of one (C2f's
+    ``chunk``), as torch's own conv decides; a grad_out arriving channels_last then stays as is."""
+    if x.dim() == 4 and not x.is_contiguous() and (x.is_contiguous(memory_format=torch.channels_last) or (x.stride(1) == 1 and x.shape[1] > 1)):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class RoutedConv(torch.autograd.Function):

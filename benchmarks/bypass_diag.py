@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Where the bypass step's time goes: host overhead per call, device kernel time, GEMM modes.
+
+A diagnostic companion of ``bypass_step.py`` (issue 5), for tuning, not for the report:
+
+* ``host``: host microseconds per call of each bypass direction and of its building blocks,
+  on tiny CUDA tensors (device work negligible, so this is Python + dispatcher + launch cost);
+* ``kernels``: torch.profiler of one whole YOLOv8n train step per path: device busy time and the
+  kernels that take it, grouped by name;
+* ``gemm``: the GEMM shapes of a few YOLOv8n convs in TF32 and IEEE float32, and bf16;
+* ``gather``: the bwd_data gather-reduction against a plain copy of the same bytes.
+
+    python3 benchmarks/bypass_diag.py --out "$OUT"
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bypass_step as bs  # noqa: E402
+from yolo_rdna1.bypass import ConvParams, im2col, nhwc_gemm, pointwise  # noqa: E402
+from yolo_rdna1.bypass import _common as C_  # noqa: E402
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def host_us(fn, n: int = 300) -> float:
+    for _ in range(20):
+        fn()
+    _sync()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    el = time.perf_counter() - t
+    _sync()
+    return round(el / n * 1e6, 1)
+
+
+def dev_ms(fn, n: int = 20) -> float:
+    if not torch.cuda.is_available():
+        t = time.perf_counter()
+        fn()
+        return round((time.perf_counter() - t) * 1e3, 4)
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    evs = []
+    for _ in range(n):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        evs.append((s, e))
+    torch.cuda.synchronize()
+    return round(statistics.median(s.elapsed_time(e) for s, e in evs), 4)
+
+
+def host_table(dev) -> dict:
+    cl = torch.channels_last
+    x = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    w3 = torch.randn(16, 16, 3, 3, device=dev).contiguous(memory_format=cl)
+    w1 = torch.randn(16, 16, 1, 1, device=dev).contiguous(memory_format=cl)
+    go = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    p3, p1, p3s2 = ConvParams((1, 1), (1, 1)), ConvParams(), ConvParams((2, 2), (1, 1))
+    go2 = torch.randn(1, 16, 4, 4, device=dev).contiguous(memory_format=cl)
+    xh = x.permute(0, 2, 3, 1)
+    m = torch.randn(64, 16, device=dev)
+    y = torch.randn(100, 144, device=dev)
+    res = {
+        "F.conv2d 3x3": host_us(lambda: F.conv2d(x, w3, None, 1, 1)),
+        "aten conv bwd 3x3 (both)": host_us(lambda: torch.ops.aten.convolution_backward(go, x, w3, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, False])),
+        "nhwc_gemm fwd": host_us(lambda: nhwc_gemm.forward(x, w3, None, p3)),
+        "nhwc_gemm bwd_data": host_us(lambda: nhwc_gemm.backward_data(go, x, w3, p3)),
+        "nhwc_gemm bwd_weight": host_us(lambda: nhwc_gemm.backward_weight(go, x, w3, p3)),
+        "nhwc_gemm bwd_data s2": host_us(lambda: nhwc_gemm.backward_data(go2, x, w3, p3s2)),
+        "pointwise fwd": host_us(lambda: pointwise.forward(x, w1, None, p1)),
+        "pointwise bwd_data": host_us(lambda: pointwise.backward_data(go, x, w1, p1)),
+        "pointwise bwd_weight": host_us(lambda: pointwise.backward_weight(go, x, w1, p1)),
+        "im2col fwd": host_us(lambda: im2col.forward(x, w3, None, p3)),
+        "im2col bwd_data": host_us(lambda: im2col.backward_data(go, x, w3, p3)),
+        "im2col bwd_weight": host_us(lambda: im2col.backward_weight(go, x, w3, p3)),
+        "F.pad nhwc": host_us(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1))),
+        "torch.mm": host_us(lambda: torch.mm(m, m.t())),
+        "as_strided+reshape copy": host_us(lambda: xh.as_strided((1, 6, 6, 3, 3, 16), (1024, 128, 16, 128, 16, 1)).reshape(36, 144)),
+        "strided sum": host_us(lambda: y.as_strided((1, 8, 1, 8, 1, 3, 3, 16), (1440, 144, 0, 16, 0, 16, 16, 1)).sum((5, 6))),
+        "weight_rows": host_us(lambda: C_.weight_rows(w3)),
+        "tf32 ctx": host_us(lambda: C_.tf32_like_cudnn(x).__exit__()),
+    }
+    conv = nn.Conv2d(16, 16, 3, 1, 1, bias=False).to(dev).to(memory_format=cl)
+    xg = x.clone().requires_grad_()
+
+    def fb():
+        conv(xg).backward(go)
+
+    for path in ("cudnn", "auto", "bypass", "im2col"):
+        with bs.path_context(path):
+            res[f"module fwd+bwd 3x3 [{path}]"] = host_us(fb)
+    conv1 = nn.Conv2d(16, 16, 1, bias=False).to(dev).to(memory_format=cl)
+
+    def fb1():
+        conv1(xg).backward(go)
+
+    for path in ("cudnn", "bypass"):
+        with bs.path_context(path):
+            res[f"module fwd+bwd 1x1 [{path}]"] = host_us(fb1)
+    return res
+
+
+def kernel_table(dev, size: int, batch: int) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for dt in ("fp32", "bf16"):
+        for path in ("cudnn_cl", "bypass"):
+            model = bs.build_model(dev, True)
+            x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+            with bs.path_context(path):
+                step = bs.make_step(model, x, dev, bs.DTYPES[dt])
+                for _ in range(3):
+                    step()
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                    step()
+                    torch.cuda.synchronize()
+                wall = (time.perf_counter() - t) * 1e3
+            groups: dict[str, list[float]] = collections.defaultdict(list)
+            api: dict[str, list[float]] = collections.defaultdict(list)
+            busy = 0.0
+            for e in prof.events():
+                if str(getattr(e, "device_type", "")).endswith("CUDA"):
+                    d = e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+                    busy += d
+                    groups[e.name[:90]].append(d)
+                elif e.name.startswith(("cuda", "cu", "hip")) and not e.name.startswith("cutlass"):
+                    api[e.name[:60]].append(e.cpu_time_total)
+            top = sorted(groups.items(), key=lambda kv: -sum(kv[1]))[:25]
+            out[f"{path}/{dt}"] = {"busy_ms": round(busy / 1e3, 2), "profiled_wall_ms": round(wall, 1),
+                                   "top": [(k, len(v), round(sum(v) / 1e3, 3)) for k, v in top],
+                                   "runtime_api": sorted(((k, len(v), round(sum(v) / 1e3, 3)) for k, v in api.items()), key=lambda t: -t[2])[:12]}
+            del model, x
+            torch.cuda.empty_cache()
+    return out
+
+
+def cprofile_table(dev, size: int, batch: int) -> dict:
+    """Host hotspots of whole train steps: cProfile of 5 steps per path, top 30 by own time."""
+    import cProfile
+    import io
+    import pstats
+
+    out = {}
+    for dt in ("fp32", "bf16"):
+        for path in ("cudnn_cl", "bypass"):
+            model = bs.build_model(dev, True)
+            x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+            with bs.path_context(path):
+                step = bs.make_step(model, x, dev, bs.DTYPES[dt])
+                for _ in range(3):
+                    step()
+                _sync()
+                t = time.perf_counter()
+                for _ in range(5):
+                    step()
+                host_plain = (time.perf_counter() - t) / 5 * 1e3
+                _sync()
+                pr = cProfile.Profile()
+                pr.enable()
+                for _ in range(5):
+                    step()
+                pr.disable()
+                _sync()
+            buf = io.StringIO()
+            pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(30)
+            out[f"{path}/{dt}"] = {"host_ms_per_step_unprofiled": round(host_plain, 2), "top": buf.getvalue().splitlines()[-38:]}
+            del model, x
+    return out
+
+
+def sync_table(dev, size: int, batch: int) -> dict:
+    """Does anything on the bypass path wait for the GPU? Host time of TF32 flag flips behind a
+    long GEMM, and allocator activity (cudaMalloc segments, retries) over whole bypass steps."""
+    res = {}
+    a = torch.randn(8192, 8192, device=dev)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    torch.mm(a, a)
+    torch.cuda.synchronize()
+    res["long_gemm_ms"] = round((time.perf_counter() - t) * 1e3, 2)
+    torch.mm(a, a)
+    t = time.perf_counter()
+    for _ in range(100):
+        C_._set_cublas_tf32(True)
+        C_._set_cublas_tf32(False)
+    res["100_tf32_flips_behind_gemm_ms"] = round((time.perf_counter() - t) * 1e3, 2)
+    torch.cuda.synchronize()
+    del a
+    for dt in ("fp32", "bf16"):
+        for path in ("cudnn_cl", "bypass"):
+            model = bs.build_model(dev, True)
+            x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+            with bs.path_context(path):
+                step = bs.make_step(model, x, dev, bs.DTYPES[dt])
+                for _ in range(3):
+                    step()
+                torch.cuda.synchronize()
+                m0 = torch.cuda.memory_stats()
+                t = time.perf_counter()
+                for _ in range(10):
+                    step()
+                host = (time.perf_counter() - t) / 10 * 1e3
+                torch.cuda.synchronize()
+                wall = (time.perf_counter() - t) / 10 * 1e3
+                m1 = torch.cuda.memory_stats()
+            res[f"{path}/{dt}"] = {"host_ms": round(host, 2), "wall_ms": round(wall, 2),
+                                   **{k: m1.get(k, 0) - m0.get(k, 0) for k in ("num_alloc_retries", "segment.all.allocated", "segment.all.freed", "num_device_alloc", "num_device_free")}}
+            del model, x, step
+            torch.cuda.empty_cache()
+    return res
+
+
+def gemm_table(dev) -> list:
+    shapes = [  # (label, M, K, N) for C = A(M,K) @ B(K,N)
+        ("fwd 3>16 s2 640 (cols)", 16 * 320 * 320, 27, 16),
+        ("bww 3>16 s2 640", 16, 16 * 320 * 320, 27),
+        ("fwd 16>32 s2 320", 16 * 160 * 160, 144, 32),
+        ("bww 16>32 s2 320", 32, 16 * 160 * 160, 144),
+        ("bwd 16>32 s2 320 (Y)", 16 * 161 * 161, 32, 256),
+        ("fwd 16>16 s1 160", 16 * 160 * 160, 144, 16),
+        ("bww 16>16 s1 160", 16, 16 * 160 * 160, 144),
+        ("bwd 16>16 s1 160 (Y)", 16 * 162 * 162, 16, 144),
+        ("fwd 32>32 s1 80", 16 * 80 * 80, 288, 32),
+        ("bww 32>32 s1 80", 32, 16 * 80 * 80, 288),
+        ("bwd 32>32 s1 80 (Y)", 16 * 82 * 82, 32, 288),
+        ("fwd 64>64 s1 40", 16 * 40 * 40, 576, 64),
+        ("bww 64>64 s1 40", 64, 16 * 40 * 40, 576),
+        ("pw 64>64 80 fwd", 16 * 80 * 80, 64, 64),
+        ("pw 64>64 80 bww", 64, 16 * 80 * 80, 64),
+    ]
+    rows = []
+    for label, m, k, n in shapes:
+        row = {"gemm": label, "MKN": (m, k, n)}
+        for mode in ("ieee", "tf32", "bf16"):
+            dt = torch.bfloat16 if mode == "bf16" else torch.float32
+            if label.startswith("bww"):  # A is a transposed view, as in the bypass
+                a = torch.randn(k, m, device=dev, dtype=dt).t()
+            else:
+                a = torch.randn(m, k, device=dev, dtype=dt)
+            b = torch.randn(n, k, device=dev, dtype=dt).t()
+            prev = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+            try:
+                row[mode] = dev_ms(lambda: torch.mm(a, b))
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = prev
+        if m * n < 64 * 1024:  # split over the reduction: bmm over 16 slices + sum
+            a16 = torch.randn(16, k // 16, m, device=dev).transpose(1, 2)
+            b16 = torch.randn(16, k // 16, n, device=dev)
+            row["ieee_split16"] = dev_ms(lambda: torch.bmm(a16, b16).sum(0))
+        rows.append(row)
+        torch.cuda.empty_cache()
+    return rows
+
+
+def gather_table(dev) -> list:
+    rows = []
+    for label, (n, h, c, o, s) in {"16>16 s1 160": (16, 160, 16, 16, 1), "32>32 s1 80": (16, 80, 32, 32, 1),
+                                   "16>32 s2 320": (16, 320, 16, 32, 2), "64>64 s1 40": (16, 40, 64, 64, 1)}.items():
+        for dt in (torch.float32, torch.bfloat16):
+            x = torch.randn(n, c, h, h, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+            w = torch.randn(o, c, 3, 3, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+            p = ConvParams((s, s), (1, 1))
+            go = torch.randn(n, o, h // s, h // s, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+            row = {"case": label, "dtype": str(dt)[6:],
+                   "bwd_data": dev_ms(lambda: nhwc_gemm.backward_data(go, x, w, p)),
+                   "fwd": dev_ms(lambda: nhwc_gemm.forward(x, w, None, p)),
+                   "bwd_weight": dev_ms(lambda: nhwc_gemm.backward_weight(go, x, w, p)),
+                   "cudnn_fwd": dev_ms(lambda: F.conv2d(x, w, None, s, 1)),
+                   "cudnn_bwd_data": dev_ms(lambda: torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])),
+                   "cudnn_bwd_weight": dev_ms(lambda: torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]))}
+            # pieces: the padded copy, the columns copy, the reduction alone
+            xh = x.permute(0, 2, 3, 1)
+            row["pad"] = dev_ms(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1)))
+            view, oh, ow = nhwc_gemm._cols_view(x, 3, 3, p)
+            row["cols_copy"] = dev_ms(lambda: view.reshape(-1, 9 * c))
+            kk = 3 if s == 1 else 4
+            ohp = h // s + (2 if s == 1 else 1)
+            y = torch.randn(n * ohp * ohp, kk * kk * c, device=dev, dtype=dt)
+            row["Y_bytes_MB"] = round(y.numel() * y.element_size() / 2**20, 1)
+            row["copy_Y_same_bytes"] = dev_ms(lambda: y.clone())
+            rows.append(row)
+            torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT"))
+    ap.add_argument("--parts", default="host,gather,gemm,kernels")
+    args = ap.parse_args()
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    res = {}
+    for part in args.parts.split(","):
+        res[part] = {"host": lambda: host_table(dev), "kernels": lambda: kernel_table(dev, 640, 16), "gemm": lambda: gemm_table(dev), "gather": lambda: gather_table(dev),
+                     "cprofile": lambda: cprofile_table(dev, 640, 16), "sync": lambda: sync_table(dev, 640, 16)}[part]()
+        print(part, json.dumps(res[part], indent=0), flush=True)
+        if args.out:
+            Path(args.out, "bypass_diag.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,600 @@
+#!/usr/bin/env python3
+"""YOLOv8n train step (forward + backward) on the vendor conv vs the vendor-free bypass.
+
+Issue 5. Every path runs the same ``DetectionModel('yolov8n.yaml', nc=4)`` in train mode; the
+step is ``model(x)`` then ``backward`` of its ``boxes``/``scores`` outputs with fixed random
+gradients (no loss, no optimizer: the conv paths are what differs). Paths:
+
+* ``cudnn_nchw`` / ``cudnn_cl``: torch's conv on the vendor library, NCHW / channels_last.
+* ``cudnn_off``: torch's own conv with cuDNN disabled (NCHW), forward and backward.
+* ``im2col``: the reference bypass (unfold + GEMM, fold) for every conv, through the guard.
+* ``bypass``: the guard with ``policy="bypass"`` and the per-signature algorithm
+  (:func:`yolo_rdna1.bypass.algorithm_for`), channels_last (what Ultralytics trains on CUDA);
+  ``bypass_nchw`` the same in NCHW; ``bypass_ieee`` with TF32 off for the bypass GEMMs.
+* ``auto``: the guard with ``policy="auto"`` (on NVIDIA nothing is bypassed: the guard's cost).
+* ``bypass_narrow`` / ``bypass_wide2``: A/B of the 16-byte copy path: off (pads and im2col
+  copies in the tensor's own dtype) / on from 2 MiB tensors (``_common.WIDE_MIN_BYTES``, the
+  default; ``bypass`` itself runs with whatever the module default is).
+* ``bypass_noac`` (autocast configs): ``bypass`` with the guard's ``torch.autocast(enabled=False)``
+  scope around the bypass call removed, an experiment that prices that scope's host cost.
+
+Timing: all paths of a config are built, warmed up, then stepped in interleaved rounds
+(``--rounds`` x ``--per-round`` steps each), so a drift of the machine's speed hits every path
+alike; CUDA events around each step, median (and quartiles); the host time to issue a step is
+reported beside it. Python's GC is off while timing. Peak memory is
+``torch.cuda.max_memory_allocated`` over a path's timed steps. Also: a per-signature table (each
+YOLOv8n conv signature, forward + backward, cuDNN vs im2col vs the chosen algorithm), kernel
+launches per conv from torch.profiler, and the profiler proof that the bypass step runs no
+vendor conv kernel. ``--out DIR`` writes ``bypass_step.md`` and ``bypass_step.json`` there.
+
+    python3 benchmarks/bypass_step.py --out "$OUT"              # on the GPU
+    python3 benchmarks/bypass_step.py --device cpu --quick      # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yolo_rdna1.bypass as bypass  # noqa: E402
+import yolo_rdna1.bypass._common as bypass_common  # noqa: E402
+import yolo_rdna1.guard.router as router  # noqa: E402
+from yolo_rdna1.guard import ConvGuard, guarded  # noqa: E402
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Kernel names of a vendor conv (cuDNN / MIOpen), forward or backward. cuDNN's batchnorm
+#: kernels (``cudnn::batchnorm_*``) are not convs: BatchNorm is not what the guard routes.
+_CONV_NAME = re.compile(r"implicit_?gemm|xmma_(fprop|dgrad|wgrad)|fprop|dgrad|wgrad|conv2d|convolution|\dconv\d|conv_|_conv", re.I)
+_VENDOR_LIB = re.compile(r"cudnn|miopen", re.I)
+_NOT_CONV = re.compile(r"batchnorm|bn_fw|bn_bw", re.I)
+
+
+class _VendorConv:
+    @staticmethod
+    def search(name: str) -> bool:
+        return bool(_CONV_NAME.search(name) or (_VENDOR_LIB.search(name) and not _NOT_CONV.search(name)))
+
+
+VENDOR_CONV = _VendorConv()
+
+
+# -- paths ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def path_context(name: str, guard=None):
+    """Enter the conv path ``name``: vendor flags, guard policy, forced algorithm.
+
+    ``guard``: a :class:`ConvGuard` made by :func:`make_guard` for this path, reused so its
+    routes persist across calls (a new one is made and dropped when None)."""
+    if name.startswith("cudnn_off"):
+        with torch.backends.cudnn.flags(enabled=False):
+            yield None
+        return
+    if name.startswith("cudnn"):
+        yield None
+        return
+    saved_alg, saved_tf32, saved_run = router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32, router.ConvGuard._run
+    saved_wide = bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES
+    try:
+        if name == "bypass_narrow":
+            bypass_common.WIDE_COPIES = False
+        if name == "bypass_wide2":
+            bypass_common.WIDE_MIN_BYTES = 2 << 20
+        if name == "bypass_noac":
+            router.ConvGuard._run = _run_without_autocast_scope
+        if name.startswith("im2col"):
+            router.algorithm_for = lambda sig: bypass.im2col
+        if name == "bypass_ieee":
+            bypass_common.FOLLOW_CUDNN_TF32 = False
+        with guarded(guard if guard is not None else make_guard(name)) as g:
+            yield g
+    finally:
+        router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32 = saved_alg, saved_tf32
+        router.ConvGuard._run = saved_run
+        bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES = saved_wide
+
+
+def _run_without_autocast_scope(self, e, x, w, b, ac):
+    """Experiment ``bypass_noac``: ConvGuard._run without its ``torch.autocast(enabled=False)``
+    scope around the bypass (operands still cast to the autocast dtype). The algorithms' forward
+    ops (GEMMs, pads, copies) keep that dtype under autocast, so the result is the same; this
+    measures what the scope costs on the host."""
+    import torch.nn.functional as F
+
+    if e.pre_pad is not None:
+        x = F.pad(x, e.pre_pad, mode=e.pad_mode)
+    if ac is not None:
+        x, w = x.to(ac), w.to(ac)
+        b = b.to(ac) if b is not None else None
+    return router.RoutedConv.apply(x, w, b, e.route)
+
+
+def make_guard(name: str):
+    """The guard a path runs under: ``policy="auto"`` for ``auto``, else ``"bypass"``."""
+    if name.startswith("cudnn"):
+        return None
+    return ConvGuard(policy="auto" if name == "auto" else "bypass", faults=False)
+
+
+def channels_last_path(name: str) -> bool:
+    return not (name.endswith("nchw") or name.startswith("cudnn_off"))
+
+
+# -- timing -----------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn, device: torch.device, warmup: int, steps: int) -> tuple[float, float, float]:
+    """(median ms by CUDA events, mean wall ms, peak MiB over the timed calls)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    wall0 = time.perf_counter()
+    if device.type == "cuda":
+        evs = []
+        for _ in range(steps):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn()
+            e.record()
+            evs.append((s, e))
+        sync(device)
+        times = [s.elapsed_time(e) for s, e in evs]
+    else:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    wall = (time.perf_counter() - wall0) * 1e3 / steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    return statistics.median(times), wall, peak
+
+
+def autocast(device: torch.device, dtype):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# -- whole model ------------------------------------------------------------------------------
+def build_model(device: torch.device, channels_last: bool) -> nn.Module:
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov8n.yaml", nc=4, verbose=False).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def outputs(out) -> list[torch.Tensor]:
+    if isinstance(out, dict):
+        return [out["boxes"], out["scores"]]
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for t in out if isinstance(t, torch.Tensor)]
+
+
+def make_step(model: nn.Module, x: torch.Tensor, device: torch.device, dtype):
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads: list[torch.Tensor] = []
+
+    def step() -> None:
+        for p in params:
+            p.grad = None
+        with autocast(device, dtype):
+            ts = outputs(model(x))
+        if not grads:
+            g = torch.Generator(device="cpu").manual_seed(1)
+            grads.extend(torch.randn(t.shape, generator=g).to(device=device, dtype=t.dtype) for t in ts)
+        torch.autograd.backward(ts, grads)
+
+    return step
+
+
+class ModelPath:
+    """One conv path of one config: its own model, input and guard, stepped in rounds."""
+
+    def __init__(self, path: str, size: int, batch: int, dtype_name: str, device: torch.device) -> None:
+        self.path, self.device = path, device
+        cl = channels_last_path(path)
+        self.model = build_model(device, cl)
+        self.x = torch.rand(batch, 3, size, size, device=device)
+        if cl:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.guard = make_guard(path)
+        self.step = make_step(self.model, self.x, device, DTYPES[dtype_name])
+        self.events: list = []
+        self.host: list[float] = []
+        self.peak = 0.0
+        self.row = {"path": path, "size": size, "batch": batch, "dtype": dtype_name}
+        self.steps = 0
+
+    def run(self, n: int, timed: bool) -> None:
+        with path_context(self.path, self.guard):
+            if timed and self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            for _ in range(n):
+                if not timed:
+                    self.step()
+                    continue
+                if self.device.type == "cuda":
+                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    s.record()
+                t0 = time.perf_counter()
+                self.step()
+                self.host.append((time.perf_counter() - t0) * 1e3)
+                if self.device.type == "cuda":
+                    e.record()
+                    self.events.append((s, e))
+            self.steps += n
+            if timed and self.device.type == "cuda":
+                self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device) / 2**20)
+
+    def result(self) -> dict:
+        times = [s.elapsed_time(e) for s, e in self.events] if self.events else self.host
+        row = dict(self.row, ms=statistics.median(times), host_ms=statistics.median(self.host),
+                   q25=statistics.quantiles(times, n=4)[0] if len(times) > 1 else times[0],
+                   q75=statistics.quantiles(times, n=4)[2] if len(times) > 1 else times[0],
+                   peak_mib=self.peak if self.device.type == "cuda" else float("nan"), timed_steps=len(times))
+        if self.guard is not None:
+            t = self.guard.totals()
+            row["bypassed_per_step"] = t["bypassed"] / max(1, self.steps)
+            row["calls_per_step"] = t["calls"] / max(1, self.steps)
+            if self.path.startswith(("bypass", "im2col")):
+                row["algorithms"] = sorted({r["algorithm"] for r in self.guard.per_signature()})
+        return row
+
+
+def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, device: torch.device, warmup: int, rounds: int, per_round: int) -> list[dict]:
+    """All paths of one config, interleaved: ``rounds`` x (``per_round`` steps of each path), so a
+    drift of the machine's speed hits every path alike. Python's GC is off while timing."""
+    runners, rows = [], []
+    for path in paths:
+        try:
+            r = ModelPath(path, size, batch, dtype_name, device)
+            r.run(warmup, timed=False)
+            runners.append(r)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            rows.append({"path": path, "size": size, "batch": batch, "dtype": dtype_name, "ms": float("nan"), "host_ms": float("nan"),
+                         "peak_mib": float("nan"), "error": repr(e)[:300]})
+    sync(device)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for r in runners:
+                r.run(per_round if not r.path.startswith("cudnn_off") else 1, timed=True)
+        sync(device)
+    finally:
+        gc.enable()
+    rows += [r.result() for r in runners]
+    order = {p: i for i, p in enumerate(paths)}
+    rows.sort(key=lambda r: order[r["path"]])
+    del runners
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+# -- per signature ----------------------------------------------------------------------------
+def model_signatures(size: int, batch: int) -> list[dict]:
+    """The distinct Conv2d signatures one YOLOv8n train forward runs, with their counts."""
+    model = build_model(torch.device("cpu"), False)
+    seen: dict[tuple, dict] = {}
+
+    def hook(mod: nn.Conv2d, inp, out) -> None:
+        x = inp[0]
+        key = (x.shape[1], mod.out_channels, tuple(mod.kernel_size), tuple(mod.stride), tuple(mod.padding), mod.groups, mod.bias is not None, x.shape[2], x.shape[3])
+        row = seen.setdefault(key, dict(zip(("cin", "cout", "k", "s", "p", "groups", "bias", "h", "w"), key), count=0, first=len(seen) == 0))
+        row["count"] += 1
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    rows = list(seen.values())
+    for r in rows:
+        r["batch"] = batch
+    return rows
+
+
+def sig_label(r: dict) -> str:
+    k, s = r["k"], r["s"]
+    return f"{r['cin']}>{r['cout']} k{k[0]} s{s[0]} {r['h']}x{r['w']}" + (" +b" if r["bias"] else "")
+
+
+def conv_case(r: dict, device: torch.device, cl: bool, dtype):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(r["cin"], r["cout"], r["k"], r["s"], r["p"], groups=r["groups"], bias=r["bias"]).to(device)
+    x = torch.randn(r["batch"], r["cin"], r["h"], r["w"], device=device)
+    if cl:
+        conv = conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(not r["first"])  # the image needs no gradient
+    with autocast(device, dtype), torch.no_grad():
+        y = conv(x)
+    go = torch.randn(y.shape, device=device, dtype=y.dtype)
+    if cl:
+        go = go.contiguous(memory_format=torch.channels_last)
+
+    def fb() -> None:
+        conv.weight.grad = None
+        x.grad = None
+        with autocast(device, dtype):
+            out = conv(x)
+        out.backward(go)
+
+    return fb
+
+
+def bench_signatures(rows: list[dict], device: torch.device, dtype_name: str, cl: bool, warmup: int, steps: int, rounds: int = 5) -> list[dict]:
+    """Forward + backward of each signature alone, cuDNN vs im2col vs the chosen algorithm,
+    interleaved in ``rounds`` (like the whole-model table) so machine drift hits all three."""
+    dtype = DTYPES[dtype_name]
+    out = []
+    per_round = max(1, steps // rounds)
+    for r in rows:
+        res = {"sig": sig_label(r), "count": r["count"], "dtype": dtype_name, "layout": "nhwc" if cl else "nchw"}
+        runs = {}
+        for path in ("cudnn", "im2col", "bypass"):
+            guard = make_guard(path)
+            with path_context(path, guard):
+                fb = conv_case(r, device, cl, dtype)
+                for _ in range(warmup):
+                    fb()
+            runs[path] = (guard, fb, [])
+        sync(device)
+        for _ in range(rounds):
+            for path, (guard, fb, times) in runs.items():
+                with path_context(path, guard):
+                    for _ in range(per_round):
+                        if device.type == "cuda":
+                            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                            s.record()
+                            fb()
+                            e.record()
+                            times.append((s, e))
+                        else:
+                            t0 = time.perf_counter()
+                            fb()
+                            times.append((time.perf_counter() - t0) * 1e3)
+        sync(device)
+        for path, (guard, fb, times) in runs.items():
+            res[path] = statistics.median(t if isinstance(t, float) else t[0].elapsed_time(t[1]) for t in times)
+        res["algorithm"] = runs["bypass"][0].per_signature()[0]["algorithm"]
+        out.append(res)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
+def check_signatures(rows: list[dict], device: torch.device) -> list[dict]:
+    """Chosen algorithm vs the device's own conv on every signature (batch 2): max relative
+    error of output and both gradients in float64 (exactness) and bf16 (vs the float64 result)."""
+    import torch.nn.functional as F
+
+    from yolo_rdna1.bypass import ConvParams, algorithm_for
+    from yolo_rdna1.signature import ConvSignature
+
+    res = []
+    for r in rows:
+        sig = ConvSignature(r["cin"], r["cout"], tuple(r["k"]), tuple(r["s"]), tuple(r["p"]), (1, 1), r["groups"], r["h"], r["w"], 2, channels_last=True)
+        alg = algorithm_for(sig)
+        prm = ConvParams(sig.stride, sig.padding, (1, 1), sig.groups)
+        g = torch.Generator(device="cpu").manual_seed(0)
+        x = torch.randn(2, r["cin"], r["h"], r["w"], generator=g, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(r["cout"], r["cin"] // r["groups"], *r["k"], generator=g, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+        b = torch.randn(r["cout"], generator=g, dtype=torch.float64).to(device) if r["bias"] else None
+        xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+        ref = F.conv2d(xr, wr, b, sig.stride, sig.padding, 1, sig.groups)
+        go = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+        rgx, rgw = torch.autograd.grad(ref, [xr, wr], go)
+        row = {"sig": sig_label(r), "algorithm": alg.__name__.rsplit(".", 1)[-1]}
+        for dt in (torch.float64, torch.bfloat16):
+            cast = (lambda t: t.to(dt).contiguous(memory_format=torch.channels_last))
+            xb, wb, gb = cast(x), cast(w), cast(go)
+            outs = (alg.forward(xb, wb, None if b is None else b.to(dt), prm), alg.backward_data(gb, xb, wb, prm), alg.backward_weight(gb, xb, wb, prm))
+            errs = [((o.double() - rf).norm() / rf.norm()).item() for o, rf in zip(outs, (ref, rgx, rgw))]
+            row[str(dt).split(".")[-1]] = max(errs)
+            row["cl_out"] = bool(outs[0].is_contiguous(memory_format=torch.channels_last))
+        res.append(row)
+    return res
+
+
+# -- profiler ---------------------------------------------------------------------------------
+def kernels_of(fn, device: torch.device) -> list[str]:
+    """Names of the device kernels one call of ``fn`` launches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    sync(device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        sync(device)
+    names = []
+    for e in prof.events():
+        dt = getattr(e, "device_type", None)
+        if dt is not None and str(dt).endswith("CUDA"):
+            names.append(e.name)
+    return names
+
+
+def profile_checks(sig_rows: list[dict], device: torch.device, size: int, batch: int) -> dict:
+    res: dict = {"steps": {}, "per_conv": []}
+    for dtype_name in ("fp32", "bf16"):
+        for path in ("cudnn_cl", "bypass"):
+            model = build_model(device, True)
+            x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+            with path_context(path):
+                names = kernels_of(make_step(model, x, device, DTYPES[dtype_name]), device)
+            vendor = sorted({n for n in names if VENDOR_CONV.search(n)})
+            res["steps"][f"{path}/{dtype_name}"] = {"kernels": len(names), "vendor_conv_kernels": sum(1 for n in names if VENDOR_CONV.search(n)), "vendor_names": vendor[:8]}
+            del model, x
+    # launches per conv (forward + backward) for one signature of each kind
+    kinds: dict[str, dict] = {}
+    for r in sig_rows:
+        kind = "first 3x3 s2 (no input grad)" if r["first"] else f"{r['k'][0]}x{r['k'][1]} s{r['s'][0]}" + (" +bias" if r["bias"] else "")
+        kinds.setdefault(kind, r)
+    for kind, r in kinds.items():
+        row = {"kind": kind, "sig": sig_label(r)}
+        for path in ("cudnn", "im2col", "bypass"):
+            with path_context(path):
+                names = kernels_of(conv_case(r, device, True, None), device)
+            row[path] = len(names)
+            row[path + "_vendor"] = sum(1 for n in names if VENDOR_CONV.search(n))
+        res["per_conv"].append(row)
+    return res
+
+
+# -- report -----------------------------------------------------------------------------------
+def fmt(v: float, nd: int = 1) -> str:
+    return "n/a" if v != v else f"{v:.{nd}f}"
+
+
+def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: dict) -> str:
+    lines = [f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}. Whole model: {meta['warmup']} warm-up steps per path, "
+             f"then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the steps' CUDA-event times "
+             f"(q25-q75 beside it); host ms = time to issue a step. Per signature: median of {meta['sig_steps']} after 3 warm-up.", ""]
+    configs = []
+    for r in model_rows:
+        c = (r["size"], r["batch"], r["dtype"])
+        if c not in configs:
+            configs.append(c)
+    for size, batch, dt in configs:
+        rows = [r for r in model_rows if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)]
+        vend = [r for r in rows if r["path"] in ("cudnn_nchw", "cudnn_cl")]
+        best = min(vend, key=lambda r: r["ms"]) if vend else rows[0]
+        cl = next((r for r in rows if r["path"] == "cudnn_cl"), best)
+        lines += [f"### {size} px, batch {batch}, {dt}{'' if dt == 'fp32' else ' autocast'}", "",
+                  f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | host ms/step | peak MiB | peak vs cuDNN channels_last |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['path']} | {fmt(r['ms'])} | {fmt(r.get('q25', float('nan')))}-{fmt(r.get('q75', float('nan')))} | {fmt(r['ms'] / best['ms'], 2)} | "
+                         f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |")
+        lines.append("")
+    for key, table in sig_tables.items():
+        lines += [f"### Per signature, {key}: forward + backward ms (median)", "",
+                  "| signature | convs | cuDNN | im2col | bypass | bypass / im2col | bypass / cuDNN | algorithm |",
+                  "|---|---|---|---|---|---|---|---|"]
+        tot = {"cudnn": 0.0, "im2col": 0.0, "bypass": 0.0}
+        for r in table:
+            for k in tot:
+                tot[k] += r[k] * r["count"]
+            lines.append(f"| {r['sig']} | {r['count']} | {fmt(r['cudnn'], 3)} | {fmt(r['im2col'], 3)} | {fmt(r['bypass'], 3)} | "
+                         f"{fmt(r['bypass'] / r['im2col'], 2)} | {fmt(r['bypass'] / r['cudnn'], 2)} | {r['algorithm']} |")
+        slower = [r["sig"] for r in table if r["bypass"] > r["im2col"]]
+        lines += [f"| **sum x count** | | {fmt(tot['cudnn'], 2)} | {fmt(tot['im2col'], 2)} | {fmt(tot['bypass'], 2)} | "
+                  f"{fmt(tot['bypass'] / tot['im2col'], 2)} | {fmt(tot['bypass'] / tot['cudnn'], 2)} | |", "",
+                  f"Signatures where the bypass is slower than im2col: {', '.join(slower) if slower else 'none'}.", ""]
+    if prof:
+        lines += ["### Profiler: device kernels per train step (channels_last)", "",
+                  "| step | kernels | vendor conv kernels | vendor kernel names (first) |", "|---|---|---|---|"]
+        for k, v in prof["steps"].items():
+            lines.append(f"| {k} | {v['kernels']} | {v['vendor_conv_kernels']} | {', '.join(n[:60] for n in v['vendor_names'][:3]) or '-'} |")
+        lines += ["", "### Kernel launches per conv (forward + backward, fp32, channels_last)", "",
+                  "| kind | signature | cuDNN | im2col | bypass | vendor conv kernels in bypass |", "|---|---|---|---|---|---|"]
+        for r in prof["per_conv"]:
+            lines.append(f"| {r['kind']} | {r['sig']} | {r['cudnn']} | {r['im2col']} | {r['bypass']} | {r['bypass_vendor']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--configs", default="640x16:fp32,640x16:bf16,640x16:fp16,320x64:fp32,320x64:bf16",
+                    help="comma list of SIZExBATCH:DTYPE")
+    ap.add_argument("--paths", default="cudnn_nchw,cudnn_cl,cudnn_off,im2col,bypass,bypass_nchw,auto")
+    ap.add_argument("--extra-fp32-paths", default="bypass_ieee", help="paths run for fp32 configs only")
+    ap.add_argument("--extra-amp-paths", default="bypass_noac", help="paths run for autocast configs only")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds per config; each runs every path in turn")
+    ap.add_argument("--per-round", type=int, default=3, help="timed steps of a path per round (cudnn_off: 1)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--sig-configs", default="640x16:fp32:nhwc,640x16:bf16:nhwc,640x16:fp32:nchw", help="per-signature tables; '' for none")
+    ap.add_argument("--sig-steps", type=int, default=20)
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--check", action="store_true", help="first: float64/bf16 exactness of every signature on the device")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (CPU smoke test)")
+    ap.add_argument("--out", default=os.environ.get("OUT"))
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if args.quick:
+        args.configs, args.rounds, args.per_round, args.warmup, args.sig_steps = "64x2:fp32,64x2:bf16", 2, 1, 1, 2
+        args.sig_configs = "64x2:fp32:nhwc,64x2:fp32:nchw"
+        if device.type == "cpu":
+            args.paths = "cudnn_nchw,cudnn_cl,im2col,bypass,bypass_nchw,auto"
+
+    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "rounds": args.rounds, "per_round": args.per_round,
+            "warmup": args.warmup, "sig_steps": args.sig_steps}
+    print(json.dumps(meta), flush=True)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    result = {"meta": meta, "model": [], "signatures": {}, "profile": None}
+
+    def save() -> None:
+        if out_dir:
+            (out_dir / "bypass_step.json").write_text(json.dumps(result, indent=1, default=str))
+            (out_dir / "bypass_step.md").write_text(report(result["model"], result["signatures"], result["profile"], meta))
+
+    if args.check:
+        size, batch = map(int, args.configs.split(",")[0].split(":")[0].split("x"))
+        result["check"] = check_signatures(model_signatures(size, batch), device)
+        for r in result["check"]:
+            print(json.dumps(r), flush=True)
+        worst = {k: max(r[k] for r in result["check"]) for k in ("float64", "bfloat16")}
+        print("CHECK worst relative error:", worst, "all channels_last out:", all(r["cl_out"] for r in result["check"]), flush=True)
+        save()
+
+    for cfg in filter(None, args.configs.split(",")):
+        sb, dt = cfg.split(":")
+        size, batch = map(int, sb.split("x"))
+        extra = args.extra_fp32_paths if dt == "fp32" else args.extra_amp_paths
+        paths = args.paths.split(",") + (extra.split(",") if extra else [])
+        rows = bench_config(paths, size, batch, dt, device, args.warmup, args.rounds, args.per_round)
+        for row in rows:
+            print(json.dumps(row, default=str), flush=True)
+        result["model"].extend(rows)
+        save()
+
+    for cfg in filter(None, args.sig_configs.split(",")):
+        sb, dt, layout = cfg.split(":")
+        size, batch = map(int, sb.split("x"))
+        table = bench_signatures(model_signatures(size, batch), device, dt, layout == "nhwc", 3, args.sig_steps)
+        result["signatures"][f"{size} px batch {batch}, {dt}, {layout}"] = table
+        for r in table:
+            print(json.dumps(r), flush=True)
+        save()
+
+    if not args.no_profile:
+        size, batch = map(int, args.configs.split(",")[0].split(":")[0].split("x"))
+        result["profile"] = profile_checks(model_signatures(size, batch), device, size, batch)
+        print(json.dumps(result["profile"]), flush=True)
+        save()
+    print(report(result["model"], result["signatures"], result["profile"], meta), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
