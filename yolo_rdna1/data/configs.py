@@ -1,0 +1,140 @@
+"""Dataset configs by name or path: ``data=ltdv2`` becomes a concrete Ultralytics data.yaml.
+
+The shipped configs (``configs/datasets/<name>.yaml``) cannot hold the dataset's location: it
+differs per machine, and a hard-coded home directory is wrong everywhere but one. They carry
+``path: ${ENV_VAR}`` instead, and :func:`resolve_data` fills it in from an argument or that
+environment variable, then writes the result where Ultralytics can read it (it needs a real
+``path``; it does not expand variables). Plain data.yaml files pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..configs_path import config_dir
+
+#: Keys of a shipped dataset config that go into the concrete data.yaml; the rest (train_settings,
+#: layout notes) describe the dataset for people and for this package.
+ULTRALYTICS_KEYS = ("path", "train", "val", "test", "names")
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+class DatasetError(ValueError):
+    """A dataset, dataset config or conversion that cannot be used; the message says what to fix."""
+
+
+def shipped_datasets() -> dict[str, Path]:
+    """Shipped dataset configs by name (file stem)."""
+    folder = config_dir("datasets")
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def dataset_config(spec: str | os.PathLike) -> dict[str, Any]:
+    """The raw mapping of a dataset config given by shipped name or by path (no path resolution).
+
+    Besides the Ultralytics keys a shipped config may hold ``train_settings`` (augmentation that
+    suits the data, e.g. no hue and saturation jitter on grey thermal frames), for callers that
+    build a training from it.
+    """
+    path = _config_path(spec)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise DatasetError(f"dataset config {path}: cannot be read as YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"dataset config {path}: expected a mapping (path, train, val, names), got {type(data).__name__}")
+    return data
+
+
+def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A data.yaml Ultralytics can open, from a shipped name (``"ltdv2"``) or a YAML path.
+
+    A file without a ``${VAR}`` placeholder in its ``path`` is returned as it is (resolved). A
+    shipped name, or a file whose ``path`` is a placeholder, gets its root from ``root``, else
+    from the environment variable of the placeholder (``LTDV2_ROOT`` for ``ltdv2``); the concrete
+    YAML is written to ``<cache>/datasets/<name>-<hash>.yaml`` (``$YOLO_RDNA1_CACHE``, else
+    ``~/.cache/yolo_rdna1``), leaving the dataset folder untouched, and its path is returned.
+
+    Raises :class:`DatasetError` for an unknown name, a missing or unconverted root, or a
+    placeholder with neither ``root`` nor its variable set; the message says which to set.
+    """
+    path = _config_path(spec)
+    data = dataset_config(path)
+    if "names" not in data:
+        raise DatasetError(f"{path} is not a dataset config (it has no names); dataset configs: {', '.join(_dataset_names()) or 'none'}")
+    raw_path = data.get("path")
+    variable = _PLACEHOLDER.fullmatch(str(raw_path)) if raw_path is not None else None
+    if variable is None and root is None:
+        return path.resolve()
+    name = path.stem
+    env = variable.group(1) if variable else ""
+    if root is None:
+        value = os.environ.get(env)
+        if not value:
+            raise DatasetError(
+                f"data={name} needs the folder of the converted dataset: pass root=... or set {env}=/path/to/it "
+                f"(convert the download first: yolo-rdna1 data convert-ltdv2 src=<download> dst=<folder>)"
+            )
+        root = value
+    root_path = Path(root).expanduser().resolve()
+    _check_root(name, root_path, data, env)
+    concrete = {k: data[k] for k in ULTRALYTICS_KEYS if k in data and k != "path"}
+    concrete = {"path": str(root_path), **concrete}
+    if "test" in concrete and not (root_path / str(concrete["test"])).exists():
+        del concrete["test"]  # test frames are optional (TestNoLabels is not converted by default)
+    digest = hashlib.sha1(f"{path.resolve()}\n{root_path}".encode()).hexdigest()[:10]
+    out = _cache_dir() / "datasets" / f"{name}-{digest}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = f"# written by yolo_rdna1.data.resolve_data from {path} for the root {root_path}\n" + yaml.safe_dump(concrete, sort_keys=False)
+    if not out.is_file() or out.read_text() != text:
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)  # a concurrent run never reads half a file
+    return out
+
+
+def _cache_dir() -> Path:
+    """The verdict store's rule (``$YOLO_RDNA1_CACHE``, else ``$XDG_CACHE_HOME/yolo_rdna1``),
+    restated so that resolving a dataset name does not import torch through the verdict store."""
+    env = os.environ.get("YOLO_RDNA1_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "yolo_rdna1"
+
+
+def _config_path(spec: str | os.PathLike) -> Path:
+    path = Path(os.fspath(spec)).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_datasets()
+    key = path.stem if path.suffix == ".yaml" and len(path.parts) == 1 else os.fspath(spec)
+    if key in shipped:
+        return shipped[key]
+    raise DatasetError(f"dataset {os.fspath(spec)!r} not found: not a file, and the shipped dataset configs are {', '.join(_dataset_names()) or 'none'}")
+
+
+def _dataset_names() -> list[str]:
+    """Shipped configs that describe a dataset (ltdv2-drift describes experiments on one)."""
+    return [name for name, path in shipped_datasets().items() if "names" in (yaml.safe_load(path.read_text()) or {})]
+
+
+def _check_root(name: str, root: Path, data: dict[str, Any], env: str) -> None:
+    """Refuse a root Ultralytics would fail on minutes later, with the reason."""
+    if not root.is_dir():
+        where = f"pass root=... or set {env}" if env else "pass root=..."
+        raise DatasetError(f"data={name}: the dataset root {root} does not exist ({where})")
+    val = root / str(data.get("val", ""))
+    if not val.exists():
+        raw = [f.name for folder in (root, root / "data") for f in folder.glob("*.json") if not f.name.startswith(".")]
+        hint = (
+            f"; it holds {', '.join(sorted(raw)[:3])}: that is the download, convert it first with "
+            f"'yolo-rdna1 data convert-ltdv2 src={root} dst=<new folder>' and point at the new folder"
+            if raw else "; point root at the folder the converter wrote (it holds images/ and labels/)"
+        )
+        raise DatasetError(f"data={name}: {val} does not exist{hint}")
