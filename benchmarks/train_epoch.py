@@ -7,7 +7,12 @@ Issue 5. One process trains ``YOLO('yolov8n.yaml')`` on the synthetic thermal da
 * ``stock``:  plain Ultralytics, no guard (cuDNN convs);
 * ``bypass``: under ``yolo_rdna1.guarded(policy="bypass")``: every conv on the vendor-free bypass;
 * ``auto``:   under ``yolo_rdna1.guarded(policy="auto")``: on NVIDIA nothing is bypassed, so this
-  measures the guard's own overhead.
+  measures the guard's own overhead;
+* ``plugin``: the whole plugin, ``yolo_rdna1.add_callbacks(model, guard="auto")``: guard, counters,
+  per-epoch rdna1 columns, telemetry sampler, thermal guard, watchdog, report (issue 4's 1%).
+
+A name may carry a ``#n`` suffix to repeat a configuration (``stock#1,plugin#1,stock#2,...``):
+runs are interleaved in the order given, and the summary compares the medians per configuration.
 
 Each configuration trains ``--epochs`` epochs (2 by default); the *last* epoch is measured, so the
 first one absorbs the warm-up (dataloader workers, cuDNN/cuBLAS heuristics, route resolution):
@@ -61,19 +66,26 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
         sync()
         marks["epoch_end"].append(time.perf_counter())
 
+    base = name.split("#")[0]
     model = YOLO("yolov8n.yaml")
+    if base == "plugin":
+        yolo_rdna1.add_callbacks(model, guard="auto", cache=str(project / "verdict-cache"))
     model.add_callback("on_train_epoch_start", on_epoch_start)
     model.add_callback("on_train_batch_end", on_batch_end)
     model.add_callback("on_train_epoch_end", on_epoch_end)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    guard_ctx = contextlib.nullcontext(None) if name == "stock" else yolo_rdna1.guarded(policy=name, faults=False)
+    guard_ctx = contextlib.nullcontext(None) if base in ("stock", "plugin") else yolo_rdna1.guarded(policy=base, faults=False)
     t0 = time.perf_counter()
     with guard_ctx as g:
         model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
                     device=args.device, amp=False, plots=False, val=False, cache=args.cache, seed=0,
                     project=str(project), name=name, exist_ok=True, verbose=False)
-        totals = g.totals() if g is not None else None
+        if base == "plugin":
+            report = json.loads((project / name / "rdna1_report.json").read_text())
+            totals = {"calls": report["calls"], "bypassed": report["bypassed"]}
+        else:
+            totals = g.totals() if g is not None else None
         algorithms = sorted({r["algorithm"] for r in g.per_signature() if "bypass" in r["routes"].values()}) if g is not None else []
     total = time.perf_counter() - t0
     # the last epoch's batches: after the last separator
@@ -98,7 +110,7 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
 
 
 def report(rows: list[dict], meta: dict) -> str:
-    stock = next((r for r in rows if r["config"] == "stock"), rows[0])
+    stock = next((r for r in rows if r["config"].split("#")[0] == "stock"), rows[0])
     lines = [f"Device: {meta['device']}; torch {meta['torch']}; ultralytics {meta['ultralytics']}; {meta['n_train']} train images "
              f"(synthetic thermal, {meta['n_val']} val), imgsz {meta['imgsz']}, batch {meta['batch']}, workers {meta['workers']}, "
              f"cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the last epoch is measured.", "",
@@ -109,6 +121,15 @@ def report(rows: list[dict], meta: dict) -> str:
         byp = "n/a (no guard)" if not t else f"{t['bypassed']}/{t['calls']}"
         lines.append(f"| {r['config']} | {r['last_epoch_s']:.2f} | {r['images_per_s']:.1f} | {r['images_per_s'] / stock['images_per_s']:.2f} | "
                      f"{r['median_batch_ms']:.1f} | {r['images_per_s_median_batch']:.1f} | {r['first_epoch_s']:.2f} | {r['peak_mib']:.0f} | {byp} |")
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(r["config"].split("#")[0], []).append(r["images_per_s"])
+    if any(len(v) > 1 for v in groups.values()):
+        ref = statistics.median(groups.get("stock", next(iter(groups.values()))))
+        lines += ["", "| config | runs | median images/s | vs stock (median) | epoch time vs stock |", "|---|---|---|---|---|"]
+        for k, v in groups.items():
+            m = statistics.median(v)
+            lines.append(f"| {k} | {len(v)} | {m:.1f} | {m / ref:.3f} | {ref / m:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -50,3 +50,9 @@ def synthetic_data(tmp_path_factory) -> Path:
     from yolo_rdna1.data import make_synthetic_thermal
 
     return make_synthetic_thermal(tmp_path_factory.mktemp("thermal"), n_train=16, n_val=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """A verdict cache shared by the trainings of a session: each signature is probed once."""
+    return tmp_path_factory.mktemp("verdict-cache")

@@ -1,11 +1,17 @@
 """The ``yolo-rdna1`` command: ``yolo``-style ``key=value`` arguments.
 
     yolo-rdna1 demo [epochs=2 imgsz=256 ...]        short guarded training on synthetic thermal data
-    yolo-rdna1 train data=... [model=... guard=auto ...]
+    yolo-rdna1 train data=... [model=... guard=auto supervise=True recipe=ltdv2_yolov8n_long ...]
     yolo-rdna1 probe [model=yolov8n.yaml imgsz=640 batch=16 data=... device=0 env_profile=auto]
     yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=...]
     yolo-rdna1 report RUN_DIR                        what the guard did in a run (+ rdna1.png)
     yolo-rdna1 doctor [device=0]                     device, ROCm/MIOpen setup, what to change
+    yolo-rdna1 data convert-ltdv2 src=DOWNLOAD dst=FOLDER [splits=Train,Valid link=symlink frames=...]
+                                                     LTDV2's COCO files -> YOLO folder (classes by name)
+    yolo-rdna1 data check data=DATA.yaml|ltdv2 [root=... hashes=True]   labels, images, duplicates, before training
+    yolo-rdna1 data sample dst=FOLDER [months=3 clips_per_day=2 frames_per_clip=20 seed=0]
+                                                     a tiny LTDV2 look-alike in LTDV2's own format
+    yolo-rdna1 data drift dst=FOLDER [scheme=month|season train_months=4]   train early, val per later period
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ def cmd_train(tokens: list[str]) -> int:
     from .training import train
 
     args = parse_kv(tokens, command="train")
+    if "recipe" in args:
+        from .recipes import load_recipe
+
+        args = {**load_recipe(args.pop("recipe")), **args}  # the command line wins
     if "data" not in args:
         raise UsageError("'yolo-rdna1 train' needs data=<dataset YAML>")
     train(**args)
@@ -166,6 +176,58 @@ def cmd_doctor(tokens: list[str]) -> int:
     return print_doctor(**parse_kv(tokens, ["device"], "doctor"))
 
 
+DATA_ACTIONS = ("convert-ltdv2", "check", "sample", "drift")
+
+
+def _required(args: dict[str, Any], key: str, action: str) -> str:
+    if args.get(key) in (None, ""):
+        raise UsageError(f"'yolo-rdna1 data {action}' needs {key}=...")
+    return str(args[key])
+
+
+def cmd_data(tokens: list[str]) -> int:
+    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits."""
+    if not tokens or tokens[0] not in DATA_ACTIONS:
+        raise UsageError(f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)")
+    action = tokens[0]
+    if action == "convert-ltdv2":
+        from .data.ltdv2 import convert_ltdv2
+
+        args = parse_kv(tokens[1:], ["src", "dst", "splits", "link", "frames", "progress"], "data convert-ltdv2")
+        splits = args.get("splits", "Train,Valid")
+        report = convert_ltdv2(
+            _required(args, "src", action), _required(args, "dst", action),
+            splits=[str(s) for s in splits] if isinstance(splits, list) else str(splits),
+            link=str(args.get("link", "symlink")), progress=bool(args.get("progress", True)), frames=args.get("frames"),
+        )
+        print(report.table())
+        return 1 if report.problems else 0
+    if action == "check":
+        from .data.check import check_dataset
+
+        args = parse_kv(tokens[1:], ["data", "root", "hashes", "progress"], "data check")
+        result = check_dataset(_required(args, "data", action), root=args.get("root"), hashes=bool(args.get("hashes", True)),
+                               progress=bool(args.get("progress", True)))
+        print(result.summary())
+        return 0 if result.ok else 1
+    if action == "sample":
+        from .data.ltdv2_sample import make_ltdv2_sample
+
+        args = parse_kv(tokens[1:], ["dst", "months", "clips_per_day", "frames_per_clip", "days_per_month", "seed"], "data sample")
+        dst = _required(args, "dst", action)
+        try:
+            root = make_ltdv2_sample(dst, **{k: v for k, v in args.items() if k != "dst"})
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        print(f"LTDV2-shaped sample in {root}; next: yolo-rdna1 data convert-ltdv2 src={root} dst=<folder>")
+        return 0
+    from .data.ltdv2 import make_drift_splits
+
+    args = parse_kv(tokens[1:], ["dst", "scheme", "train_months"], "data drift")
+    print(make_drift_splits(_required(args, "dst", action), scheme=args.get("scheme"), train_months=args.get("train_months")).summary())
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "demo": cmd_demo,
     "train": cmd_train,
@@ -173,6 +235,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "verdicts": cmd_verdicts,
     "report": cmd_report,
     "doctor": cmd_doctor,
+    "data": cmd_data,
 }
 
 
@@ -186,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yolo-rdna1: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _setup_logging()
+    from .data.configs import DatasetError
     from .faults import FaultProfileError
     from .options import OptionError
     from .probe.discovery import DiscoveryError
@@ -195,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return command(argv[1:])
-    except (UsageError, OptionError, FaultProfileError, DiscoveryError, EnvProfileError, VerdictStoreError, ReportError, FileExistsError) as e:
+    except (UsageError, OptionError, FaultProfileError, DiscoveryError, EnvProfileError, VerdictStoreError, ReportError, DatasetError, FileExistsError) as e:
         print(f"yolo-rdna1 {argv[0]}: {e}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,8 @@ class PluginOptions:
         thermal: pause between batches when the GPU runs hot.
         thermal_limit: pause at this junction (else edge) temperature in C; None = vendor default.
         thermal_resume: resume below this temperature in C; None = vendor default.
+        stall_timeout: seconds without a finished batch before the watchdog ends a hung process
+            (0 turns it off); the default leaves room for MIOpen's first-call Find.
     """
 
     guard: str = "auto"
@@ -45,6 +47,7 @@ class PluginOptions:
     thermal: bool = True
     thermal_limit: float | None = None
     thermal_resume: float | None = None
+    stall_timeout: float = 1200.0
 
     def __post_init__(self) -> None:
         if self.guard not in POLICIES:
@@ -56,6 +59,8 @@ class PluginOptions:
                 raise OptionError(f"{name}={getattr(self, name)!r} must be True or False")
         if isinstance(self.telemetry, bool) or not isinstance(self.telemetry, (int, float)) or not 0 <= self.telemetry <= 3600:
             raise OptionError(f"telemetry={self.telemetry!r} must be a sampling interval in seconds, 0 (off) to 3600")
+        if isinstance(self.stall_timeout, bool) or not isinstance(self.stall_timeout, (int, float)) or not (self.stall_timeout == 0 or 10 <= self.stall_timeout <= 86400):
+            raise OptionError(f"stall_timeout={self.stall_timeout!r} must be 0 (off) or 10 to 86400 seconds")
         for name in ("thermal_limit", "thermal_resume"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 30 <= v <= 125):

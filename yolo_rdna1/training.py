@@ -52,14 +52,24 @@ def device_defaults(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train(data: str, model: str = "yolov8n.yaml", guard: str = "auto", **kwargs: Any) -> Any:
+def train(
+    data: str, model: str = "yolov8n.yaml", guard: str = "auto", supervise: bool = False, max_restarts: int = 10, **kwargs: Any
+) -> Any:
     """Train a YOLO model with every conv guarded; returns what ``YOLO.train`` returns.
 
     ``kwargs`` are Ultralytics training arguments (``epochs``, ``imgsz``, ``batch``, ``device``,
     ...) and yolo_rdna1 options (``faults``, ``env_profile``, ``unknown``, ``probe``, ``cache``,
-    ``prefer_faster``); an unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
+    ``prefer_faster``, ...); an unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
+    With ``supervise=True`` training runs in a child process that is restarted (at most
+    ``max_restarts`` times) after a crash or a hang; the run dir is returned.
     """
     options, args = split_options({"guard": guard, **kwargs})
+    if supervise:
+        from .supervision import RestartPolicy, supervise as run_supervised
+
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise OptionError(f"max_restarts={max_restarts!r} must be an int >= 0")
+        return run_supervised({"data": data, "model": model, **options.as_dict(), **args}, RestartPolicy(max_restarts=max_restarts))
     args = {**device_defaults(args), **args}
     from ultralytics import YOLO
 

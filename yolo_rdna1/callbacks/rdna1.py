@@ -1,0 +1,213 @@
+"""Ultralytics callbacks of yolo_rdna1: guard every conv of a training, count what it routes.
+
+In the style of ``ultralytics/utils/callbacks/*.py``: one plain function per event and a
+``callbacks`` dict. The events that need the plugin's options receive them through
+``functools.partial`` (see :func:`add_callbacks`), which cloudpickle sends by reference to DDP
+ranks. All the work lives in :class:`yolo_rdna1.run.GuardedRun`; these functions only glue.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..options import PluginOptions
+from ..run import GuardedRun
+
+LOGGER = logging.getLogger("yolo_rdna1")
+
+#: The run of this process (Ultralytics trains one model per process at a time), and the last
+#: one that ended (its totals and routes stay readable after training returns).
+_RUN: GuardedRun | None = None
+_LAST: GuardedRun | None = None
+
+
+def current_run() -> GuardedRun | None:
+    return _RUN
+
+
+def last_run() -> GuardedRun | None:
+    return _RUN or _LAST
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", -1))
+
+
+OPTIONS_FILE = "rdna1_options.json"
+
+
+def _options_for(trainer: Any, options: PluginOptions | None) -> PluginOptions:
+    """The run's options; a resumed run keeps the ones it started with (a sidecar, not trainer.args)."""
+    sidecar = Path(trainer.save_dir) / OPTIONS_FILE
+    if getattr(trainer.args, "resume", False) and sidecar.is_file():
+        try:
+            return PluginOptions.from_mapping(json.loads(sidecar.read_text()))
+        except (ValueError, TypeError) as e:
+            LOGGER.warning("yolo_rdna1: ignoring unreadable %s (%s)", sidecar, e)
+    opts = options or PluginOptions()
+    if _rank() <= 0:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        sidecar.write_text(json.dumps(opts.as_dict(), indent=1))
+    return opts
+
+
+def on_pretrain_routine_start(trainer: Any, options: PluginOptions | None = None) -> None:
+    """Before the trainer builds its model: attribute a crash, probe, enable the guard."""
+    global _RUN
+    if _RUN is not None:
+        _RUN.finish()
+    _RUN = GuardedRun(_options_for(trainer, options), Path(trainer.save_dir), trainer.device, rank=_rank())
+    _RUN.start(trainer.args)
+
+
+def on_pretrain_routine_end(trainer: Any, options: PluginOptions | None = None) -> None:
+    """Label the modules for reports; put the rdna1 columns into every results row.
+
+    DDP ranks above 0 never get on_pretrain_routine_start: they are set up here.
+    """
+    if _RUN is None:
+        on_pretrain_routine_start(trainer, options)
+    run = _RUN
+    if run is None or run.guard is None:
+        return
+    run.guard.label(getattr(trainer.model, "module", trainer.model), prefix="model")
+    if getattr(trainer, "ema", None) is not None:
+        run.guard.label(trainer.ema.ema, prefix="ema")
+    if getattr(trainer.args, "resume", False) and _rank() <= 0:
+        _trim_results(Path(trainer.save_dir), int(getattr(trainer, "start_epoch", 0)))
+    if "save_metrics" not in vars(trainer):  # once per trainer instance
+        save_metrics = trainer.save_metrics
+
+        def save_metrics_with_rdna1(metrics: dict) -> None:
+            # save_metrics writes the CSV row before on_fit_epoch_end: keys added later miss it.
+            # trainer.metrics is what TensorBoard, W&B, MLflow, ... log in on_fit_epoch_end.
+            extra = run.epoch_metrics()
+            if isinstance(getattr(trainer, "metrics", None), dict):
+                trainer.metrics.update(extra)
+            save_metrics({**metrics, **extra})
+
+        trainer.save_metrics = save_metrics_with_rdna1
+
+
+def _trim_results(save_dir: Path, epochs_done: int) -> None:
+    """Drop results.csv rows of epochs the checkpoint does not hold.
+
+    A crash between save_metrics and save_model leaves a row for an epoch that the resumed run
+    trains again; without this, that epoch would appear twice.
+    """
+    csv = save_dir / "results.csv"
+    if not csv.is_file():
+        return
+    lines = csv.read_text().splitlines()
+    keep = [lines[0]] + [line for line in lines[1:] if line.strip() and float(line.split(",")[0]) <= epochs_done]
+    if len(keep) != len(lines):
+        tmp = csv.with_suffix(".csv.tmp")
+        tmp.write_text("\n".join(keep) + "\n")
+        tmp.replace(csv)
+        LOGGER.warning("yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep))
+
+
+def on_train_start(trainer: Any) -> None:
+    if _RUN is not None:
+        _RUN.enter_training()
+
+
+def on_train_epoch_start(trainer: Any) -> None:
+    if _RUN is not None:
+        _RUN.epoch_start()
+
+
+def _counting(on: bool) -> None:
+    if _RUN is not None and _RUN.guard is not None:
+        _RUN.guard.counting = on
+
+
+def on_train_batch_start(trainer: Any) -> None:
+    _counting(True)
+
+
+def on_train_batch_end(trainer: Any) -> None:
+    _counting(False)
+    if _RUN is not None:
+        _RUN.between_batches()
+
+
+def on_val_batch_start(validator: Any) -> None:
+    _counting(True)
+
+
+def on_val_batch_end(validator: Any) -> None:
+    _counting(False)
+    if _RUN is not None:
+        _RUN.heartbeat()
+
+
+def on_model_save(trainer: Any) -> None:
+    """A checkpoint is on disk: the journal's resume point (rank 0 only, as Ultralytics saves)."""
+    from ..supervision import journal
+
+    journal.append(trainer.save_dir, "checkpoint", epoch=int(trainer.epoch) + 1, path=str(trainer.last))
+
+
+def on_train_end(trainer: Any) -> None:
+    """Write rdna1_report.json and print its summary."""
+    if _RUN is None or _RUN.guard is None:
+        return
+    from ..report import summary_lines
+
+    path = _RUN.write_report()
+    for line in summary_lines(json.loads(path.read_text())):
+        LOGGER.info(line)
+
+
+def teardown(trainer: Any) -> None:
+    """Also runs after a crash: record what was learned, unpatch torch."""
+    global _RUN, _LAST
+    if _RUN is not None:
+        _RUN.finish()
+        _LAST, _RUN = _RUN, None
+
+
+_NEEDS_OPTIONS = {"on_pretrain_routine_start": on_pretrain_routine_start, "on_pretrain_routine_end": on_pretrain_routine_end}
+
+callbacks = {
+    "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_pretrain_routine_end": on_pretrain_routine_end,
+    "on_train_start": on_train_start,
+    "on_train_epoch_start": on_train_epoch_start,
+    "on_train_batch_start": on_train_batch_start,
+    "on_train_batch_end": on_train_batch_end,
+    "on_val_batch_start": on_val_batch_start,
+    "on_val_batch_end": on_val_batch_end,
+    "on_model_save": on_model_save,
+    "on_train_end": on_train_end,
+    "teardown": teardown,
+}
+
+
+def _ours(fn: Any) -> bool:
+    fn = getattr(fn, "func", fn)
+    return getattr(fn, "__module__", None) == __name__
+
+
+def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
+    """Register the plugin on a ``YOLO`` model or a trainer and return it.
+
+    Options are validated now (see :class:`~yolo_rdna1.options.PluginOptions`), not when
+    training starts. Calling it again replaces the earlier registration instead of adding to it.
+    """
+    opts = PluginOptions.from_mapping(options)
+    registry = getattr(model_or_trainer, "callbacks", None)
+    if not isinstance(registry, dict):
+        raise TypeError(f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}")
+    for event, fn in callbacks.items():
+        registry.setdefault(event, [])
+        registry[event] = [f for f in registry[event] if not _ours(f)]
+        registry[event].append(functools.partial(fn, options=opts) if event in _NEEDS_OPTIONS else fn)
+    return model_or_trainer

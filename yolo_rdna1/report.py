@@ -1,0 +1,100 @@
+"""``yolo-rdna1 report RUN_DIR``: what the guard did in a run, as text and as ``rdna1.png``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+REPORT_FILE = "rdna1_report.json"
+PLOT_FILE = "rdna1.png"
+
+
+class ReportError(ValueError):
+    """A folder that is not a run, or a report that cannot be read."""
+
+
+def load_report(run_dir: str | Path) -> dict[str, Any]:
+    run = Path(run_dir)
+    path = run / REPORT_FILE
+    if not run.is_dir():
+        raise ReportError(f"{run} is not a folder; give a training run dir such as runs/detect/train")
+    if not path.is_file():
+        raise ReportError(f"{run} has no {REPORT_FILE}; it is written when a guarded training ends (was yolo_rdna1 active?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path} is not valid JSON ({e})") from None
+
+
+def summary_lines(report: dict[str, Any], top: int = 10) -> list[str]:
+    """A short table: totals, then the signatures that took the bypass most."""
+    lines = [
+        f"yolo_rdna1: {report['bypassed']} of {report['calls']} conv calls bypassed ({report['bypass_rate']:.1%}), "
+        f"{report['fallbacks']} in-process fallbacks, {report['thermal_pause_s']:.0f} s thermal pause; "
+        f"policy {report['policy']}, env profile {report['env_profile']}",
+    ]
+    if report.get("probe"):
+        lines.append(f"yolo_rdna1: probe: {report['probe']}")
+    for crash in report.get("attributed_crashes", []):
+        lines.append(f"yolo_rdna1: attributed {crash['cause']}: {crash['signature']}")
+    rows = sorted((s for s in report.get("signatures", []) if s["bypassed"]), key=lambda s: -s["bypassed"])[:top]
+    if rows:
+        lines.append(f"{'bypassed':>9} {'calls':>8}  routes (fwd/bwd_data/bwd_weight)  signature")
+        for s in rows:
+            r = s.get("routes") or {}
+            routes = "/".join(r.get(d, "?")[0] for d in ("fwd", "bwd_data", "bwd_weight"))
+            lines.append(f"{s['bypassed']:>9} {s['calls']:>8}  {routes:<33} {s['signature']}")
+    return lines
+
+
+def read_results(run_dir: str | Path) -> list[dict[str, float]]:
+    """results.csv rows as numbers (Ultralytics pads its header with spaces)."""
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            out.append({k.strip(): float(v) for k, v in row.items() if k is not None and v not in (None, "")})
+    return out
+
+
+def plot(run_dir: str | Path) -> Path | None:
+    """``rdna1.png`` beside results.png: bypass rate and temperatures per epoch."""
+    rows = read_results(run_dir)
+    if not rows or "rdna1/bypass_rate" not in rows[0]:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), tight_layout=True)
+    a.plot(epochs, [100 * r["rdna1/bypass_rate"] for r in rows], marker="o")
+    a.set(title="conv calls on the bypass", xlabel="epoch", ylabel="%")
+    for key, label in (("rdna1/temp_edge_max", "edge"), ("rdna1/temp_junction_max", "junction"), ("rdna1/temp_mem_max", "memory")):
+        values = [r.get(key, -1.0) for r in rows]
+        if any(v >= 0 for v in values):
+            b.plot(epochs, [v if v >= 0 else float("nan") for v in values], marker="o", label=label)
+    b.set(title="GPU temperature (max per epoch)", xlabel="epoch", ylabel="C")
+    if b.get_legend_handles_labels()[0]:
+        b.legend()
+    else:
+        b.text(0.5, 0.5, "no temperature sensor", ha="center", va="center", transform=b.transAxes)
+    path = Path(run_dir) / PLOT_FILE
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def print_report(run_dir: str | Path) -> int:
+    report = load_report(run_dir)
+    for line in summary_lines(report, top=30):
+        print(line)
+    png = plot(run_dir)
+    if png is not None:
+        print(f"plot: {png}")
+    return 0
