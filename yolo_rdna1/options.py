@@ -34,6 +34,9 @@ class PluginOptions:
         thermal_resume: resume below this temperature in C; None = vendor default.
         stall_timeout: seconds without a finished batch before the watchdog ends a hung process
             (0 turns it off); the default leaves room for MIOpen's first-call Find.
+        checkpoint_minutes: write a resumable mid-epoch checkpoint (``weights/mid.pt``) every this
+            many minutes, so a crash loses at most that much of a multi-hour epoch (0 turns it
+            off); a fraction of a minute is allowed (tests checkpoint every batch).
     """
 
     guard: str = "auto"
@@ -48,6 +51,7 @@ class PluginOptions:
     thermal_limit: float | None = None
     thermal_resume: float | None = None
     stall_timeout: float = 1200.0
+    checkpoint_minutes: float = 15.0
 
     def __post_init__(self) -> None:
         if self.guard not in POLICIES:
@@ -61,6 +65,8 @@ class PluginOptions:
             raise OptionError(f"telemetry={self.telemetry!r} must be a sampling interval in seconds, 0 (off) to 3600")
         if isinstance(self.stall_timeout, bool) or not isinstance(self.stall_timeout, (int, float)) or not (self.stall_timeout == 0 or 10 <= self.stall_timeout <= 86400):
             raise OptionError(f"stall_timeout={self.stall_timeout!r} must be 0 (off) or 10 to 86400 seconds")
+        if isinstance(self.checkpoint_minutes, bool) or not isinstance(self.checkpoint_minutes, (int, float)) or not 0 <= self.checkpoint_minutes <= 10080:
+            raise OptionError(f"checkpoint_minutes={self.checkpoint_minutes!r} must be 0 (off) or a number of minutes up to 10080 (a week)")
         for name in ("thermal_limit", "thermal_resume"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 30 <= v <= 125):

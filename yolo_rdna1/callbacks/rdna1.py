@@ -16,6 +16,7 @@ from typing import Any
 
 from ..options import PluginOptions
 from ..run import GuardedRun
+from ..supervision.checkpoint import MidEpochCheckpoints
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -23,6 +24,8 @@ LOGGER = logging.getLogger("yolo_rdna1")
 #: one that ended (its totals and routes stay readable after training returns).
 _RUN: GuardedRun | None = None
 _LAST: GuardedRun | None = None
+#: Mid-epoch checkpoints and resume position of the trainer of this process (None under DDP).
+_MID: MidEpochCheckpoints | None = None
 
 
 def current_run() -> GuardedRun | None:
@@ -59,10 +62,12 @@ def _options_for(trainer: Any, options: PluginOptions | None) -> PluginOptions:
 
 def on_pretrain_routine_start(trainer: Any, options: PluginOptions | None = None) -> None:
     """Before the trainer builds its model: attribute a crash, probe, enable the guard."""
-    global _RUN
+    global _RUN, _MID
     if _RUN is not None:
         _RUN.finish()
-    _RUN = GuardedRun(_options_for(trainer, options), Path(trainer.save_dir), trainer.device, rank=_rank())
+    opts = _options_for(trainer, options)
+    _MID = MidEpochCheckpoints.attach(trainer, opts.checkpoint_minutes)  # a bad resume fails before probing
+    _RUN = GuardedRun(opts, Path(trainer.save_dir), trainer.device, rank=_rank())
     _RUN.start(trainer.args)
 
 
@@ -74,6 +79,8 @@ def on_pretrain_routine_end(trainer: Any, options: PluginOptions | None = None) 
     if _RUN is None:
         on_pretrain_routine_start(trainer, options)
     run = _RUN
+    if _MID is not None:
+        _MID.setup_loader(trainer)
     if run is None or run.guard is None:
         return
     run.guard.label(getattr(trainer.model, "module", trainer.model), prefix="model")
@@ -116,11 +123,15 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
 def on_train_start(trainer: Any) -> None:
     if _RUN is not None:
         _RUN.enter_training()
+    if _MID is not None:
+        _MID.train_start(trainer)
 
 
 def on_train_epoch_start(trainer: Any) -> None:
     if _RUN is not None:
         _RUN.epoch_start()
+    if _MID is not None:
+        _MID.epoch_start(trainer)
 
 
 def _counting(on: bool) -> None:
@@ -136,6 +147,8 @@ def on_train_batch_end(trainer: Any) -> None:
     _counting(False)
     if _RUN is not None:
         _RUN.between_batches()
+    if _MID is not None:
+        _MID.batch_end(trainer)
 
 
 def on_val_batch_start(validator: Any) -> None:
@@ -152,11 +165,13 @@ def on_model_save(trainer: Any) -> None:
     """A checkpoint is on disk: the journal's resume point (rank 0 only, as Ultralytics saves)."""
     from ..supervision import journal
 
-    journal.append(trainer.save_dir, "checkpoint", epoch=int(trainer.epoch) + 1, path=str(trainer.last))
+    journal.append(trainer.save_dir, "checkpoint", epoch=int(trainer.epoch) + 1, batch=0, path=str(trainer.last))
 
 
 def on_train_end(trainer: Any) -> None:
-    """Write rdna1_report.json and print its summary."""
+    """Write rdna1_report.json and print its summary; drop the mid-epoch checkpoints of the finished run."""
+    if _MID is not None:
+        _MID.train_end()
     if _RUN is None or _RUN.guard is None:
         return
     from ..report import summary_lines
@@ -168,7 +183,10 @@ def on_train_end(trainer: Any) -> None:
 
 def teardown(trainer: Any) -> None:
     """Also runs after a crash: record what was learned, unpatch torch."""
-    global _RUN, _LAST
+    global _RUN, _LAST, _MID
+    if _MID is not None:
+        _MID.close()
+        _MID = None
     if _RUN is not None:
         _RUN.finish()
         _LAST, _RUN = _RUN, None

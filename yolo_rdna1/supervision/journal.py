@@ -1,7 +1,10 @@
 """``journal.jsonl``: what happened to a long run, one JSON object a line, appended and fsynced.
 
 Events: ``start``, ``restart`` (with its cause), ``attributed`` (a conv blamed for a crash),
-``checkpoint``, ``resume``, ``thermal_pause``, ``end``. ``yolo-rdna1 report RUN_DIR`` reads it.
+``checkpoint`` (``epoch``, ``batch``: the position it holds, ``batch`` 0 for the end-of-epoch
+``last.pt``), ``resume`` (the checkpoint and position a restart continues from),
+``thermal_pause``, ``bad_input`` (a resume that cannot be right; the supervisor stops on it),
+``end``. ``yolo-rdna1 report RUN_DIR`` reads it.
 """
 
 from __future__ import annotations

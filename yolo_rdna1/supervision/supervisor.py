@@ -6,9 +6,12 @@ restart with a bound), with what a single GPU run needs on top:
 
 * the cause of every abnormal end is classified (signal, watchdog stall, error) and journaled;
 * the conv in flight is attributed by the child's next start (its breadcrumb), so it is bypassed;
-* a restart resumes from the newest checkpoint of the same run dir;
+* a restart resumes from the newest readable checkpoint of the same run dir: the end-of-epoch
+  ``last.pt`` or a mid-epoch ``mid.pt``/``mid.prev.pt``, whichever is further along;
 * restarts back off exponentially, and the supervisor gives up with a summary when the same
-  failure repeats without progress (no new epoch finished in between);
+  failure repeats without progress (no checkpoint further along in between);
+* a child that stops on bad input (a checkpoint of another model or dataset) is not restarted:
+  its message ends the supervisor;
 * Ctrl-C stops child and supervisor and leaves a run that ``resume=True`` continues.
 """
 
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..verdicts import breadcrumb as crumbs
-from . import journal
+from . import checkpoint, journal
 from .watchdog import STALL_EXIT_CODE
 
 LOGGER = logging.getLogger("yolo_rdna1")
@@ -49,11 +52,13 @@ class RestartPolicy:
 
 
 def classify(returncode: int) -> str:
-    """Why a training child ended: ``ok``, ``hang``, ``abort``, ``killed``, ``signal:NAME`` or ``error``."""
+    """Why a training child ended: ``ok``, ``hang``, ``abort``, ``killed``, ``signal:NAME``, ``bad_input`` or ``error``."""
     if returncode == 0:
         return "ok"
     if returncode == STALL_EXIT_CODE:
         return "hang"
+    if returncode == checkpoint.BAD_INPUT_EXIT_CODE:
+        return "bad_input"
     if returncode < 0:
         sig = -returncode
         if sig == signal.SIGABRT:
@@ -88,22 +93,30 @@ def supervise(
     kwargs.setdefault("name", "train")
     run_dir = Path(kwargs["project"]).resolve() / str(kwargs["name"])
     kwargs["project"] = str(Path(kwargs["project"]).resolve())
-    last = run_dir / "weights" / "last.pt"
+    weights = run_dir / "weights"
     resuming = bool(kwargs.pop("resume", False))
-    if last.is_file() and not resuming:
-        raise SupervisorError(f"{run_dir} already holds a run (weights/last.pt); pass resume=True to continue it, or another name=")
-    if resuming and not last.is_file():
-        raise SupervisorError(f"resume=True but {last} does not exist: nothing to resume; drop resume or fix project/name")
+    held = [p.name for p in (weights / checkpoint.LAST_NAME, weights / checkpoint.MID_NAME, weights / checkpoint.PREV_NAME) if p.is_file()]
+    if held and not resuming:
+        raise SupervisorError(f"{run_dir} already holds a run (weights/{', '.join(held)}); pass resume=True to continue it, or another name=")
+    try:
+        point = checkpoint.resume_point(run_dir) if resuming else None
+        if point is not None:
+            checkpoint.check_model_arg(kwargs.get("model"), point)
+    except checkpoint.ResumeError as e:
+        raise SupervisorError(str(e)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     journal.append(run_dir, "start", supervised=True, resume=resuming, pid=os.getpid())
 
     restarts = 0
-    history: list[tuple[str, int]] = []
+    history: list[tuple[str, checkpoint.Position | None]] = []
     while True:
         attempt = dict(kwargs, exist_ok=True)
-        if last.is_file():
-            attempt.update(model=str(last), resume=True)
-            journal.append(run_dir, "resume", checkpoint=str(last), epochs_done=completed_epochs(run_dir))
+        if point is not None and point.finished:  # killed after the last epoch was saved, in the final validation
+            journal.append(run_dir, "end", status="completed", restarts=restarts, epochs=completed_epochs(run_dir), note="final validation cut short")
+            return run_dir
+        if point is not None:
+            attempt.update(model=str(point.path), resume=True)
+            journal.append(run_dir, "resume", checkpoint=str(point.path), epoch=point.position.epoch, batch=point.position.batch, epochs_done=completed_epochs(run_dir))
         try:
             code = _run_child(attempt, python)
         except KeyboardInterrupt:
@@ -114,13 +127,23 @@ def supervise(
         if cause == "ok":
             journal.append(run_dir, "end", status="completed", restarts=restarts, epochs=epochs)
             return run_dir
+        if cause == "bad_input":
+            message = next((e.get("message") for e in reversed(list(journal.read(run_dir))) if e["event"] == "bad_input"), None)
+            journal.append(run_dir, "end", status="bad_input", restarts=restarts, epochs=epochs)
+            raise SupervisorError(message or f"training stopped on bad input (exit {code}); see its output above")
         if cause == "killed":
             # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight.
             for stem in run_dir.glob("rdna1_breadcrumb*.slot"):
                 crumbs.clear(stem.with_suffix(""))
-        history.append((cause, epochs))
+        try:
+            point = checkpoint.newest(weights)  # the next attempt's resume point, and the progress measure
+        except checkpoint.ResumeError as e:
+            journal.append(run_dir, "end", status="bad_input", restarts=restarts, epochs=epochs)
+            raise SupervisorError(str(e)) from None
+        progress = point.position if point is not None else None
+        history.append((cause, progress))
         journal.append(run_dir, "restart", cause=cause, returncode=code, epochs=epochs, restart=restarts + 1)
-        same = [h for h in history if h == (cause, epochs)]
+        same = [h for h in history if h == (cause, progress)]
         if len(same) >= policy.same_failure_limit:
             journal.append(run_dir, "end", status="gave_up", reason="same failure without progress", cause=cause)
             raise SupervisorError(
