@@ -108,12 +108,16 @@ class GuardedRun:
 
         # Until training starts, convs without a verdict (the stride probe at 256 px when the model
         # is built, thop's FLOPs count) take the bypass: a few forwards, not worth a probe each.
-        table = VerdictRouteTable(
-            self.store.table(self.device_key, env_name),
-            unknown="bypass" if opts.unknown == "probe" else opts.unknown,
-            prober=lambda sigs: probe_signatures(sigs, env_name).verdicts,
-            prefer_faster=opts.prefer_faster,
-        )
+        # On a device whose conv library is trusted (and no fault profile), ``auto`` routes
+        # nothing: no table, so no signature is ever probed at run time.
+        table = None
+        if routes:
+            table = VerdictRouteTable(
+                self.store.table(self.device_key, env_name),
+                unknown="bypass" if opts.unknown == "probe" else opts.unknown,
+                prober=lambda sigs: probe_signatures(sigs, env_name).verdicts,
+                prefer_faster=opts.prefer_faster,
+            )
         self._table = table
         self._crumb = crumbs.Breadcrumb(breadcrumb_stem(self.save_dir, self.rank)) if routes else None
         self.guard = ConvGuard(policy=opts.guard, faults=profile or False, route_table=table, counting=False, breadcrumb=self._crumb)
