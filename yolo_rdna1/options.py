@@ -24,7 +24,8 @@ class PluginOptions:
         faults: fault profile (name or YAML path) to simulate; ``None`` reads ``YOLO_RDNA1_FAULTS``.
         env_profile: MIOpen env profile (``default``, ``no_gemm``, ... or ``auto`` to let the
             probe pick the one under which the most conv work is ok).
-        unknown: what a signature without a verdict gets at run time: ``probe`` | ``bypass`` | ``vendor``.
+        unknown: what a signature without a verdict gets at run time: ``probe`` (bypass until a
+            background probe has judged it) | ``bypass`` | ``vendor``.
         probe: probe the run's signatures before training (isolated; cached per device).
         cache: folder of the verdict store (default ``$YOLO_RDNA1_CACHE`` or the user cache dir).
         prefer_faster: route an ok signature to the bypass where the probe measured it faster.

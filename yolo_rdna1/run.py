@@ -108,6 +108,7 @@ class GuardedRun:
 
         # Until training starts, convs without a verdict (the stride probe at 256 px when the model
         # is built, thop's FLOPs count) take the bypass: a few forwards, not worth a probe each.
+        # From then on ``unknown=probe`` judges them in the background (see VerdictRouteTable).
         # On a device whose conv library is trusted (and no fault profile), ``auto`` routes
         # nothing: no table, so no signature is ever probed at run time.
         table = None
@@ -115,7 +116,7 @@ class GuardedRun:
             table = VerdictRouteTable(
                 self.store.table(self.device_key, env_name),
                 unknown="bypass" if opts.unknown == "probe" else opts.unknown,
-                prober=lambda sigs: probe_signatures(sigs, env_name).verdicts,
+                prober=lambda sigs: run_probe(sigs, self.device, env_name, self.store, progress=False, faults=profile or False).verdicts,
                 prefer_faster=opts.prefer_faster,
             )
         self._table = table
@@ -161,6 +162,8 @@ class GuardedRun:
         """Called after every train batch: the heartbeat, and the only place training may pause for heat."""
         if self._thermal is not None:
             self._thermal.check()
+        if self.guard is not None:
+            self.guard.refresh()
         self.heartbeat()
 
     # -- per-epoch metrics -----------------------------------------------------------------------
@@ -190,6 +193,7 @@ class GuardedRun:
 
     def epoch_start(self) -> None:
         self._accumulate()
+        self.heartbeat()
         if self._sampler is not None:
             self._sampler.reset_window()
 
@@ -283,6 +287,8 @@ class GuardedRun:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if self._table is not None:
+            self._table.close()
         try:
             self.record_runtime_failures()
         finally:

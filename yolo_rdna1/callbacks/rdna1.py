@@ -151,6 +151,12 @@ def on_train_batch_end(trainer: Any) -> None:
         _MID.batch_end(trainer)
 
 
+def on_val_start(validator: Any) -> None:
+    """Building the val loader of a big dataset takes a while: progress, not a stall."""
+    if _RUN is not None:
+        _RUN.heartbeat()
+
+
 def on_val_batch_start(validator: Any) -> None:
     _counting(True)
 
@@ -165,6 +171,8 @@ def on_model_save(trainer: Any) -> None:
     """A checkpoint is on disk: the journal's resume point (rank 0 only, as Ultralytics saves)."""
     from ..supervision import journal
 
+    if _RUN is not None:
+        _RUN.heartbeat()
     journal.append(trainer.save_dir, "checkpoint", epoch=int(trainer.epoch) + 1, batch=0, path=str(trainer.last))
 
 
@@ -201,6 +209,7 @@ callbacks = {
     "on_train_epoch_start": on_train_epoch_start,
     "on_train_batch_start": on_train_batch_start,
     "on_train_batch_end": on_train_batch_end,
+    "on_val_start": on_val_start,
     "on_val_batch_start": on_val_batch_start,
     "on_val_batch_end": on_val_batch_end,
     "on_model_save": on_model_save,

@@ -158,6 +158,9 @@ class ConvGuard:
         self._routes: dict[ConvSignature, Route] = {}
         self._names: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
         self._device_routes: dict[torch.device, bool] = {}
+        #: Routes with a direction the table had no verdict for; :meth:`refresh` revisits them.
+        self._provisional: dict[Route, set[str]] = {}
+        self._table_generation = getattr(route_table, "generation", 0)
 
     # -- hot path --------------------------------------------------------------------------------
     def conv2d(self, module: nn.Conv2d, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -247,10 +250,16 @@ class ConvGuard:
         params = ConvParams(sig.stride, sig.padding, sig.dilation, sig.groups, sig.transposed, sig.output_padding)
         directions = {d: self._decide(sig.with_direction(d)) for d in DIRECTIONS}
         rules = {d: self.profile.rules_for(sig.with_direction(d)) if self.profile else () for d in DIRECTIONS}
-        return Route(
+        route = Route(
             sig, params, directions, rules, algorithm_for(sig),
             check_vendor=self._checks_vendor(device), fallback=self.policy != "vendor", crumb=self.breadcrumb,
         )
+        lookup = getattr(self.route_table, "lookup", None)
+        if self.policy == "auto" and lookup is not None:
+            unknown = {d for d in DIRECTIONS if lookup(sig.with_direction(d)) is None}
+            if unknown:
+                self._provisional[route] = unknown
+        return route
 
     def _decide(self, sig: ConvSignature) -> str:
         if self.policy == "bypass":
@@ -271,6 +280,28 @@ class ConvGuard:
 
             self._device_routes[device] = routes_by_default(describe_device(device))
         return self._device_routes[device]
+
+    def refresh(self) -> int:
+        """Give provisionally routed signatures the route their newly arrived verdicts say.
+
+        Cheap when nothing arrived (one int compare); call it between batches, never inside a
+        forward/backward. Returns how many directions changed.
+        """
+        generation = getattr(self.route_table, "generation", 0)
+        if generation == self._table_generation or not self._provisional:
+            return 0
+        self._table_generation = generation
+        changed = 0
+        for route, unknown in list(self._provisional.items()):
+            for d in list(unknown):
+                decided = self.route_table.lookup(route.sig.with_direction(d))  # type: ignore[union-attr]
+                if decided is not None:
+                    changed += route.directions[d] != decided
+                    route.set_direction(d, decided)
+                    unknown.discard(d)
+            if not unknown:
+                del self._provisional[route]
+        return changed
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def label(self, model: nn.Module, prefix: str = "") -> None:

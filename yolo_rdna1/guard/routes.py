@@ -45,7 +45,7 @@ def is_vendor_error(exc: BaseException) -> bool:
 class Route:
     """The route of one signature, shared by every module and call that has this signature."""
 
-    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "reasons", "fallbacks", "fallback", "crumb", "crumb_ids")
+    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "reasons", "fallbacks", "fallback", "crumb", "crumb_ids", "check_vendor")
 
     def __init__(
         self,
@@ -68,8 +68,19 @@ class Route:
         self.fallback = fallback
         self.crumb = crumb
         self.crumb_ids: dict[str, int] = {}
-        self.uses_bypass = any(d == BYPASS for d in directions.values())
-        self.plain = not check_vendor and not any(rules.values()) and not self.uses_bypass
+        self.check_vendor = check_vendor
+        self._update_flags()
+
+    def _update_flags(self) -> None:
+        self.uses_bypass = any(d == BYPASS for d in self.directions.values())
+        self.plain = not self.check_vendor and not any(self.rules.values()) and not self.uses_bypass
+
+    def set_direction(self, direction: str, route: str) -> None:
+        """Move one direction to ``route`` (a verdict arrived); not for one marked bad in-process."""
+        if direction in self.reasons or self.directions[direction] == route:
+            return
+        self.directions[direction] = route
+        self._update_flags()
 
     def mark_bad(self, direction: str, reason: str) -> None:
         """Route ``direction`` to the bypass for the rest of the process, and warn once."""
@@ -77,8 +88,7 @@ class Route:
             return
         self.directions[direction] = BYPASS
         self.reasons[direction] = reason
-        self.plain = False
-        self.uses_bypass = True
+        self._update_flags()
         LOGGER.warning(
             "yolo_rdna1: vendor conv failed for %s (%s); it takes the bypass for the rest of this process",
             self.sig.with_direction(direction),
