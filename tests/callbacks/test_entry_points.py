@@ -48,8 +48,8 @@ def check_run(run, expect_bypass: bool):
 
 
 @pytest.mark.slow
-def test_train_api_under_gfx1010(synthetic_data, tmp_path, run_child):
-    kw = {**common(synthetic_data, tmp_path, "api", tmp_path / "cache"), "faults": "gfx1010"}
+def test_train_api_under_gfx1010(synthetic_data, tmp_path, run_child, shared_cache):
+    kw = {**common(synthetic_data, tmp_path, "api", shared_cache), "faults": "gfx1010"}
     r = run_child(f"import yolo_rdna1\nyolo_rdna1.train(model='yolov8n.yaml', **{kw!r})", timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = check_run(tmp_path / "api", expect_bypass=True)
@@ -74,8 +74,8 @@ def test_add_callbacks_on_a_yolo_model_without_profile_bypasses_nothing(syntheti
 
 
 @pytest.mark.slow
-def test_cli_train_then_resume_keeps_the_columns(synthetic_data, tmp_path):
-    kw = {**common(synthetic_data, tmp_path, "cli", tmp_path / "cache"), "faults": "gfx1010", "thermal_limit": 90}
+def test_cli_train_then_resume_keeps_the_columns(synthetic_data, tmp_path, shared_cache):
+    kw = {**common(synthetic_data, tmp_path, "cli", shared_cache), "faults": "gfx1010", "thermal_limit": 90}
     args = [f"{k}={v}" for k, v in kw.items()]
     env = {**os.environ}
     # The first run is stopped after epoch 1 (as a crash would); resume=True finishes epoch 2.

@@ -47,9 +47,11 @@ def test_training_under_gfx1010_with_auto_finishes_without_hang_abort_or_nan(syn
 @pytest.mark.slow
 def test_a_fault_the_probe_cannot_see_is_attributed_and_bypassed_after_restart(synthetic_data, tmp_path, run_child):
     prof = tmp_path / "late.yaml"
-    rule = {"match": {"kernel": 1, "in_channels": 64, "out_channels": 64}, "direction": "bwd_weight", "effect": "abort", "after": 3}
+    # one signature only: "after" counts the calls of every signature the rule matches
+    rule = {"match": {"kernel": 1, "in_channels": 64, "out_channels": 64, "height": 2}, "direction": "bwd_weight", "effect": "abort", "after": 3}
     prof.write_text(yaml.safe_dump({"name": "late-abort", "rules": [rule]}))
-    code = train_code(synthetic_data, tmp_path, tmp_path / "cache", str(prof), epochs=2)
+    # prefer_faster=False: the CPU timing must not move the signature to the bypass before it faults
+    code = train_code(synthetic_data, tmp_path, tmp_path / "cache", str(prof), epochs=2, prefer_faster=False)
     first = run_child(code, timeout=600)
     assert first.returncode == -signal.SIGABRT, first.stderr[-2000:]
     second = run_child(code, timeout=600)  # a simple restart of the same run
@@ -86,3 +88,12 @@ def test_add_callbacks_twice_does_not_double():
     assert {k: len(v) for k, v in model.callbacks.items()} == once
     assert once["on_pretrain_routine_start"] == before["on_pretrain_routine_start"] + 1
     assert model.callbacks["on_pretrain_routine_start"][-1].keywords["options"].guard == "auto"
+
+
+def test_an_unwritable_results_folder_fails_before_training(synthetic_data, tmp_path):
+    import yolo_rdna1
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OptionError, match=r"cannot write training results under .*a-file.*pass project="):
+        yolo_rdna1.train(data=str(synthetic_data), project=str(blocker / "runs"), epochs=1)

@@ -39,10 +39,13 @@ def test_gives_up_when_the_same_failure_repeats_without_progress(tmp_path):
 @pytest.mark.slow
 def test_a_hang_the_probe_cannot_see_is_ended_attributed_and_the_run_finishes(synthetic_data, tmp_path):
     prof = tmp_path / "late-hang.yaml"
-    rule = {"match": {"kernel": 3, "in_channels": 32, "out_channels": 32}, "direction": "fwd", "effect": "hang", "after": 6}
+    # one signature (the train batches'): "after" counts the calls of every signature the rule matches
+    rule = {"match": {"kernel": 3, "in_channels": 32, "out_channels": 32, "height": 8, "width": 8, "batch": 4}, "direction": "fwd",
+            "effect": "hang", "after": 6}
     prof.write_text(yaml.safe_dump({"name": "late-hang", "rules": [rule]}))
     kwargs = dict(data=str(synthetic_data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0, project=str(tmp_path / "p"),
-                  name="r", faults=str(prof), cache=str(tmp_path / "cache"), stall_timeout=10, telemetry=0, plots=False)
+                  name="r", faults=str(prof), cache=str(tmp_path / "cache"), stall_timeout=10, telemetry=0, plots=False,
+                  prefer_faster=False)  # CPU timings must not move the signature to the bypass before it hangs
     run = supervise(kwargs, RestartPolicy(backoff_s=0), sleep=lambda s: None)
     events = list(journal.read(run))
     restarts = [e for e in events if e["event"] == "restart"]
