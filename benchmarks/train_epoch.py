@@ -83,7 +83,8 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
                     project=str(project), name=name, exist_ok=True, verbose=False)
         if base == "plugin":
             report = json.loads((project / name / "rdna1_report.json").read_text())
-            totals = {"calls": report["calls"], "bypassed": report["bypassed"]}
+            totals = {"calls": report["calls"], "bypassed": report["bypassed"], "telemetry": report["telemetry_source"],
+                      "last_epoch_metrics": report["epochs"][-1] if report["epochs"] else {}}
         else:
             totals = g.totals() if g is not None else None
         algorithms = sorted({r["algorithm"] for r in g.per_signature() if "bypass" in r["routes"].values()}) if g is not None else []

@@ -2,6 +2,7 @@
 
     yolo-rdna1 demo [epochs=2 imgsz=256 ...]        short guarded training on synthetic thermal data
     yolo-rdna1 train data=... [model=... guard=auto supervise=True recipe=ltdv2_yolov8n_long ...]
+                     data=ltdv2|ltdv2-drift|ltdv2-sample [root=FOLDER]   a shipped dataset config by name
     yolo-rdna1 probe [model=yolov8n.yaml imgsz=640 batch=16 data=... device=0 env_profile=auto]
     yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=...]
     yolo-rdna1 report RUN_DIR                        what the guard did in a run (+ rdna1.png)
@@ -65,7 +66,7 @@ def cmd_train(tokens: list[str]) -> int:
 
         args = {**load_recipe(args.pop("recipe")), **args}  # the command line wins
     if "data" not in args:
-        raise UsageError("'yolo-rdna1 train' needs data=<dataset YAML>")
+        raise UsageError("'yolo-rdna1 train' needs data=<dataset YAML> or a dataset config name (data=ltdv2 root=<converted folder>)")
     train(**args)
     return 0
 

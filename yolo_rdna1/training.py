@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from .options import OptionError, PluginOptions
@@ -34,6 +35,21 @@ def check_ultralytics_args(args: dict[str, Any]) -> None:
         raise OptionError(str(e).strip() + f"\nyolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
 
 
+def check_writable(args: dict[str, Any]) -> None:
+    """Fail now, not after probing, when the results folder (``project``) cannot be written."""
+    from pathlib import Path
+
+    from ultralytics.utils import SETTINGS
+
+    project = Path(args.get("project") or SETTINGS["runs_dir"]).expanduser().absolute()
+    existing = next((p for p in (project, *project.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(
+            f"cannot write training results under {project} ({existing} is not a writable folder); "
+            "pass project=<a folder you can write to>"
+        )
+
+
 def device_defaults(args: dict[str, Any]) -> dict[str, Any]:
     """Settings a device needs that the user did not set, each logged once with its reason."""
     from .device import describe_device, parse_device
@@ -52,24 +68,52 @@ def device_defaults(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def dataset_args(data: str, root: str | os.PathLike[str] | None, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``data`` as Ultralytics needs it, and ``args`` over the dataset config's training settings.
+
+    A shipped dataset name (``ltdv2``) or a config with a ``${VAR}`` root becomes a concrete
+    data.yaml here, so a missing root fails before any probing or training; the config's
+    ``train_settings`` (no hue/saturation jitter on grey thermal frames) fill in only what the
+    caller did not set.
+    """
+    from .data.configs import resolve_training_data
+
+    data, defaults = resolve_training_data(data, root)
+    applied = {k: v for k, v in defaults.items() if k not in args}
+    if applied:
+        check_ultralytics_args(applied)
+        LOGGER.info("yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))
+    return data, {**applied, **args}
+
+
 def train(
-    data: str, model: str = "yolov8n.yaml", guard: str = "auto", supervise: bool = False, max_restarts: int = 10, **kwargs: Any
+    data: str, model: str = "yolov8n.yaml", guard: str = "auto", supervise: bool = False, max_restarts: int = 10,
+    backoff_s: float = 10.0, root: str | os.PathLike[str] | None = None, **kwargs: Any
 ) -> Any:
     """Train a YOLO model with every conv guarded; returns what ``YOLO.train`` returns.
 
-    ``kwargs`` are Ultralytics training arguments (``epochs``, ``imgsz``, ``batch``, ``device``,
-    ...) and yolo_rdna1 options (``faults``, ``env_profile``, ``unknown``, ``probe``, ``cache``,
-    ``prefer_faster``, ...); an unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
+    ``data`` is a data.yaml, an Ultralytics dataset name, or a shipped dataset config by name
+    (``ltdv2``, ``ltdv2-drift``, ``ltdv2-sample``) whose root is ``root`` or its environment
+    variable (``LTDV2_ROOT``); see :func:`dataset_args`. ``kwargs`` are Ultralytics training
+    arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ...) and yolo_rdna1 options
+    (``faults``, ``env_profile``, ``unknown``, ``probe``, ``cache``, ``prefer_faster``, ...); an
+    unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
     With ``supervise=True`` training runs in a child process that is restarted (at most
-    ``max_restarts`` times) after a crash or a hang; the run dir is returned.
+    ``max_restarts`` times, the first after ``backoff_s`` seconds, doubling) after a crash or a
+    hang; the run dir is returned.
     """
     options, args = split_options({"guard": guard, **kwargs})
+    data, args = dataset_args(data, root, args)
+    check_writable(args)
     if supervise:
         from .supervision import RestartPolicy, supervise as run_supervised
 
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise OptionError(f"max_restarts={max_restarts!r} must be an int >= 0")
-        return run_supervised({"data": data, "model": model, **options.as_dict(), **args}, RestartPolicy(max_restarts=max_restarts))
+        if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or backoff_s < 0:
+            raise OptionError(f"backoff_s={backoff_s!r} must be a number of seconds >= 0")
+        policy = RestartPolicy(max_restarts=max_restarts, backoff_s=float(backoff_s))
+        return run_supervised({"data": data, "model": model, **options.as_dict(), **args}, policy)
     args = {**device_defaults(args), **args}
     from ultralytics import YOLO
 

@@ -77,3 +77,114 @@ def test_sample_matches_the_layout_its_config_describes(tmp_path):
             months.add(img["date_captured"][:7])
         assert ("annotations" in coco) == (name != "data/TestNoLabels.json")
     assert sorted(months) == [str(layout["start"]), "2020-06"]
+
+
+@pytest.fixture(scope="module")
+def sample_converted(tmp_path_factory):
+    """A converted LTDV2-shaped sample of five months (one frame a clip): enough for ltdv2-drift's train_months=4."""
+    from yolo_rdna1.data.ltdv2 import convert_ltdv2
+
+    base = tmp_path_factory.mktemp("ltdv2")
+    src = make_ltdv2_sample(base / "src", months=5, frames_per_clip=1, days_per_month=1)
+    convert_ltdv2(src, base / "yolo", progress=False)
+    return base / "yolo"
+
+
+class FakeYOLO:
+    """Stands in for ultralytics.YOLO: records what train() would have trained on."""
+
+    calls: list = []
+
+    def __init__(self, model):
+        self.model = model
+
+    def train(self, **kwargs):
+        FakeYOLO.calls.append({"model": self.model, **kwargs})
+        return "trained"
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """train() runs up to YOLO.train / the supervisor, which only record their arguments."""
+    import ultralytics
+
+    import yolo_rdna1.callbacks
+    import yolo_rdna1.supervision
+
+    FakeYOLO.calls = []
+    supervised = []
+    monkeypatch.setattr(ultralytics, "YOLO", FakeYOLO)
+    monkeypatch.setattr(yolo_rdna1.callbacks, "add_callbacks", lambda yolo, **options: yolo)
+    monkeypatch.setattr(yolo_rdna1.supervision, "supervise", lambda kwargs, policy: supervised.append((kwargs, policy)) or "run-dir")
+    monkeypatch.delenv("LTDV2_ROOT", raising=False)
+    monkeypatch.delenv("LTDV2_SAMPLE_ROOT", raising=False)
+    return FakeYOLO.calls, supervised
+
+
+def test_train_by_name_gets_a_concrete_yaml_and_thermal_defaults_the_caller_overrides(sample_converted, tmp_path, no_training):
+    import yolo_rdna1
+
+    trained, _ = no_training
+    settings = dataset_config("ltdv2")["train_settings"]
+    assert yolo_rdna1.train(data="ltdv2", root=sample_converted, epochs=1, hsv_v=0.1, project=str(tmp_path)) == "trained"
+    args = trained[-1]
+    assert yaml.safe_load(open(args["data"]))["path"] == str(sample_converted)
+    assert args["hsv_h"] == 0 and args["hsv_s"] == 0 and args["mosaic"] == settings["mosaic"] and args["fliplr"] == settings["fliplr"]
+    assert args["hsv_v"] == 0.1 != settings["hsv_v"]  # the caller's value wins
+    # the sample names ltdv2's settings; a plain data.yaml gets none; an Ultralytics name passes through
+    yolo_rdna1.train(data="ltdv2-sample", root=sample_converted, project=str(tmp_path))
+    assert {k: trained[-1][k] for k in settings} == settings
+    plain = make_synthetic_thermal(tmp_path / "syn", n_train=1, n_val=1)
+    yolo_rdna1.train(data=str(plain), project=str(tmp_path), hsv_s=0.7)
+    assert trained[-1]["data"] == str(plain) and "hsv_h" not in trained[-1] and trained[-1]["hsv_s"] == 0.7
+    yolo_rdna1.train(data="coco8.yaml", project=str(tmp_path))
+    assert trained[-1]["data"] == "coco8.yaml" and "hsv_h" not in trained[-1]
+
+
+def test_converted_and_drift_yamls_carry_the_settings_and_ltdv2_drift_trains_on_early_months(sample_converted, tmp_path, no_training):
+    from yolo_rdna1.data import resolve_training_data
+
+    settings = dataset_config("ltdv2")["train_settings"]
+    assert resolve_training_data(sample_converted / "data.yaml") == (str(sample_converted / "data.yaml"), settings)
+    data, got = resolve_training_data("ltdv2-drift", root=sample_converted)
+    assert data == str(sample_converted / "drift" / "month-4" / "train.yaml") and got == settings
+    splits = json.loads((sample_converted / "drift" / "month-4" / "splits.json").read_text())
+    assert splits["train_months"] == ["2020-05", "2020-06", "2020-07", "2020-08"] and splits["periods"][-1]["name"] == "2020-09"
+
+    import yolo_rdna1
+
+    trained, _ = no_training
+    yolo_rdna1.train(data="ltdv2-drift", root=sample_converted, project=str(tmp_path), flipud=0.5)
+    assert trained[-1]["data"] == data and trained[-1]["hsv_h"] == 0 and trained[-1]["flipud"] == 0.5
+
+
+def test_missing_root_or_typo_stops_before_training_with_what_to_set(tmp_path, no_training, capsys):
+    import yolo_rdna1
+    from yolo_rdna1.cli import main
+
+    trained, supervised = no_training
+    for data in ("ltdv2", "ltdv2-drift"):
+        with pytest.raises(DatasetError, match=r"pass root=\.\.\. or set LTDV2_ROOT"):
+            yolo_rdna1.train(data=data, epochs=1, project=str(tmp_path))
+    with pytest.raises(DatasetError, match="pass root=... or set LTDV2_SAMPLE_ROOT"):
+        yolo_rdna1.train(data="ltdv2-sample", supervise=True, project=str(tmp_path))
+    with pytest.raises(DatasetError, match="did you mean 'ltdv2'"):
+        yolo_rdna1.train(data="ltdv3", project=str(tmp_path))
+    with pytest.raises(DatasetError, match="applies to dataset configs"):
+        yolo_rdna1.train(data="coco8.yaml", root=tmp_path, project=str(tmp_path))
+    assert main(["train", "recipe=ltdv2_yolov8n_long", "data=ltdv2", f"project={tmp_path}"]) == 2
+    assert "LTDV2_ROOT" in capsys.readouterr().err
+    assert trained == [] and supervised == []
+
+
+def test_cli_recipe_with_a_dataset_name_merges_recipe_dataset_and_command_line(sample_converted, tmp_path, no_training):
+    from yolo_rdna1.cli import main
+
+    _, supervised = no_training
+    assert main(["train", "recipe=ltdv2_yolov8n_long", "data=ltdv2", f"root={sample_converted}", "hsv_v=0.5", "backoff_s=0",
+                 f"project={tmp_path}", "epochs=1"]) == 0
+    kwargs, policy = supervised[-1]
+    assert yaml.safe_load(open(kwargs["data"]))["path"] == str(sample_converted) and "root" not in kwargs
+    assert kwargs["flipud"] == dataset_config("ltdv2")["train_settings"]["flipud"]  # from the dataset config (the recipe has none)
+    assert kwargs["hsv_h"] == 0 and kwargs["imgsz"] == 640 and kwargs["epochs"] == 1 and kwargs["hsv_v"] == 0.5  # recipe, then command line
+    assert policy.max_restarts == 20 and policy.backoff_s == 0

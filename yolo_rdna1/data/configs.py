@@ -5,10 +5,16 @@ differs per machine, and a hard-coded home directory is wrong everywhere but one
 ``path: ${ENV_VAR}`` instead, and :func:`resolve_data` fills it in from an argument or that
 environment variable, then writes the result where Ultralytics can read it (it needs a real
 ``path``; it does not expand variables). Plain data.yaml files pass through unchanged.
+
+A config may also carry ``train_settings``: Ultralytics arguments that suit the data (no hue or
+saturation jitter on grey thermal frames). :func:`resolve_training_data` is what
+``yolo_rdna1.train(data=...)`` calls: the data.yaml to train on plus those settings, which the
+caller's own arguments override.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -97,6 +103,63 @@ def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None)
         tmp.write_text(text)
         os.replace(tmp, out)  # a concurrent run never reads half a file
     return out
+
+
+def train_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``train_settings`` of a dataset config: a mapping, or the name of the shipped config
+    whose settings apply (the LTDV2 sample has LTDV2's frames, so it names ``ltdv2``)."""
+    value = config.get("train_settings")
+    if isinstance(value, str):
+        value = dataset_config(value).get("train_settings")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DatasetError(f"train_settings must be a mapping of Ultralytics arguments (or a dataset config name), got {value!r}")
+    return dict(value)
+
+
+def resolve_training_data(spec: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[str, dict[str, Any]]:
+    """``data=spec`` of a training: the data.yaml Ultralytics gets, and the dataset's training defaults.
+
+    ``spec`` is a shipped config by name (``ltdv2``, ``ltdv2-sample``, ``ltdv2-drift``), a YAML
+    path, or anything else Ultralytics takes (``coco8.yaml``, a URL), which passes through as it
+    is. Names and ``${VAR}`` paths are resolved by :func:`resolve_data` (root from ``root`` or
+    the variable; a missing root raises :class:`DatasetError` naming both, before any training).
+    ``ltdv2-drift`` (a config of experiments, not of a dataset) trains on the first months of the
+    converted LTDV2 folder: its drift splits are (re)built from the folder's index with the
+    config's scheme and ``train_months``, and their ``train.yaml`` is returned.
+    The second value is the config's :func:`train_settings` (``{}`` for other files).
+    """
+    path = _training_config(spec)
+    if path is None:
+        if root is not None:
+            raise DatasetError(f"root={os.fspath(root)} applies to dataset configs ({', '.join(_dataset_names())}); data={os.fspath(spec)!r} is not one")
+        return os.fspath(spec), {}
+    config = dataset_config(path)
+    if "schemes" in config:
+        from .ltdv2 import make_drift_splits
+
+        converted = yaml.safe_load(resolve_data(str(config["dataset"]), root).read_text())["path"]
+        path, root = make_drift_splits(converted).train_yaml, None
+        config = dataset_config(path)
+    if root is None and _PLACEHOLDER.fullmatch(str(config.get("path"))) is None:
+        return os.fspath(path), train_settings(config)  # a plain data.yaml: Ultralytics reads it as it is
+    return str(resolve_data(path, root)), train_settings(config)
+
+
+def _training_config(spec: str | os.PathLike) -> Path | None:
+    """The YAML behind ``data=spec`` when it is ours to read: a shipped name or a YAML file."""
+    path = Path(os.fspath(spec)).expanduser()
+    if path.is_file():
+        return path if path.suffix in (".yaml", ".yml") else None
+    shipped = shipped_datasets()
+    key = path.stem if path.suffix == ".yaml" and len(path.parts) == 1 else os.fspath(spec)
+    if key in shipped:
+        return shipped[key]
+    close = difflib.get_close_matches(key, shipped, n=1, cutoff=0.8)
+    if close and len(path.parts) == 1:
+        raise DatasetError(f"dataset {os.fspath(spec)!r} not found; did you mean {close[0]!r}? (shipped dataset configs: {', '.join(shipped)})")
+    return None
 
 
 def _cache_dir() -> Path:

@@ -172,11 +172,12 @@ def convert_ltdv2(
     where symlinks fail), ``hardlink`` or ``copy``.
 
     Writes ``images/<split>/`` (links), ``labels/<split>/`` (YOLO ``cls cx cy w h``, an empty
-    file for a frame without objects), ``data.yaml``, ``index.jsonl`` and ``missing-<split>.txt``
-    where frames were missing. Everything is checked before ``dst`` is touched: the files exist
-    and are COCO, the categories are LTDV2's, and ``dst`` is empty, new, or an earlier conversion
-    of the same files, which is resumed (finished frames are skipped). The returned report's
-    ``table()`` gives the counts per split and class (the CLI prints it).
+    file for a frame without objects), ``data.yaml`` (with the ltdv2 config's ``train_settings``),
+    ``index.jsonl`` and ``missing-<split>.txt`` where frames were missing. Everything is checked
+    before ``dst`` is touched: the files exist and are COCO, the categories are LTDV2's, and
+    ``dst`` is empty, new, or an earlier conversion of the same files, which is resumed (finished
+    frames are skipped). The returned report's ``table()`` gives the counts per split and class
+    (the CLI prints it).
     """
     if link not in LINK_MODES:
         raise ConversionError(f"link={link!r} is not one of {', '.join(LINK_MODES)}")
@@ -572,7 +573,14 @@ def _write_data_yaml(dst: Path) -> None:
         if (dst / "images" / split).is_dir():
             cfg[split] = f"images/{split}"
     cfg["names"] = dict(enumerate(CLASS_NAMES))
+    cfg["train_settings"] = _thermal_settings()
     _write_text(dst / "data.yaml", "# LTDV2 converted by yolo_rdna1.data.ltdv2 (classes by category name)\n" + yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _thermal_settings() -> dict[str, Any]:
+    """The shipped ltdv2 config's augmentation for grey thermal frames, carried by every data.yaml
+    written here, so ``yolo_rdna1.train(data=<that file>)`` uses it however the file is named."""
+    return dict(dataset_config("ltdv2").get("train_settings") or {})
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -633,7 +641,8 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
     ``dst/drift/<scheme>-<N>/``: ``train.txt`` (Train frames of the training months),
     ``val.txt`` (their Valid frames), ``<period>.txt`` and ``<period>.yaml`` per period (every
     labelled frame of a later month; only Valid frames of a training month, so the model never
-    sees its evaluation frames), ``train.yaml`` and ``splits.json``. The lists hold absolute
+    sees its evaluation frames), ``train.yaml`` and ``splits.json``; the YAMLs carry the ltdv2
+    config's ``train_settings``, which ``yolo_rdna1.train`` applies. The lists hold absolute
     paths (a moved dataset needs this call again, as its data.yaml needs a new ``path``).
     """
     cfg = dataset_config("ltdv2-drift")
@@ -672,6 +681,7 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
     shutil.rmtree(folder, ignore_errors=True)  # ours: regenerated from the index every time
     folder.mkdir(parents=True)
     names = dict(enumerate(CLASS_NAMES))
+    settings = _thermal_settings()
 
     rel = folder.relative_to(dst).as_posix()
 
@@ -680,7 +690,8 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
         (folder / f"{name}.txt").write_text("".join(f"{dst / r['file']}\n" for r in frames))
         out = folder / f"{name}.yaml"
         if val_list is not None:
-            out.write_text(yaml.safe_dump({"path": str(dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt", "names": names}, sort_keys=False))
+            out.write_text(yaml.safe_dump({"path": str(dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt", "names": names,
+                                           "train_settings": settings}, sort_keys=False))
         return out
 
     write("val", val)
