@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--cache", default="ram", help="Ultralytics 'cache' (ram keeps image decoding out of the way)")
     ap.add_argument("--device", default="0")
+    ap.add_argument("--data", default=None, help="an existing data.yaml (else a synthetic set of --n-train images is generated)")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     args = ap.parse_args(argv)
     cache = {"false": False, "true": True}.get(args.cache.lower(), args.cache)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolo_rdna1 import make_synthetic_thermal
 
     t = time.perf_counter()
-    data = make_synthetic_thermal(work / "data", n_train=args.n_train, n_val=args.n_val, seed=0)
+    data = Path(args.data) if args.data else make_synthetic_thermal(work / "data", n_train=args.n_train, n_val=args.n_val, seed=0)
     print(f"dataset: {data} in {time.perf_counter() - t:.1f} s", flush=True)
     meta = {"device": torch.cuda.get_device_name(0) if args.device != "cpu" and torch.cuda.is_available() else "cpu",
             "torch": torch.__version__, "ultralytics": ultralytics.__version__, "n_train": args.n_train, "n_val": args.n_val,

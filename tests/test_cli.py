@@ -4,15 +4,18 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from yolo_rdna1.cli import main, parse_kv
 from yolo_rdna1.signature import ConvSignature
 from yolo_rdna1.verdicts import Verdict, VerdictStore
 
 
-def cli(*args, env=None):
+def cli(*args, env=None, cwd=None):
     import os
 
-    return subprocess.run([sys.executable, "-m", "yolo_rdna1.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run([sys.executable, "-m", "yolo_rdna1.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=300, cwd=cwd)
 
 
 def test_parse_kv_reads_yaml_scalars():
@@ -48,3 +51,16 @@ def test_verdicts_list_export_import_clear_miopen(tmp_path, capsys):
     assert "MIOpenDriver conv -n 4 -c 16 -H 48 -W 48 -k 32" in text and "# 1 bad conv signatures" in text
     assert main(["verdicts", "clear", f"cache={tmp_path / 'b'}"]) == 0
     assert len(VerdictStore(tmp_path / "b" / "verdicts.sqlite").query()) == 0
+
+
+@pytest.mark.slow
+def test_demo_trains_guarded_and_says_how_many_convs_it_bypassed(tmp_path):
+    import re
+
+    r = cli("demo", "epochs=1", "imgsz=64", "batch=4", "n_train=8", "n_val=4", f"project={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = re.search(r"yolo_rdna1 demo: (\d+) of (\d+) conv calls in training and validation were bypassed \((\d+) of (\d+) conv signatures\)", r.stdout)
+    assert m, r.stdout[-2000:]
+    bypassed, calls, sigs_bypassed, sigs = map(int, m.groups())
+    assert 0 < bypassed < calls and 0 < sigs_bypassed <= sigs
+    assert "probe: 1" in r.stdout and (tmp_path / "demo" / "rdna1_report.json").is_file()

@@ -101,16 +101,15 @@ def cmd_demo(tokens: list[str]) -> int:
         exist_ok=True, plots=False, workers=0, seed=int(args["seed"]),
     )
     run = last_run()
-    seen = {"totals": run.final_totals, "routes": run.final_routes, "summary": run.probe_summary} if run else {}
-    totals = seen.get("totals", {"calls": 0, "bypassed": 0, "fallbacks": 0})
-    routes = seen.get("routes", [])
-    bypassed_sigs = sum(1 for r in routes if any(v == "bypass" for v in r["routes"].values()))
+    report = run.report() if run else {"calls": 0, "bypassed": 0, "fallbacks": 0, "signatures": [], "probe": ""}
+    used = [r for r in report["signatures"] if r["calls"]]  # counted train/val calls, not the model-building forwards
+    bypassed_sigs = sum(1 for r in used if r["bypassed"])
     print()
-    if seen.get("summary"):
-        print(f"probe: {seen['summary']}")
+    if report["probe"]:
+        print(f"probe: {report['probe']}")
     print(
-        f"yolo_rdna1 demo: {totals['bypassed']} of {totals['calls']} conv calls in training and validation were bypassed "
-        f"({bypassed_sigs} of {len(routes)} conv signatures), {totals['fallbacks']} in-process fallbacks; "
+        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were bypassed "
+        f"({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process fallbacks; "
         f"fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
     )
     return 0
