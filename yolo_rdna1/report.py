@@ -90,9 +90,31 @@ def plot(run_dir: str | Path) -> Path | None:
     return path
 
 
+def journal_lines(run_dir: str | Path) -> list[str]:
+    """The supervisor's story of the run (``journal.jsonl``): restarts, causes, lost minutes."""
+    from .supervision import journal
+
+    if not (Path(run_dir) / journal.JOURNAL_FILE).is_file():
+        return []
+    j = journal.summarize(run_dir)
+    causes = ", ".join(f"{n} {cause}" for cause, n in sorted(j["causes"].items())) or "none"
+    lines = [f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of training lost to them, "
+             f"ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"]
+    lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"] if sig]
+    return lines
+
+
 def print_report(run_dir: str | Path) -> int:
-    report = load_report(run_dir)
-    for line in summary_lines(report, top=30):
+    """Print the run report and the journal summary, draw rdna1.png; a supervised run that never
+    finished has only its journal, and that is still worth reading."""
+    story = journal_lines(run_dir) if Path(run_dir).is_dir() else []
+    try:
+        report = load_report(run_dir)
+    except ReportError:
+        if not story:
+            raise
+        report = None
+    for line in (summary_lines(report, top=30) if report else []) + story:
         print(line)
     png = plot(run_dir)
     if png is not None:
