@@ -36,6 +36,20 @@ def breadcrumb_stem(save_dir: str | os.PathLike, rank: int = -1) -> Path:
     return Path(save_dir) / (f"rdna1_breadcrumb_rank{rank}" if rank > 0 else "rdna1_breadcrumb")
 
 
+def reduce_counts(counts: dict[str, int]) -> dict[str, int]:
+    """Sum ``counts`` over the ranks of a DDP job (every rank must call it); as is without one."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return dict(counts)
+    keys = sorted(counts)
+    # NCCL reduces only GPU tensors; gloo (CPU jobs) only CPU tensors.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([float(counts[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: int(v) for k, v in zip(keys, t.tolist())}
+
+
 @dataclass
 class GuardedRun:
     """The guard, verdicts and crash trail of one training process."""
@@ -63,6 +77,7 @@ class GuardedRun:
     _epochs: list[dict[str, float]] = field(default_factory=list)
     _watchdog: Any = None
     _table: Any = None
+    _other_ranks: dict[str, int] = field(default_factory=dict)
 
     def start(self, args: Any = None) -> ConvGuard:
         """Set everything up and enable the guard; ``args`` are the trainer's (imgsz, batch, data, amp)."""
@@ -197,11 +212,26 @@ class GuardedRun:
         if self._sampler is not None:
             self._sampler.reset_window()
 
+    def train_epoch_end(self) -> None:
+        """Every rank's train counts of this epoch, summed (DDP); before rank 0 validates alone.
+
+        Ultralytics runs ``on_train_epoch_end`` on every rank and then validates and saves the
+        CSV row on rank 0 only, so this is the last point where all ranks can meet: the other
+        ranks' share is kept and added to rank 0's own counts in :meth:`epoch_metrics`.
+        """
+        if self.guard is None:
+            return
+        local = self.guard.totals()
+        total = reduce_counts(local)
+        self._other_ranks = {k: total[k] - local[k] for k in local}
+
     def epoch_metrics(self) -> dict[str, float]:
-        """The rdna1 columns of this epoch: always the same keys, always numbers."""
+        """The rdna1 columns of this epoch: always the same keys, always numbers (job-wide under DDP)."""
         from .telemetry import window_metrics
 
         t = self.guard.totals() if self.guard is not None else {"calls": 0, "bypassed": 0, "fallbacks": 0}
+        t = {k: v + self._other_ranks.get(k, 0) for k, v in t.items()}
+        self._other_ranks = {}
         paused = self._thermal.take_paused() if self._thermal is not None else 0.0
         self.thermal_pause_total_s += paused
         window = self._sampler.window() if self._sampler is not None else {}

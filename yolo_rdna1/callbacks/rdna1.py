@@ -134,6 +134,12 @@ def on_train_epoch_start(trainer: Any) -> None:
         _MID.epoch_start(trainer)
 
 
+def on_train_epoch_end(trainer: Any) -> None:
+    """All ranks are here (rank 0 alone validates next): sum the ranks' counts for the CSV row."""
+    if _RUN is not None:
+        _RUN.train_epoch_end()
+
+
 def _counting(on: bool) -> None:
     if _RUN is not None and _RUN.guard is not None:
         _RUN.guard.counting = on
@@ -207,6 +213,7 @@ callbacks = {
     "on_pretrain_routine_end": on_pretrain_routine_end,
     "on_train_start": on_train_start,
     "on_train_epoch_start": on_train_epoch_start,
+    "on_train_epoch_end": on_train_epoch_end,
     "on_train_batch_start": on_train_batch_start,
     "on_train_batch_end": on_train_batch_end,
     "on_val_start": on_val_start,
