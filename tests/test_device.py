@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import logging
 import os
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 

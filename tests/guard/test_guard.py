@@ -10,7 +10,7 @@ import torch.nn as nn
 import yaml
 
 import yolo_rdna1
-from yolo_rdna1.guard import ConvGuard, GuardConfigError, current, disable, enable, guarded, is_patched
+from yolo_rdna1.guard import ConvGuard, GuardConfigError, current, enable, guarded, is_patched
 from yolo_rdna1.guard.router import ORIGINAL_CONV2D_FORWARD, ORIGINAL_CONV_TRANSPOSE2D_FORWARD
 
 

@@ -1,6 +1,5 @@
 """Every conv of an Ultralytics model goes through the guard: modules, fuse(), EMA, checkpoints."""
 
-import copy
 import textwrap
 
 import pytest

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .configs import DatasetError, resolve_data
+from .configs import DatasetError, read_mapping, resolve_data
 
 IMG_FORMATS = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"})
 #: Problems that fail the check: each breaks or silently skews a training.
@@ -91,12 +89,7 @@ def check_dataset(data: str | os.PathLike, root: str | os.PathLike | None = None
     Returns a :class:`CheckReport`; ``report.ok`` is the verdict, ``report.summary()`` the text.
     """
     yaml_path = resolve_data(data, root)
-    try:
-        cfg = yaml.safe_load(yaml_path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DatasetError(f"{yaml_path}: cannot be read as YAML ({e})") from None
-    if not isinstance(cfg, dict):
-        raise DatasetError(f"{yaml_path}: expected a mapping with path, train, val and names")
+    cfg = read_mapping(yaml_path)
     report = CheckReport(yaml_path, _names(yaml_path, cfg.get("names")))
     base = Path(str(cfg.get("path") or yaml_path.parent)).expanduser()
     if not base.is_absolute():

@@ -48,7 +48,11 @@ def dataset_config(spec: str | os.PathLike) -> dict[str, Any]:
     suits the data, e.g. no hue and saturation jitter on grey thermal frames), for callers that
     build a training from it.
     """
-    path = _config_path(spec)
+    return read_mapping(_config_path(spec))
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A dataset YAML (config or data.yaml) as a mapping; one message naming the file otherwise."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
