@@ -310,6 +310,90 @@ def gather_table(dev) -> list:
     return rows
 
 
+def machinery_table(dev) -> dict:
+    """Host microseconds of one 3x3 conv's forward + backward, peeled layer by layer: the vendor
+    module, a bare ``autograd.Function`` returning precomputed tensors, the guard with stubbed
+    algorithms, the guard with the real ones, the algorithms called directly; plus a
+    torch.profiler breakdown (host self time per op/event) of the guarded bypass call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cl = torch.channels_last
+    x = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    go = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    p3 = ConvParams((1, 1), (1, 1))
+    conv = nn.Conv2d(16, 16, 3, 1, 1, bias=False).to(dev).to(memory_format=cl)
+    w = conv.weight.detach()
+    xg = x.clone().requires_grad_()
+    out0, gx0, gw0 = torch.zeros_like(go), torch.zeros_like(x), torch.zeros_like(w)
+
+    def fb():
+        conv(xg).backward(go)
+
+    class Bare(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return out0.clone() if False else out0.view_as(out0)
+
+        @staticmethod
+        def backward(ctx, g):
+            ctx.saved_tensors
+            return gx0, gw0
+
+    def bare():
+        Bare.apply(xg, conv.weight).backward(go)
+
+    def native_add():
+        (xg + 0).backward(go)
+
+    def algs():
+        nhwc_gemm.forward(x, w, None, p3)
+        nhwc_gemm.backward_data(go, x, w, p3)
+        nhwc_gemm.backward_weight(go, x, w, p3)
+
+    res = {
+        "cudnn module fwd+bwd": host_us(fb),
+        "native x+0 fwd+bwd": host_us(native_add),
+        "bare autograd.Function fwd+bwd": host_us(bare),
+        "nhwc_gemm 3 directions, no autograd": host_us(algs),
+    }
+    with torch.autograd.set_multithreading_enabled(False):
+        res["cudnn module fwd+bwd, single-threaded autograd"] = host_us(fb)
+        res["native x+0 fwd+bwd, single-threaded autograd"] = host_us(native_add)
+        res["bare autograd.Function, single-threaded autograd"] = host_us(bare)
+    import threading
+
+    box = {}
+    th = threading.Thread(target=lambda: box.setdefault("t", host_us(algs)))
+    th.start()
+    th.join()
+    res["nhwc_gemm 3 directions, no autograd, other thread"] = box["t"]
+    with bs.path_context("bypass"):
+        res["guard bypass fwd+bwd"] = host_us(fb)
+        with torch.autograd.set_multithreading_enabled(False):
+            res["guard bypass fwd+bwd, single-threaded autograd"] = host_us(fb)
+        with torch.no_grad():
+            res["guard bypass fwd only (no_grad)"] = host_us(lambda: conv(xg))
+        saved = nhwc_gemm.forward, nhwc_gemm.backward_data, nhwc_gemm.backward_weight
+        try:
+            nhwc_gemm.forward = lambda *a: out0.view_as(out0)
+            nhwc_gemm.backward_data = lambda *a: gx0
+            nhwc_gemm.backward_weight = lambda *a: gw0
+            res["guard bypass, stubbed algorithms"] = host_us(fb)
+        finally:
+            nhwc_gemm.forward, nhwc_gemm.backward_data, nhwc_gemm.backward_weight = saved
+        for _ in range(20):
+            fb()
+        _sync()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(50):
+                fb()
+            _sync()
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:30]
+    res["profile_guard_bypass_self_us_per_call"] = [(e.key[:70], e.count // 50, round(e.self_cpu_time_total / 50, 1)) for e in rows]
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT"))
@@ -319,7 +403,8 @@ def main() -> int:
     res = {}
     for part in args.parts.split(","):
         res[part] = {"host": lambda: host_table(dev), "kernels": lambda: kernel_table(dev, 640, 16), "gemm": lambda: gemm_table(dev), "gather": lambda: gather_table(dev),
-                     "cprofile": lambda: cprofile_table(dev, 640, 16), "sync": lambda: sync_table(dev, 640, 16)}[part]()
+                     "cprofile": lambda: cprofile_table(dev, 640, 16), "sync": lambda: sync_table(dev, 640, 16),
+                     "machinery": lambda: machinery_table(dev)}[part]()
         print(part, json.dumps(res[part], indent=0), flush=True)
         if args.out:
             Path(args.out, "bypass_diag.json").write_text(json.dumps(res, indent=1))

@@ -78,6 +78,10 @@ def path_context(name: str, guard=None):
 
     ``guard``: a :class:`ConvGuard` made by :func:`make_guard` for this path, reused so its
     routes persist across calls (a new one is made and dropped when None)."""
+    if name.endswith("_st"):  # experiment: the same path with a single-threaded autograd engine
+        with torch.autograd.set_multithreading_enabled(False), path_context(name[:-3], guard) as g:
+            yield g
+        return
     if name.startswith("cudnn_off"):
         with torch.backends.cudnn.flags(enabled=False):
             yield None
