@@ -9,8 +9,12 @@ gradients (no loss, no optimizer: the conv paths are what differs). Paths:
 * ``cudnn_off``: torch's own conv with cuDNN disabled (NCHW), forward and backward.
 * ``im2col``: the reference bypass (unfold + GEMM, fold) for every conv, through the guard.
 * ``bypass``: the guard with ``policy="bypass"`` and the per-signature algorithm
-  (:func:`yolo_rdna1.bypass.algorithm_for`), channels_last (what Ultralytics trains on CUDA);
+  (:func:`yolo_rdna1.bypass.algorithm_for`), channels_last (what Ultralytics trains on CUDA),
+  the backward on the calling thread as the plugin runs it (``serial_backward``);
   ``bypass_nchw`` the same in NCHW; ``bypass_ieee`` with TF32 off for the bypass GEMMs.
+* suffixes: ``_mt`` keeps autograd's per-GPU backward thread (torch's default; for a guard path
+  that prices ``serial_backward``), ``_st`` runs a cuDNN path's backward on the calling thread
+  (``cudnn_cl_st``: cuDNN given the same switch, like for like).
 * ``auto``: the guard with ``policy="auto"`` (on NVIDIA nothing is bypassed: the guard's cost).
 * ``bypass_narrow`` / ``bypass_wide2``: A/B of the 16-byte copy path: off (pads and im2col
   copies in the tensor's own dtype) / on from 2 MiB tensors (``_common.WIDE_MIN_BYTES``, the
@@ -20,8 +24,11 @@ gradients (no loss, no optimizer: the conv paths are what differs). Paths:
 
 Timing: all paths of a config are built, warmed up, then stepped in interleaved rounds
 (``--rounds`` x ``--per-round`` steps each), so a drift of the machine's speed hits every path
-alike; CUDA events around each step, median (and quartiles); the host time to issue a step is
-reported beside it. Python's GC is off while timing. Peak memory is
+alike. A step's time is its wall time from the call to the end of its GPU work (a device sync
+after each step, as a training loop has when it reads the loss; the queue is drained before a
+round too, so one path's backlog never counts as another's), median and quartiles; the host time
+to issue a step is reported beside it. Each path's round medians are also paired with cuDNN
+channels_last's of the same round (median of the ratios), and the fastest steps compared. Python's GC is off while timing. Peak memory is
 ``torch.cuda.max_memory_allocated`` over a path's timed steps. Also: a per-signature table (each
 YOLOv8n conv signature, forward + backward, cuDNN vs im2col vs the chosen algorithm), kernel
 launches per conv from torch.profiler, and the profiler proof that the bypass step runs no
@@ -78,8 +85,15 @@ def path_context(name: str, guard=None):
 
     ``guard``: a :class:`ConvGuard` made by :func:`make_guard` for this path, reused so its
     routes persist across calls (a new one is made and dropped when None)."""
-    if name.endswith("_st"):  # experiment: the same path with a single-threaded autograd engine
-        with torch.autograd.set_multithreading_enabled(False), path_context(name[:-3], guard) as g:
+    # Guard paths run the backward on the calling thread, as the plugin does (serial_backward);
+    # "_mt" keeps autograd's device thread (the experiment that prices it), "_st" gives a vendor
+    # path the plugin's serial backward (cuDNN like for like).
+    if name.endswith(("_st", "_mt")):
+        serial, name = name.endswith("_st"), name[:-3]
+    else:
+        serial = not name.startswith("cudnn")
+    if serial:
+        with torch.autograd.set_multithreading_enabled(False), path_context(name + "_mt", guard) as g:
             yield g
         return
     if name.startswith("cudnn_off"):
@@ -125,14 +139,21 @@ def _run_without_autocast_scope(self, e, x, w, b, ac):
     return router.RoutedConv.apply(x, w, b, e.route)
 
 
+def base_path(name: str) -> str:
+    """A path's name without its autograd-threading suffix (``_mt`` / ``_st``)."""
+    return name[:-3] if name.endswith(("_st", "_mt")) else name
+
+
 def make_guard(name: str):
     """The guard a path runs under: ``policy="auto"`` for ``auto``, else ``"bypass"``."""
+    name = base_path(name)
     if name.startswith("cudnn"):
         return None
     return ConvGuard(policy="auto" if name == "auto" else "bypass", faults=False)
 
 
 def channels_last_path(name: str) -> bool:
+    name = base_path(name)
     return not (name.endswith("nchw") or name.startswith("cudnn_off"))
 
 
@@ -225,8 +246,9 @@ class ModelPath:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.guard = make_guard(path)
         self.step = make_step(self.model, self.x, device, DTYPES[dtype_name])
-        self.events: list = []
+        self.wall: list[float] = []
         self.host: list[float] = []
+        self.round_sizes: list[int] = []  # steps per timed round, to pair rounds across paths
         self.peak = 0.0
         self.row = {"path": path, "size": size, "batch": batch, "dtype": dtype_name}
         self.steps = 0
@@ -235,29 +257,34 @@ class ModelPath:
         with path_context(self.path, self.guard):
             if timed and self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
+            sync(self.device)  # the previous path's queued work must not count as this one's
             for _ in range(n):
                 if not timed:
                     self.step()
                     continue
-                if self.device.type == "cuda":
-                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    s.record()
                 t0 = time.perf_counter()
                 self.step()
-                self.host.append((time.perf_counter() - t0) * 1e3)
-                if self.device.type == "cuda":
-                    e.record()
-                    self.events.append((s, e))
+                t1 = time.perf_counter()
+                sync(self.device)  # as a training loop does when it reads the loss
+                self.wall.append((time.perf_counter() - t0) * 1e3)
+                self.host.append((t1 - t0) * 1e3)
             self.steps += n
+            if timed:
+                self.round_sizes.append(n)
             if timed and self.device.type == "cuda":
                 self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device) / 2**20)
 
     def result(self) -> dict:
-        times = [s.elapsed_time(e) for s, e in self.events] if self.events else self.host
+        times = self.wall
         row = dict(self.row, ms=statistics.median(times), host_ms=statistics.median(self.host),
                    q25=statistics.quantiles(times, n=4)[0] if len(times) > 1 else times[0],
                    q75=statistics.quantiles(times, n=4)[2] if len(times) > 1 else times[0],
-                   peak_mib=self.peak if self.device.type == "cuda" else float("nan"), timed_steps=len(times))
+                   peak_mib=self.peak if self.device.type == "cuda" else float("nan"), timed_steps=len(times),
+                   ms_all=[round(t, 3) for t in times], host_all=[round(t, 3) for t in self.host])
+        row["round_ms"], i = [], 0
+        for n in self.round_sizes:
+            row["round_ms"].append(statistics.median(times[i:i + n]))
+            i += n
         if self.guard is not None:
             t = self.guard.totals()
             row["bypassed_per_step"] = t["bypassed"] / max(1, self.steps)
@@ -290,6 +317,15 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     finally:
         gc.enable()
     rows += [r.result() for r in runners]
+    # The host's speed drifts a lot within seconds on a shared VM: besides the medians over all
+    # steps, each path's round medians are divided by cuDNN channels_last's of the same round
+    # (interleaved, seconds apart) and the median of those ratios is reported, and so is the
+    # ratio of the fastest steps (noise on a host-bound step only ever adds time).
+    ref = next((r for r in rows if r["path"] == "cudnn_cl" and "round_ms" in r), None)
+    for r in rows:
+        if ref is not None and r.get("round_ms"):
+            r["paired_vs_cudnn_cl"] = statistics.median(a / b for a, b in zip(r["round_ms"], ref["round_ms"]))
+            r["min_vs_cudnn_cl"] = min(r["ms_all"]) / min(ref["ms_all"])
     order = {p: i for i, p in enumerate(paths)}
     rows.sort(key=lambda r: order[r["path"]])
     del runners
@@ -477,7 +513,7 @@ def fmt(v: float, nd: int = 1) -> str:
 
 def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: dict) -> str:
     lines = [f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}. Whole model: {meta['warmup']} warm-up steps per path, "
-             f"then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the steps' CUDA-event times "
+             f"then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the steps' wall times (synced) "
              f"(q25-q75 beside it); host ms = time to issue a step. Per signature: median of {meta['sig_steps']} after 3 warm-up.", ""]
     configs = []
     for r in model_rows:
@@ -490,11 +526,12 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
         best = min(vend, key=lambda r: r["ms"]) if vend else rows[0]
         cl = next((r for r in rows if r["path"] == "cudnn_cl"), best)
         lines += [f"### {size} px, batch {batch}, {dt}{'' if dt == 'fp32' else ' autocast'}", "",
-                  f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | host ms/step | peak MiB | peak vs cuDNN channels_last |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | same, paired by round | fastest step vs fastest | host ms/step | peak MiB | peak vs cuDNN channels_last |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {r['path']} | {fmt(r['ms'])} | {fmt(r.get('q25', float('nan')))}-{fmt(r.get('q75', float('nan')))} | {fmt(r['ms'] / best['ms'], 2)} | "
-                         f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |")
+                         f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | {fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | "
+                         f"{fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |")
         lines.append("")
     for key, table in sig_tables.items():
         lines += [f"### Per signature, {key}: forward + backward ms (median)", "",
@@ -578,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = args.paths.split(",") + (extra.split(",") if extra else [])
         rows = bench_config(paths, size, batch, dt, device, args.warmup, args.rounds, args.per_round)
         for row in rows:
-            print(json.dumps(row, default=str), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if not k.endswith("_all")}, default=str), flush=True)
         result["model"].extend(rows)
         save()
 

@@ -36,3 +36,18 @@ else:  # pragma: no cover - torch < 2.4
         if device_type == "cuda":
             return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
         return None
+
+
+_get_autograd_mt = getattr(torch._C, "_is_multithreading_enabled", None)
+_set_autograd_mt = getattr(torch._C, "_set_multithreading_enabled", None)
+
+
+def set_autograd_multithreading(enabled: bool) -> bool | None:
+    """Switch autograd's device worker threads on or off for backward calls made from *this*
+    thread (a thread-local flag, torch >= 2.0); returns the previous setting, None where torch
+    has no such switch. Off, a CUDA/HIP backward runs on the calling thread."""
+    if _set_autograd_mt is None or _get_autograd_mt is None:
+        return None
+    prev = bool(_get_autograd_mt())
+    _set_autograd_mt(enabled)
+    return prev

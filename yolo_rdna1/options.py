@@ -38,6 +38,10 @@ class PluginOptions:
         checkpoint_minutes: write a resumable mid-epoch checkpoint (``weights/mid.pt``) every this
             many minutes, so a crash loses at most that much of a multi-hour epoch (0 turns it
             off); a fraction of a minute is allowed (tests checkpoint every batch).
+        serial_backward: run autograd's backward on the training thread instead of handing it
+            to autograd's per-GPU worker thread (``torch.autograd.set_multithreading_enabled``);
+            a bypassed conv's backward is Python, and the hand-off made a YOLOv8n step on the
+            bypass about 20% slower (docs/benchmarks.md). Only while the guard is on.
     """
 
     guard: str = "auto"
@@ -53,13 +57,14 @@ class PluginOptions:
     thermal_resume: float | None = None
     stall_timeout: float = 1200.0
     checkpoint_minutes: float = 15.0
+    serial_backward: bool = True
 
     def __post_init__(self) -> None:
         if self.guard not in POLICIES:
             raise OptionError(f"guard={self.guard!r} is not a policy; valid: {', '.join(POLICIES)}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise OptionError(f"unknown={self.unknown!r} is not valid; valid: {', '.join(UNKNOWN_POLICIES)}")
-        for name in ("probe", "prefer_faster", "thermal"):
+        for name in ("probe", "prefer_faster", "thermal", "serial_backward"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name}={getattr(self, name)!r} must be True or False")
         if isinstance(self.telemetry, bool) or not isinstance(self.telemetry, (int, float)) or not 0 <= self.telemetry <= 3600:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ._compat import set_autograd_multithreading
 from .faults import ENV_VAR as FAULTS_ENV
 from .faults import FaultProfile, load_profile, profile_from_env
 from .guard import ConvGuard, disable, enable
@@ -78,6 +80,7 @@ class GuardedRun:
     _watchdog: Any = None
     _table: Any = None
     _other_ranks: dict[str, int] = field(default_factory=dict)
+    _serial: tuple[int, bool] | None = None  # (thread, previous autograd multithreading flag)
 
     def start(self, args: Any = None) -> ConvGuard:
         """Set everything up and enable the guard; ``args`` are the trainer's (imgsz, batch, data, amp)."""
@@ -159,9 +162,14 @@ class GuardedRun:
             self._thermal = ThermalGuard(limit, resume, read)
 
     def enter_training(self) -> None:
-        """Training batches begin: unknown signatures get the configured policy, the watchdog starts."""
+        """Training batches begin: unknown signatures get the configured policy, the watchdog
+        starts, and (``serial_backward``) this thread's backward calls stay on this thread."""
         if self._table is not None:
             self._table.unknown = self.options.unknown
+        if self.options.serial_backward and self.guard is not None and self._serial is None:
+            prev = set_autograd_multithreading(False)
+            if prev is not None:
+                self._serial = (threading.get_ident(), prev)
         if self.options.stall_timeout and self._watchdog is None:
             from .supervision import StallWatchdog
 
@@ -319,6 +327,9 @@ class GuardedRun:
             self._watchdog = None
         if self._table is not None:
             self._table.close()
+        if self._serial is not None and self._serial[0] == threading.get_ident():  # the flag is per thread
+            set_autograd_multithreading(self._serial[1])
+            self._serial = None
         try:
             self.record_runtime_failures()
         finally:

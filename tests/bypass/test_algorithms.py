@@ -180,7 +180,7 @@ def test_plan_caches_stay_bounded(monkeypatch):
     for h in range(5, 12):
         nhwc_gemm.forward(torch.randn(1, 4, h, h), w, None, ConvParams((1, 1), (1, 1)))
         pointwise.forward(torch.randn(1, 4, h, h), w[:, :, :1, :1].contiguous(), None, ConvParams())
-    assert len(nhwc_gemm._FWD) <= 3 and len(pointwise._FWD) <= 3
+    assert len(nhwc_gemm._PLANS) <= 3 and len(pointwise._PLANS) <= 3
 
 
 def _random_sig(rng: random.Random) -> ConvSignature:

@@ -171,3 +171,67 @@ def test_channels_last_signature_and_result():
         out = conv(x)
     torch.testing.assert_close(out, conv(x), rtol=1e-4, atol=1e-5)
     assert g.per_signature()[0]["signature"].split(":")[10] == "nhwc"
+
+
+def _saved_shapes(fn):
+    """Shapes of the tensors autograd saves while ``fn`` runs."""
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, shapes
+
+
+@pytest.mark.parametrize("layout", ["nchw", "cl", "slice"])
+def test_fully_bypassed_convs_run_planned_and_save_the_padded_input(layout):
+    """Every direction on the bypass: the plan path saves the 3x3 conv's padded NHWC input
+    (bwd_weight rebuilds its columns from it) and x itself for a 1x1; gradients stay exact."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1, bias=True), nn.Conv2d(8, 5, 1, bias=False)).double()
+    x = torch.randn(2, 6, 7, 7, dtype=torch.float64)
+    if layout != "nchw":
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    if layout == "slice":  # C2f hands its bottlenecks channel slices of a channels_last tensor
+        x = torch.randn(2, 9, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)[:, 2:8]
+    x = x.requires_grad_()
+    ref_out = net(x)
+    ref = torch.autograd.grad(ref_out.square().sum(), [x, *net.parameters()])
+    with guarded(policy="bypass", faults=False) as g:
+        out, shapes = _saved_shapes(lambda: net(x))
+        got = torch.autograd.grad(out.square().sum(), [x, *net.parameters()])
+        assert all(r.planned for r in g.routes())
+    assert (2, 9, 9, 6) in shapes and (2, 6, 7, 7) not in shapes  # padded NHWC input, not x
+    assert (2, 8, 7, 7) in shapes  # the 1x1 conv keeps its input
+    torch.testing.assert_close(out, ref_out, rtol=1e-9, atol=1e-9)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_a_weight_whose_layout_changes_gets_a_new_plan():
+    conv = nn.Conv2d(4, 4, 3, padding=1).double()
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    with guarded(policy="bypass", faults=False):
+        conv(x)
+        conv.to(memory_format=torch.channels_last)  # same module, same input key, new weight strides
+        out = conv(x)
+        g = torch.autograd.grad(out.sum(), conv.weight)[0]
+    torch.testing.assert_close(out, conv(x), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(g, torch.autograd.grad(conv(x).sum(), conv.weight)[0], rtol=1e-9, atol=1e-9)
+
+
+def test_partly_bypassed_routes_keep_the_per_direction_function(tmp_path):
+    """bwd_weight alone on the bypass: RoutedConv (x saved as is), the forward on the vendor library."""
+    conv = nn.Conv2d(4, 4, 3, padding=1).double()
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    table = lambda sig: "bypass" if sig.direction == "bwd_weight" else "vendor"  # noqa: E731
+    with guarded(ConvGuard(policy="auto", faults=False, route_table=table)) as g:
+        out, shapes = _saved_shapes(lambda: conv(x))
+        gw = torch.autograd.grad(out.sum(), conv.weight)[0]
+        (route,) = g.routes()
+    assert not route.planned and route.directions["bwd_weight"] == "bypass"
+    assert (1, 4, 6, 6) in shapes
+    torch.testing.assert_close(gw, torch.autograd.grad(conv(x).sum(), conv.weight)[0], rtol=1e-9, atol=1e-9)

@@ -49,12 +49,18 @@ def _w2(w: torch.Tensor, o: int, c: int) -> torch.Tensor:
     return w.reshape(o, c)
 
 
-class _Plan:
-    """Per (shapes, strides, params): the GEMM operands as views, or how to make them."""
+class Plan:
+    """One call key's 1x1 conv: the GEMM operands as views, or how to make them.
 
-    __slots__ = ("cl", "n", "c", "o", "h", "w", "oh", "ow", "m", "sub", "rx", "rg", "osize", "ostride", "xsize", "xstride")
+    Built once per (input shape/strides, weight shape, params); the guard keeps one per module
+    and input shape and calls :meth:`forward` / :meth:`backward` directly (no cache lookups per
+    call). The grad_out row strides are worked out once per grad_out layout.
+    """
 
-    def __init__(self, x: torch.Tensor, w: torch.Tensor, p: ConvParams, grad_out: torch.Tensor | None) -> None:
+    __slots__ = ("cl", "n", "c", "o", "h", "w", "oh", "ow", "m", "sub", "rx", "osize", "ostride", "xsize", "xstride",
+                 "params", "w_stride", "_rows_go")
+
+    def __init__(self, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
         sh, sw = p.stride
         self.sub = sh != 1 or sw != 1
@@ -64,86 +70,101 @@ class _Plan:
         self.cl = cl_like(x)
         self.n, self.c, self.o, self.h, self.w, self.oh, self.ow, self.m = n, c, o, h, wd, oh, ow, n * oh * ow
         self.rx = _rows(xs)  # 0: x needs a channels_last copy first
-        self.rg = _rows(grad_out) if grad_out is not None else 0
         self.osize, self.ostride = (n, o, oh, ow), cl_strides(n, o, oh, ow)
         self.xsize, self.xstride = (n, c, h, wd), cl_strides(n, c, h, wd)
+        self.params = p
+        self.w_stride = w.stride()
+        self._rows_go: dict = {}
+
+    def _x2d(self, x: torch.Tensor) -> torch.Tensor:
+        xs = x[:, :, :: self.params.stride[0], :: self.params.stride[1]] if self.sub else x
+        if self.rx:
+            return xs.as_strided((self.m, self.c), (self.rx, 1))
+        return xs.contiguous(memory_format=CL).as_strided((self.m, self.c), (self.c, 1))
+
+    def _g2d(self, grad_out: torch.Tensor) -> torch.Tensor:
+        key = grad_out.stride()
+        rg = self._rows_go.get(key)
+        if rg is None:
+            rg = self._rows_go[key] = _rows(grad_out)
+        if rg:
+            return grad_out.as_strided((self.m, self.o), (rg, 1))
+        return grad_out.contiguous(memory_format=CL).as_strided((self.m, self.o), (self.o, 1))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, the tensor to save for :meth:`backward`: ``x`` itself)."""
+        w2 = _w2(w, self.o, self.c)
+        prev = tf32_enter(x)
+        try:
+            if self.cl:  # one GEMM over all pixels; the result is the NHWC output
+                x2 = self._x2d(x)
+                out = torch.mm(x2, w2.t()) if b is None else torch.addmm(b, x2, w2.t())
+                return out.as_strided(self.osize, self.ostride), x
+            xs = x[:, :, :: self.params.stride[0], :: self.params.stride[1]] if self.sub else x
+            out = torch.matmul(w2, xs.reshape(self.n, self.c, self.oh * self.ow))
+            if b is not None:
+                out += b.view(1, self.o, 1)
+            return out.view(self.osize), x
+        finally:
+            tf32_exit(prev)
+
+    def backward(self, grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, need_x: bool, need_w: bool):
+        """(grad_input, grad_weight) from grad_out, the saved input and the weight."""
+        prev = tf32_enter(grad_out)
+        try:
+            return (self._data_grad(grad_out, w) if need_x else None), (self._weight_grad(grad_out, x) if need_w else None)
+        finally:
+            tf32_exit(prev)
+
+    def _data_grad(self, grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        w2 = _w2(w, self.o, self.c)
+        st = self.params.stride
+        if self.cl:
+            g = torch.mm(self._g2d(grad_out), w2)
+            if not self.sub:
+                return g.as_strided(self.xsize, self.xstride)
+            full = g.new_zeros(self.n, self.h, self.w, self.c)
+            full[:, :: st[0], :: st[1]] = g.view(self.n, self.oh, self.ow, self.c)
+            return full.permute(0, 3, 1, 2)
+        g = torch.matmul(w2.t(), grad_out.reshape(self.n, self.o, self.oh * self.ow)).view(self.n, self.c, self.oh, self.ow)
+        if self.sub:
+            full = g.new_zeros(self.n, self.c, self.h, self.w)
+            full[:, :, :: st[0], :: st[1]] = g
+            g = full
+        return g
+
+    def _weight_grad(self, grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.cl:
+            gw = torch.mm(self._g2d(grad_out).t(), self._x2d(x))
+        else:
+            st = self.params.stride
+            xs = x[:, :, :: st[0], :: st[1]] if self.sub else x
+            gw = torch.matmul(grad_out.reshape(self.n, self.o, self.oh * self.ow), xs.reshape(self.n, self.c, self.oh * self.ow).transpose(1, 2)).sum(0)
+        return gw.view(self.o, self.c, 1, 1)
 
 
-_FWD: dict = {}
-_BWD: dict = {}
+_PLANS: dict = {}
 
 
-def _plan(cache: dict, key: tuple, x, w, p, grad_out=None) -> _Plan:
-    plan = cache.get(key)
+def plan_for(x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> Plan:
+    """The (cached) plan of a call key: what the functional API below uses; the guard keeps its
+    own per module and input shape."""
+    key = (x.shape, x.stride(), w.shape, w.stride(), p)
+    plan = _PLANS.get(key)
     if plan is None:
-        if len(cache) >= C_.MAX_PLANS:
-            cache.clear()
-        plan = cache[key] = _Plan(x, w, p, grad_out)
+        if len(_PLANS) >= C_.MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[key] = Plan(x, w, p)
     return plan
 
 
-def _x2d(x: torch.Tensor, P: _Plan, p: ConvParams) -> torch.Tensor:
-    xs = x[:, :, :: p.stride[0], :: p.stride[1]] if P.sub else x
-    if P.rx:
-        return xs.as_strided((P.m, P.c), (P.rx, 1))
-    return xs.contiguous(memory_format=CL).as_strided((P.m, P.c), (P.c, 1))
-
-
-def _g2d(grad_out: torch.Tensor, P: _Plan) -> torch.Tensor:
-    if P.rg:
-        return grad_out.as_strided((P.m, P.o), (P.rg, 1))
-    return grad_out.contiguous(memory_format=CL).as_strided((P.m, P.o), (P.o, 1))
-
-
 def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, p: ConvParams) -> torch.Tensor:
-    P = _plan(_FWD, (x.shape, x.stride(), w.shape, p), x, w, p)
-    w2 = _w2(w, P.o, P.c)
-    prev = tf32_enter(x)
-    try:
-        if P.cl:  # one GEMM over all pixels; the result is the NHWC output
-            x2 = _x2d(x, P, p)
-            out = torch.mm(x2, w2.t()) if b is None else torch.addmm(b, x2, w2.t())
-            return out.as_strided(P.osize, P.ostride)
-        xs = x[:, :, :: p.stride[0], :: p.stride[1]] if P.sub else x
-        out = torch.matmul(w2, xs.reshape(P.n, P.c, P.oh * P.ow))
-        if b is not None:
-            out += b.view(1, P.o, 1)
-        return out.view(P.osize)
-    finally:
-        tf32_exit(prev)
+    return plan_for(x, w, p).forward(x, w, b)[0]
 
 
 def backward_data(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> torch.Tensor:
-    P = _plan(_BWD, (grad_out.shape, grad_out.stride(), x.shape, x.stride(), w.shape, p), x, w, p, grad_out)
-    w2 = _w2(w, P.o, P.c)
-    prev = tf32_enter(x)
-    try:
-        if P.cl:
-            g = torch.mm(_g2d(grad_out, P), w2)
-            if not P.sub:
-                return g.as_strided(P.xsize, P.xstride)
-            full = g.new_zeros(P.n, P.h, P.w, P.c)
-            full[:, :: p.stride[0], :: p.stride[1]] = g.view(P.n, P.oh, P.ow, P.c)
-            return full.permute(0, 3, 1, 2)
-        g = torch.matmul(w2.t(), grad_out.reshape(P.n, P.o, P.oh * P.ow)).view(P.n, P.c, P.oh, P.ow)
-        if P.sub:
-            full = g.new_zeros(P.n, P.c, P.h, P.w)
-            full[:, :, :: p.stride[0], :: p.stride[1]] = g
-            g = full
-        return g
-    finally:
-        tf32_exit(prev)
+    return plan_for(x, w, p).backward(grad_out, x, w, True, False)[0]
 
 
 def backward_weight(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> torch.Tensor:
-    P = _plan(_BWD, (grad_out.shape, grad_out.stride(), x.shape, x.stride(), w.shape, p), x, w, p, grad_out)
-    prev = tf32_enter(x)
-    try:
-        if P.cl:
-            gw = torch.mm(_g2d(grad_out, P).t(), _x2d(x, P, p))
-        else:
-            xs = x[:, :, :: p.stride[0], :: p.stride[1]] if P.sub else x
-            gw = torch.matmul(grad_out.reshape(P.n, P.o, P.oh * P.ow), xs.reshape(P.n, P.c, P.oh * P.ow).transpose(1, 2)).sum(0)
-    finally:
-        tf32_exit(prev)
-    return gw.view(P.o, P.c, 1, 1)
+    return plan_for(x, w, p).backward(grad_out, x, w, False, True)[1]

@@ -22,7 +22,7 @@ from ..bypass import ConvParams, algorithm_for
 from ..faults import FaultProfile, load_profile, profile_from_env
 from ..signature import DIRECTIONS, ConvSignature, dtype_name
 from ..verdicts.breadcrumb import Breadcrumb
-from .routes import BYPASS, VENDOR, Route, RoutedConv, is_vendor_error
+from .routes import BYPASS, VENDOR, PlannedConv, Route, RoutedConv, is_vendor_error
 
 POLICIES = ("off", "vendor", "bypass", "auto")
 
@@ -42,7 +42,7 @@ class GuardConfigError(ValueError):
 class _Entry:
     """One module at one input shape: its shared route and its own counters."""
 
-    __slots__ = ("route", "calls", "bypassed", "pre_pad", "pad_mode")
+    __slots__ = ("route", "calls", "bypassed", "pre_pad", "pad_mode", "plan")
 
     def __init__(self, route: Route, pre_pad: tuple[int, ...] | None, pad_mode: str) -> None:
         self.route = route
@@ -50,6 +50,8 @@ class _Entry:
         self.bypassed = 0
         self.pre_pad = pre_pad
         self.pad_mode = pad_mode
+        #: the bypass algorithm's plan for this module and input shape, made at its first call
+        self.plan = None
 
 
 def _resolve_padding(module: nn.Module, kernel: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, ...] | None, str]:
@@ -218,13 +220,29 @@ class ConvGuard:
         if e.pre_pad is not None:
             x = F.pad(x, e.pre_pad, mode=e.pad_mode)
         if ac is None:
-            return RoutedConv.apply(x, w, b, e.route)
+            return self._apply(e, x, w, b)
         # Autocast casts a conv's operands to its low-precision dtype; do the same, then keep
-        # autocast away from the GEMMs inside so they run in exactly that dtype.
+        # autocast away from the ops inside so they run in exactly that dtype. A planned route
+        # needs no scope: its ops (pads, copies, GEMMs on operands already in that dtype) are
+        # ones autocast leaves alone, and the scope costs host time on every call.
         x, w = x.to(ac), w.to(ac)
         b = b.to(ac) if b is not None else None
+        if e.route.planned:
+            return self._apply(e, x, w, b)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return RoutedConv.apply(x, w, b, e.route)
+            return self._apply(e, x, w, b)
+
+    @staticmethod
+    def _apply(e: _Entry, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        route = e.route
+        if route.planned:
+            plan = e.plan
+            # the entry's key fixes x; a weight whose layout changed (model.to(channels_last)
+            # mid-run) gets a new plan
+            if plan is None or plan.w_stride != w.stride():
+                plan = e.plan = route.algorithm.plan_for(x, w, route.params)
+            return PlannedConv.apply(x, w, b, plan)
+        return RoutedConv.apply(x, w, b, route)
 
     def _compiled(self, module: nn.Conv2d, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         """Under torch.compile: routes are looked up at trace time, nothing is counted."""

@@ -7,6 +7,8 @@ guard then calls the original ``nn.Conv2d`` code with no wrapper at all, which i
 guard's cost under a microsecond or two per call. Every other route runs through
 :class:`RoutedConv`, a custom autograd function whose backward picks the route per direction,
 so a signature that only aborts in bwd_weight keeps its forward on the fast vendor library.
+A route with all three directions on the bypass runs through :class:`PlannedConv` instead, when
+its algorithm plans per call key: the same arithmetic with the least host work per call.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def is_vendor_error(exc: BaseException) -> bool:
 class Route:
     """The route of one signature, shared by every module and call that has this signature."""
 
-    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "reasons", "fallbacks", "fallback", "crumb", "crumb_ids", "check_vendor")
+    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "planned", "reasons", "fallbacks", "fallback", "crumb",
+                 "crumb_ids", "check_vendor")
 
     def __init__(
         self,
@@ -74,6 +77,8 @@ class Route:
     def _update_flags(self) -> None:
         self.uses_bypass = any(d == BYPASS for d in self.directions.values())
         self.plain = not self.check_vendor and not any(self.rules.values()) and not self.uses_bypass
+        # every direction on an algorithm that plans per call key: :class:`PlannedConv` runs it
+        self.planned = all(d == BYPASS for d in self.directions.values()) and hasattr(self.algorithm, "plan_for")
 
     def set_direction(self, direction: str, route: str) -> None:
         """Move one direction to ``route`` (a verdict arrived); not for one marked bad in-process."""
@@ -212,6 +217,35 @@ class RoutedConv(torch.autograd.Function):
         x, w = ctx.saved_tensors
         gx, gw = ctx.route.backward(grad_out, x, w, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         gb = grad_out.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None
+
+
+class PlannedConv(torch.autograd.Function):
+    """A conv whose three directions all run on the bypass, through one algorithm plan.
+
+    The lean twin of :class:`RoutedConv` for the case that matters for speed (every direction
+    bypassed): the plan (an algorithm's ``Plan``, kept by the guard per module and input shape)
+    does the forward and both backward directions in one call each, with no route dispatch and no
+    cache lookups, and it chooses what to save: ``x`` for a 1x1 conv, the padded NHWC input for
+    a k x k conv (so bwd_weight does not pad again). A YOLOv8n train step is host-bound; this is
+    where a bypassed conv's host time goes (docs/benchmarks.md, "Fast bypass (issue 5)").
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, plan) -> torch.Tensor:  # type: ignore[override]
+        out, keep = plan.forward(x, w, b)
+        ctx.plan = plan
+        ctx.has_bias = b is not None
+        ctx.save_for_backward(keep, w)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        keep, w = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gx, gw = ctx.plan.backward(grad_out, keep, w, need[0], need[1])
+        gb = grad_out.sum((0, 2, 3)) if ctx.has_bias and need[2] else None
         return gx, gw, gb, None
 
 
