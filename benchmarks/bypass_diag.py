@@ -298,8 +298,9 @@ def gather_table(dev) -> list:
             # pieces: the padded copy, the columns copy, the reduction alone
             xh = x.permute(0, 2, 3, 1)
             row["pad"] = dev_ms(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1)))
-            view, oh, ow = nhwc_gemm._cols_view(x, 3, 3, p)
-            row["cols_copy"] = dev_ms(lambda: view.reshape(-1, 9 * c))
+            plan = nhwc_gemm.plan_for(x, w, p)
+            xp = plan.pad(x)
+            row["cols_copy"] = dev_ms(lambda: plan.cols(xp, x.dtype))
             kk = 3 if s == 1 else 4
             ohp = h // s + (2 if s == 1 else 1)
             y = torch.randn(n * ohp * ohp, kk * kk * c, device=dev, dtype=dt)
@@ -374,14 +375,13 @@ def machinery_table(dev) -> dict:
             res["guard bypass fwd+bwd, single-threaded autograd"] = host_us(fb)
         with torch.no_grad():
             res["guard bypass fwd only (no_grad)"] = host_us(lambda: conv(xg))
-        saved = nhwc_gemm.forward, nhwc_gemm.backward_data, nhwc_gemm.backward_weight
+        saved = nhwc_gemm.Plan.forward, nhwc_gemm.Plan.backward
         try:
-            nhwc_gemm.forward = lambda *a: out0.view_as(out0)
-            nhwc_gemm.backward_data = lambda *a: gx0
-            nhwc_gemm.backward_weight = lambda *a: gw0
-            res["guard bypass, stubbed algorithms"] = host_us(fb)
+            nhwc_gemm.Plan.forward = lambda self, x, w, b: (out0.view_as(out0), x)
+            nhwc_gemm.Plan.backward = lambda self, g, keep, w, nx, nw: (gx0, gw0)
+            res["guard bypass, stubbed plan"] = host_us(fb)
         finally:
-            nhwc_gemm.forward, nhwc_gemm.backward_data, nhwc_gemm.backward_weight = saved
+            nhwc_gemm.Plan.forward, nhwc_gemm.Plan.backward = saved
         for _ in range(20):
             fb()
         _sync()

@@ -40,8 +40,9 @@ class PluginOptions:
             off); a fraction of a minute is allowed (tests checkpoint every batch).
         serial_backward: run autograd's backward on the training thread instead of handing it
             to autograd's per-GPU worker thread (``torch.autograd.set_multithreading_enabled``);
-            a bypassed conv's backward is Python, and the hand-off made a YOLOv8n step on the
-            bypass about 20% slower (docs/benchmarks.md). Only while the guard is on.
+            a bypassed conv's backward is Python, and the hand-off cost a YOLOv8n epoch on the
+            bypass a fifth of its speed on an H200 (docs/benchmarks.md). Only while the guard
+            is on.
     """
 
     guard: str = "auto"

@@ -10,7 +10,12 @@ Algorithms (each module's docstring gives its launches and transient bytes per d
 * ``pointwise``  1x1 convs: one GEMM per direction, no im2col (cuDNN's launch count).
 * ``nhwc_gemm``  k x k convs, groups 1, strides 1 and 2: one NHWC im2col copy (a single
   ``as_strided`` view) + one GEMM for forward and bwd_weight; bwd_data as one GEMM + one
-  gather-reduction instead of col2im. About 4 launches per direction.
+  gather-reduction instead of col2im. 4 launches for forward and bwd_data, 2 for bwd_weight
+  (it reuses the padded input the forward saved).
+
+``pointwise`` and ``nhwc_gemm`` also expose ``plan_for(x, w, params)``: a ``Plan`` whose
+``forward`` returns the output and the tensor to save, and whose ``backward`` gives both
+gradients; the guard runs fully bypassed convs through it (``guard.routes.PlannedConv``).
 * ``depthwise``  depthwise stride-1 convs: broadcast multiply + sum over a strided view.
 * ``im2col``     the reference: ``unfold`` + batched GEMM, ``fold`` for bwd_data; every conv,
   groups and transposed convs included. The universal fallback.
@@ -40,11 +45,11 @@ def algorithm_for(sig: object) -> ModuleType:
 
     Why this order: a 1x1 conv needs no columns at all (``pointwise``: one GEMM per direction,
     cuDNN's launch count); a depthwise conv is elementwise work, too thin for a GEMM; every other
-    groups-1 conv with stride 1 or 2 takes ``nhwc_gemm`` (about 4 launches per direction, no
-    unfold/fold, nothing saved beyond x and w); ``im2col`` takes the rest. Measured on an H100
-    (docs/benchmarks.md, "Fast bypass (issue 5)"): every YOLOv8n signature gets ``pointwise`` or
-    ``nhwc_gemm`` and runs forward + backward faster than im2col in channels_last, fp32 and
-    bf16 (0.08-0.90x; NCHW: 0.69x summed, one signature at 1.02x, within noise).
+    groups-1 conv with stride 1 or 2 takes ``nhwc_gemm`` (2-4 launches per direction, no
+    unfold/fold, nothing saved beyond the padded input and w); ``im2col`` takes the rest.
+    Measured on an H200 (docs/benchmarks.md, "Fast bypass (issue 5)"): every YOLOv8n signature
+    gets ``pointwise`` or ``nhwc_gemm`` and runs forward + backward faster than im2col, fp32
+    and bf16, channels_last and NCHW (fp32 channels_last: 0.07-0.76x).
 
     The choice depends on the conv's geometry only, not on the dtype or the memory format: the
     NHWC algorithms take NCHW inputs through their padding copy and return NCHW with one copy.
