@@ -235,3 +235,21 @@ def test_partly_bypassed_routes_keep_the_per_direction_function(tmp_path):
     assert not route.planned and route.directions["bwd_weight"] == "bypass"
     assert (1, 4, 6, 6) in shapes
     torch.testing.assert_close(gw, torch.autograd.grad(conv(x).sum(), conv.weight)[0], rtol=1e-9, atol=1e-9)
+
+
+def test_planned_backward_from_a_padded_input_saved_in_16_byte_units(monkeypatch):
+    """The saved padded input may be a complex128 view (16-byte copies); bwd_weight's columns
+    are rebuilt from it in the conv's own dtype."""
+    from yolo_rdna1.bypass import _common
+
+    monkeypatch.setattr(_common, "WIDE_MIN_BYTES", 0)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 4, 3, stride=2, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref = torch.autograd.grad(conv(x).square().sum(), [x, conv.weight, conv.bias])
+    with guarded(policy="bypass", faults=False):
+        out, shapes = _saved_shapes(lambda: conv(x))
+        got = torch.autograd.grad(out.square().sum(), [x, conv.weight, conv.bias])
+    assert (2, 11, 11, 2) in shapes  # 8 float32 channels = 2 complex128 units per pixel
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
