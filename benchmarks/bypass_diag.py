@@ -334,11 +334,11 @@ def machinery_table(dev) -> dict:
         @staticmethod
         def forward(ctx, a, b):
             ctx.save_for_backward(a, b)
-            return out0.clone() if False else out0.view_as(out0)
+            return out0.view_as(out0)
 
         @staticmethod
         def backward(ctx, g):
-            ctx.saved_tensors
+            ctx.saved_tensors  # unpacked, as a real backward does: part of what is priced
             return gx0, gw0
 
     def bare():

@@ -12,13 +12,13 @@ Algorithms (each module's docstring gives its launches and transient bytes per d
   ``as_strided`` view) + one GEMM for forward and bwd_weight; bwd_data as one GEMM + one
   gather-reduction instead of col2im. 4 launches for forward and bwd_data, 2 for bwd_weight
   (it reuses the padded input the forward saved).
+* ``depthwise``  depthwise stride-1 convs: broadcast multiply + sum over a strided view.
+* ``im2col``     the reference: ``unfold`` + batched GEMM, ``fold`` for bwd_data; every conv,
+  groups and transposed convs included. The universal fallback.
 
 ``pointwise`` and ``nhwc_gemm`` also expose ``plan_for(x, w, params)``: a ``Plan`` whose
 ``forward`` returns the output and the tensor to save, and whose ``backward`` gives both
 gradients; the guard runs fully bypassed convs through it (``guard.routes.PlannedConv``).
-* ``depthwise``  depthwise stride-1 convs: broadcast multiply + sum over a strided view.
-* ``im2col``     the reference: ``unfold`` + batched GEMM, ``fold`` for bwd_data; every conv,
-  groups and transposed convs included. The universal fallback.
 """
 
 from __future__ import annotations
