@@ -19,8 +19,9 @@ gradients (no loss, no optimizer: the conv paths are what differs). Paths:
 * ``bypass_narrow`` / ``bypass_wide2``: A/B of the 16-byte copy path: off (pads and im2col
   copies in the tensor's own dtype) / on from 2 MiB tensors (``_common.WIDE_MIN_BYTES``, the
   default; ``bypass`` itself runs with whatever the module default is).
-* ``bypass_noac`` (autocast configs): ``bypass`` with the guard's ``torch.autocast(enabled=False)``
-  scope around the bypass call removed, an experiment that prices that scope's host cost.
+* ``bypass_nopool``: ``bypass`` without the kept zero-bordered pad buffers
+  (``bypass.bordered.BUDGET_BYTES = 0``: every pad is a ``constant_pad_nd``, fill + copy), the
+  A/B of that change.
 
 Timing: all paths of a config are built, warmed up, then stepped in interleaved rounds
 (``--rounds`` x ``--per-round`` steps each), so a drift of the machine's speed hits every path
@@ -41,6 +42,7 @@ vendor conv kernel. ``--out DIR`` writes ``bypass_step.md`` and ``bypass_step.js
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import gc
 import json
@@ -58,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yolo_rdna1.bypass as bypass  # noqa: E402
 import yolo_rdna1.bypass._common as bypass_common  # noqa: E402
+import yolo_rdna1.bypass.bordered as bordered  # noqa: E402
 import yolo_rdna1.guard.router as router  # noqa: E402
 from yolo_rdna1.guard import ConvGuard, guarded  # noqa: E402
 
@@ -103,15 +106,15 @@ def path_context(name: str, guard=None):
     if name.startswith("cudnn"):
         yield None
         return
-    saved_alg, saved_tf32, saved_run = router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32, router.ConvGuard._run
+    saved_alg, saved_tf32, saved_budget = router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32, bordered.BUDGET_BYTES
     saved_wide = bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES
     try:
         if name == "bypass_narrow":
             bypass_common.WIDE_COPIES = False
         if name == "bypass_wide2":
             bypass_common.WIDE_MIN_BYTES = 2 << 20
-        if name == "bypass_noac":
-            router.ConvGuard._run = _run_without_autocast_scope
+        if name == "bypass_nopool":
+            bordered.BUDGET_BYTES = 0
         if name.startswith("im2col"):
             router.algorithm_for = lambda sig: bypass.im2col
         if name == "bypass_ieee":
@@ -120,23 +123,8 @@ def path_context(name: str, guard=None):
             yield g
     finally:
         router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32 = saved_alg, saved_tf32
-        router.ConvGuard._run = saved_run
+        bordered.BUDGET_BYTES = saved_budget
         bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES = saved_wide
-
-
-def _run_without_autocast_scope(self, e, x, w, b, ac):
-    """Experiment ``bypass_noac``: ConvGuard._run without its ``torch.autocast(enabled=False)``
-    scope around the bypass (operands still cast to the autocast dtype). The algorithms' forward
-    ops (GEMMs, pads, copies) keep that dtype under autocast, so the result is the same; this
-    measures what the scope costs on the host."""
-    import torch.nn.functional as F
-
-    if e.pre_pad is not None:
-        x = F.pad(x, e.pre_pad, mode=e.pad_mode)
-    if ac is not None:
-        x, w = x.to(ac), w.to(ac)
-        b = b.to(ac) if b is not None else None
-    return router.RoutedConv.apply(x, w, b, e.route)
 
 
 def base_path(name: str) -> str:
@@ -237,6 +225,8 @@ def make_step(model: nn.Module, x: torch.Tensor, device: torch.device, dtype):
 class ModelPath:
     """One conv path of one config: its own model, input and guard, stepped in rounds."""
 
+    pools: list[tuple] = []
+
     def __init__(self, path: str, size: int, batch: int, dtype_name: str, device: torch.device) -> None:
         self.path, self.device = path, device
         cl = channels_last_path(path)
@@ -250,10 +240,22 @@ class ModelPath:
         self.host: list[float] = []
         self.round_sizes: list[int] = []  # steps per timed round, to pair rounds across paths
         self.peak = 0.0
+        # this path's own kept pad buffers (``bypass.bordered``), swapped in while it runs: so
+        # one path's buffers never serve another, and are subtracted from the others' peaks
+        self.pool: tuple = (collections.OrderedDict(), {})
+        ModelPath.pools.append(self.pool)
         self.row = {"path": path, "size": size, "batch": batch, "dtype": dtype_name}
         self.steps = 0
 
     def run(self, n: int, timed: bool) -> None:
+        outer = bordered._SLOTS, bordered._BYTES
+        bordered._SLOTS, bordered._BYTES = self.pool
+        try:
+            self._run(n, timed)
+        finally:
+            bordered._SLOTS, bordered._BYTES = outer
+
+    def _run(self, n: int, timed: bool) -> None:
         with path_context(self.path, self.guard):
             if timed and self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
@@ -272,7 +274,8 @@ class ModelPath:
             if timed:
                 self.round_sizes.append(n)
             if timed and self.device.type == "cuda":
-                self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device) / 2**20)
+                others = sum(sum(pool[1].values()) for pool in ModelPath.pools if pool is not self.pool)
+                self.peak = max(self.peak, (torch.cuda.max_memory_allocated(self.device) - others) / 2**20)
 
     def result(self) -> dict:
         times = self.wall
@@ -317,6 +320,7 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     finally:
         gc.enable()
     rows += [r.result() for r in runners]
+    ModelPath.pools.clear()  # this config's kept buffers go with its runners
     # The host's speed drifts a lot within seconds on a shared VM: besides the medians over all
     # steps, each path's round medians are divided by cuDNN channels_last's of the same round
     # (interleaved, seconds apart) and the median of those ratios is reported, and so is the
@@ -567,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of SIZExBATCH:DTYPE")
     ap.add_argument("--paths", default="cudnn_nchw,cudnn_cl,cudnn_off,im2col,bypass,bypass_nchw,auto")
     ap.add_argument("--extra-fp32-paths", default="bypass_ieee", help="paths run for fp32 configs only")
-    ap.add_argument("--extra-amp-paths", default="bypass_noac", help="paths run for autocast configs only")
+    ap.add_argument("--extra-amp-paths", default="", help="paths run for autocast configs only")
     ap.add_argument("--rounds", type=int, default=8, help="rounds per config; each runs every path in turn")
     ap.add_argument("--per-round", type=int, default=3, help="timed steps of a path per round (cudnn_off: 1)")
     ap.add_argument("--warmup", type=int, default=5)

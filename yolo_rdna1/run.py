@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ._compat import set_autograd_multithreading
+from .bypass import bordered
 from .faults import ENV_VAR as FAULTS_ENV
 from .faults import FaultProfile, load_profile, profile_from_env
 from .guard import ConvGuard, disable, enable
@@ -337,3 +338,4 @@ class GuardedRun:
                 self._crumb.close()
                 self._crumb = None
             disable()
+            bordered.release()  # the bypass's kept pad buffers go back to the caching allocator

@@ -1,7 +1,8 @@
 """Helpers shared by the NHWC bypass algorithms: layouts, padding, TF32 policy, chunking.
 
-Everything here is a view, a ``constant_pad_nd`` (one fill + one copy kernel) or a flag flip; no
-helper launches more than that. The algorithms count launches and host ops per conv, because a
+Everything here is a view, a zero-padded copy (one copy kernel into a kept zero-bordered
+buffer, see ``bordered``; a fill + a copy when none is free) or a flag flip; no helper launches
+more than that. The algorithms count launches and host ops per conv, because a
 YOLOv8n train step is launch/host-bound (docs/benchmarks.md, "Fast bypass (issue 5)").
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from . import bordered
 
 #: Transient workspace (im2col columns, per-tap GEMM outputs) one conv direction may allocate
 #: before the algorithms split the batch into chunks. YOLOv8n at 640 px, batch 16 needs at most
@@ -82,8 +85,9 @@ def wide_dtype(t: torch.Tensor) -> tuple[int, torch.dtype | None]:
 
 
 def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt) -> tuple[torch.Tensor, bool]:
-    """``x`` (N, C, H, W) as a zero-padded contiguous ``(N, Hp, Wp, C')`` tensor, one
-    ``constant_pad_nd`` (fill + copy kernels; just the copy, or nothing, without padding).
+    """``x`` (N, C, H, W) as a zero-padded contiguous ``(N, Hp, Wp, C')`` tensor: one copy into
+    a kept zero-bordered buffer (:func:`bordered.padded`; fill + copy when none is free), just
+    a copy or nothing without padding.
 
     ``pad6 = (0, 0, left, right, top, bottom)``. For a channels_last-like ``x`` (``cl``) the
     pixels' channel vectors are copied as 16-byte units when ``ratio > 1`` (then ``C' = C /
@@ -95,7 +99,7 @@ def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wd
     if wide:
         xh = xh.view(wdt)
     if any(pad6):
-        return torch.constant_pad_nd(xh, pad6), wide
+        return bordered.padded(xh, pad6), wide
     return xh.contiguous(), wide
 
 

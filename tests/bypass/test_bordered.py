@@ -1,0 +1,188 @@
+"""Kept zero-bordered buffers (``bypass.bordered``): reused only when nothing holds them.
+
+A buffer that is handed out while still saved for a backward would silently corrupt gradients,
+so every case here checks the numbers against ``F.conv2d`` as well as what the pool kept.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from yolo_rdna1.bypass import bordered
+from yolo_rdna1.guard import guarded
+
+CL = torch.channels_last
+
+pytestmark = pytest.mark.skipif(bordered._use_count is None, reason="this torch build has no storage reference count")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pool(monkeypatch):
+    bordered.release()
+    monkeypatch.setattr(bordered, "BUDGET_BYTES", 1 << 30)
+    yield
+    bordered.release()
+
+
+def _convs(seed: int = 0):
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(4, 5, 3, 1, 1).double().to(memory_format=CL)
+    ref = nn.Conv2d(4, 5, 3, 1, 1).double()
+    ref.load_state_dict(conv.state_dict())
+    return conv, ref
+
+
+def _x(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 4, 7, 6, dtype=torch.float64, generator=g).contiguous(memory_format=CL)
+
+
+def _expected(ref: nn.Module, x: torch.Tensor, go: torch.Tensor):
+    xr = x.detach().clone().requires_grad_()
+    ref.zero_grad()
+    out = ref(xr)
+    out.backward(go)
+    return out.detach(), xr.grad, ref.weight.grad.clone()
+
+
+def _storages() -> set[int]:
+    return {s.cdata for slots in bordered._SLOTS.values() for s in slots}
+
+
+def test_padded_equals_constant_pad_nd_and_keeps_its_border_zero():
+    src = torch.randn(2, 5, 4, 3)
+    pad6 = (0, 0, 1, 2, 2, 1)
+    first = bordered.padded(src, pad6)
+    assert torch.equal(first, torch.constant_pad_nd(src, pad6))
+    del first  # idle again: the next call reuses the buffer and must not see stale interior data
+    src2 = torch.randn(2, 5, 4, 3)
+    second = bordered.padded(src2, pad6)
+    assert torch.equal(second, torch.constant_pad_nd(src2, pad6))
+    assert len(_storages()) == 1 and second.untyped_storage()._cdata in _storages()
+
+
+def test_a_held_buffer_is_not_handed_out_again():
+    src = torch.randn(1, 3, 3, 2)
+    pad6 = (0, 0, 1, 1, 1, 1)
+    held = bordered.padded(src, pad6)
+    other = bordered.padded(torch.randn(1, 3, 3, 2), pad6)
+    assert held.untyped_storage()._cdata != other.untyped_storage()._cdata
+    assert torch.equal(held, torch.constant_pad_nd(src, pad6)), "the second call overwrote the first one's buffer"
+
+
+def test_train_steps_reuse_the_forward_buffers_and_match_torch():
+    conv, ref = _convs()
+    with guarded(policy="bypass", faults=False):
+        kept = None
+        for step in range(3):
+            x = _x(step).requires_grad_()
+            go = torch.randn(2, 5, 7, 6, dtype=torch.float64)
+            out = conv(x)
+            conv.zero_grad()
+            out.backward(go)
+            e_out, e_gx, e_gw = _expected(ref, x, go)
+            torch.testing.assert_close(out.detach(), e_out, rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(x.grad, e_gx, rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(conv.weight.grad, e_gw, rtol=1e-9, atol=1e-9)
+            if kept is None:
+                kept = _storages()
+                assert kept, "the forward's padded input and bwd_data's padded grad_out were not kept"
+            else:
+                assert _storages() == kept, "a later step made new buffers instead of reusing the idle ones"
+
+
+def test_two_graphs_alive_at_once_get_their_own_buffers():
+    """Two forwards before either backward (gradient accumulation by hand): the first graph's
+    saved padded input must survive the second forward."""
+    conv, ref = _convs(1)
+    xa, xb = _x(10).requires_grad_(), _x(11).requires_grad_()
+    go = torch.randn(2, 5, 7, 6, dtype=torch.float64)
+    with guarded(policy="bypass", faults=False):
+        out_a = conv(xa)
+        out_b = conv(xb)
+        conv.zero_grad()
+        out_a.backward(go)
+        gw_a = conv.weight.grad.clone()
+        conv.zero_grad()
+        out_b.backward(go)
+        gw_b = conv.weight.grad.clone()
+    torch.testing.assert_close(gw_a, _expected(ref, xa, go)[2], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(gw_b, _expected(ref, xb, go)[2], rtol=1e-9, atol=1e-9)
+
+
+def test_a_retained_graph_keeps_its_buffer_busy():
+    conv, ref = _convs(2)
+    x1 = _x(20).requires_grad_()
+    go = torch.randn(2, 5, 7, 6, dtype=torch.float64)
+    with guarded(policy="bypass", faults=False):
+        out1 = conv(x1)
+        out1.backward(go, retain_graph=True)
+        conv(_x(21).requires_grad_()).backward(go)  # would take out1's buffer if it looked idle
+        conv.zero_grad()
+        out1.backward(go)
+    torch.testing.assert_close(conv.weight.grad, _expected(ref, x1, go)[2], rtol=1e-9, atol=1e-9)
+
+
+def test_a_graph_dropped_without_backward_frees_its_buffer():
+    conv, _ = _convs(3)
+    with guarded(policy="bypass", faults=False):
+        out = conv(_x(30).requires_grad_())
+        busy = _storages()
+        del out
+        with torch.no_grad():
+            conv(_x(31))
+    assert _storages() == busy
+
+
+def test_budget_bounds_the_kept_bytes_and_evicts_idle_buffers_first(monkeypatch):
+    pad6 = (0, 0, 1, 1, 1, 1)
+    one = 2 * 6 * 6 * 3 * 4  # a (2, 4, 4, 3) float32 source padded by 1
+    monkeypatch.setattr(bordered, "BUDGET_BYTES", 2 * one)
+    held = bordered.padded(torch.randn(2, 4, 4, 3), pad6)
+    bordered.padded(torch.randn(2, 4, 5, 3)[:, :, :4], pad6)  # same shape, different strides: same key
+    assert bordered.kept_bytes() == 2 * one
+    src = torch.randn(1, 4, 4, 3)
+    small = bordered.padded(src, pad6)  # a new key: evicts the idle buffer, never the held one
+    assert torch.equal(small, torch.constant_pad_nd(src, pad6))
+    assert held.untyped_storage()._cdata in _storages()
+    assert bordered.kept_bytes() == one + one // 2
+    monkeypatch.setattr(bordered, "BUDGET_BYTES", 0)
+    before = _storages()
+    out = bordered.padded(torch.randn(3, 4, 4, 3), pad6)
+    assert out.untyped_storage()._cdata not in _storages() and _storages() == before
+
+
+def test_release_drops_every_buffer_but_not_what_callers_hold():
+    src = torch.randn(1, 2, 2, 1)
+    held = bordered.padded(src, (0, 0, 1, 1, 1, 1))
+    bordered.release()
+    assert bordered.kept_bytes() == 0 and not _storages()
+    assert torch.equal(held, torch.constant_pad_nd(src, (0, 0, 1, 1, 1, 1)))
+
+
+def test_without_the_storage_count_every_call_pads_fresh(monkeypatch):
+    monkeypatch.setattr(bordered, "_use_count", None)
+    src = torch.randn(1, 2, 2, 1)
+    a = bordered.padded(src, (0, 0, 1, 1, 1, 1))
+    b = bordered.padded(src, (0, 0, 1, 1, 1, 1))
+    assert a.untyped_storage()._cdata != b.untyped_storage()._cdata and not _storages()
+    assert torch.equal(a, F.pad(src, (0, 0, 1, 1, 1, 1)))
+
+
+def test_the_end_of_a_guarded_run_releases_the_kept_buffers(tmp_path):
+    from yolo_rdna1.guard import ConvGuard
+    from yolo_rdna1.options import PluginOptions
+    from yolo_rdna1.run import GuardedRun
+
+    run = GuardedRun(PluginOptions(telemetry=0, thermal=False, stall_timeout=0), tmp_path, torch.device("cpu"))
+    run.guard = ConvGuard(policy="bypass", faults=False)
+    run.enter_training()
+    conv, _ = _convs(4)
+    with guarded(run.guard):
+        conv(_x(40).requires_grad_()).sum().backward()
+    assert bordered.kept_bytes() > 0
+    run.finish()
+    assert bordered.kept_bytes() == 0
