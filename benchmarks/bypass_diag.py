@@ -128,7 +128,7 @@ def kernel_table(dev, size: int, batch: int) -> dict:
 
     out = {}
     for dt in ("fp32", "bf16"):
-        for path in ("cudnn_cl", "bypass"):
+        for path in ("cudnn_cl", "bypass", "bypass_nopool"):
             model = bs.build_model(dev, True)
             x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
             with bs.path_context(path):
@@ -399,6 +399,8 @@ def main() -> int:
     ap.add_argument("--out", default=os.environ.get("OUT"))
     ap.add_argument("--parts", default="host,gather,gemm,kernels")
     args = ap.parse_args()
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     res = {}
     for part in args.parts.split(","):

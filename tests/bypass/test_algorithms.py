@@ -318,3 +318,26 @@ def test_grad_out_of_a_channel_slice_stays_channels_last():
     assert _memory_format(big) == CL
     assert _memory_format(torch.randn(2, 8, 5, 5)) == torch.contiguous_format
     assert _memory_format(torch.randn(2, 8, 5, 5)[:, 4:]) == torch.contiguous_format
+
+
+@pytest.mark.parametrize("name,k", [("nhwc_gemm", 3), ("pointwise", 1)])
+def test_kept_weight_views_follow_in_place_updates_and_new_memory(name, k):
+    """Plans keep their weight-matrix views (a host op saved per call); an optimizer's in-place
+    step must show through them, and a weight given new memory must get a new view."""
+    torch.manual_seed(0)
+    alg = ALGORITHMS[name]
+    p = ConvParams((1, 1), (k // 2, k // 2))
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64).contiguous(memory_format=CL)
+    w = torch.randn(5, 4, k, k, dtype=torch.float64).contiguous(memory_format=CL)
+    go = torch.randn(2, 5, 6, 6, dtype=torch.float64).contiguous(memory_format=CL)
+
+    def check(weight):
+        torch.testing.assert_close(alg.forward(x, weight, None, p), F.conv2d(x, weight, None, 1, k // 2))
+        ref = torch.nn.grad.conv2d_input(x.shape, weight, go, 1, k // 2)
+        torch.testing.assert_close(alg.backward_data(go, x, weight, p), ref)
+
+    check(w)
+    w.mul_(-2.0)  # the optimizer's way: same memory
+    check(w)
+    moved = torch.empty_strided(w.shape, w.stride(), dtype=w.dtype).copy_(w).add_(1.0)
+    check(moved)  # new memory, same shape and strides: the same plan, a new view

@@ -52,25 +52,48 @@ def _storages() -> set[int]:
     return {s.cdata for slots in bordered._SLOTS.values() for s in slots}
 
 
-def test_padded_equals_constant_pad_nd_and_keeps_its_border_zero():
-    src = torch.randn(2, 5, 4, 3)
+def _ref(x: torch.Tensor, pad6) -> torch.Tensor:
+    return torch.constant_pad_nd(x.permute(0, 2, 3, 1), pad6)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "wide"])
+def test_padded_equals_constant_pad_nd_and_keeps_its_border_zero(layout):
+    """Each way the copy can go: transposing NCHW, channels_last, 16-byte units (complex128)."""
     pad6 = (0, 0, 1, 2, 2, 1)
-    first = bordered.padded(src, pad6)
-    assert torch.equal(first, torch.constant_pad_nd(src, pad6))
+    make = lambda: torch.randn(2, 4, 5, 3).contiguous(memory_format=CL if layout != "nchw" else torch.contiguous_format)  # noqa: E731
+    wdt = torch.complex128 if layout == "wide" else None
+
+    def expect(x):
+        r = _ref(x, pad6)
+        return r.contiguous().view(torch.complex128) if wdt else r
+
+    x = make()
+    first = bordered.padded(x, pad6, wdt)
+    assert torch.equal(first, expect(x))
     del first  # idle again: the next call reuses the buffer and must not see stale interior data
-    src2 = torch.randn(2, 5, 4, 3)
-    second = bordered.padded(src2, pad6)
-    assert torch.equal(second, torch.constant_pad_nd(src2, pad6))
+    x2 = make()
+    second = bordered.padded(x2, pad6, wdt)
+    assert torch.equal(second, expect(x2))
     assert len(_storages()) == 1 and second.untyped_storage()._cdata in _storages()
+    held = bordered.padded(x, pad6, wdt, rows=True)  # the buffer is busy (second): a new one
+    assert held.shape == (2 * 8 * 6, 4 // (4 if wdt else 1)) and torch.equal(second, expect(x2))
+    assert len(_storages()) == 2
 
 
-def test_a_held_buffer_is_not_handed_out_again():
-    src = torch.randn(1, 3, 3, 2)
+@pytest.mark.parametrize("nchw", [True, False])
+def test_a_held_buffer_is_not_handed_out_again(nchw):
     pad6 = (0, 0, 1, 1, 1, 1)
-    held = bordered.padded(src, pad6)
-    other = bordered.padded(torch.randn(1, 3, 3, 2), pad6)
+    fmt = torch.contiguous_format if nchw else CL
+    x = torch.randn(1, 2, 3, 3).contiguous(memory_format=fmt)
+    held = bordered.padded(x, pad6)
+    for _ in range(3):  # a view the pool caches must not count as a holder either
+        bordered.strided(held, (1, 2), (1, 1))
+    other = bordered.padded(torch.randn(1, 2, 3, 3).contiguous(memory_format=fmt), pad6)
     assert held.untyped_storage()._cdata != other.untyped_storage()._cdata
-    assert torch.equal(held, torch.constant_pad_nd(src, pad6)), "the second call overwrote the first one's buffer"
+    assert torch.equal(held, _ref(x, pad6)), "the second call overwrote the first one's buffer"
+    del held, other
+    again = bordered.padded(x, pad6)
+    assert again.untyped_storage()._cdata in _storages() and len(_storages()) == 2, "idle buffers were not reused"
 
 
 def test_train_steps_reuse_the_forward_buffers_and_match_torch():
@@ -139,37 +162,38 @@ def test_a_graph_dropped_without_backward_frees_its_buffer():
 
 def test_budget_bounds_the_kept_bytes_and_evicts_idle_buffers_first(monkeypatch):
     pad6 = (0, 0, 1, 1, 1, 1)
-    one = 2 * 6 * 6 * 3 * 4  # a (2, 4, 4, 3) float32 source padded by 1
+    one = 2 * 6 * 6 * 3 * 4  # a (2, 3, 4, 4) float32 input padded by 1
     monkeypatch.setattr(bordered, "BUDGET_BYTES", 2 * one)
-    held = bordered.padded(torch.randn(2, 4, 4, 3), pad6)
-    bordered.padded(torch.randn(2, 4, 5, 3)[:, :, :4], pad6)  # same shape, different strides: same key
+    held = bordered.padded(torch.randn(2, 3, 4, 4), pad6)
+    bordered.padded(torch.randn(2, 3, 4, 5)[:, :, :, :4], pad6)  # same shape, other strides: same key
     assert bordered.kept_bytes() == 2 * one
-    src = torch.randn(1, 4, 4, 3)
-    small = bordered.padded(src, pad6)  # a new key: evicts the idle buffer, never the held one
-    assert torch.equal(small, torch.constant_pad_nd(src, pad6))
+    x = torch.randn(1, 3, 4, 4)
+    small = bordered.padded(x, pad6)  # a new key: evicts the idle buffer, never the held one
+    assert torch.equal(small, _ref(x, pad6))
     assert held.untyped_storage()._cdata in _storages()
     assert bordered.kept_bytes() == one + one // 2
     monkeypatch.setattr(bordered, "BUDGET_BYTES", 0)
     before = _storages()
-    out = bordered.padded(torch.randn(3, 4, 4, 3), pad6)
+    out = bordered.padded(torch.randn(3, 3, 4, 4), pad6)
     assert out.untyped_storage()._cdata not in _storages() and _storages() == before
 
 
 def test_release_drops_every_buffer_but_not_what_callers_hold():
-    src = torch.randn(1, 2, 2, 1)
-    held = bordered.padded(src, (0, 0, 1, 1, 1, 1))
+    x = torch.randn(1, 1, 2, 2)
+    held = bordered.padded(x, (0, 0, 1, 1, 1, 1))
     bordered.release()
     assert bordered.kept_bytes() == 0 and not _storages()
-    assert torch.equal(held, torch.constant_pad_nd(src, (0, 0, 1, 1, 1, 1)))
+    assert torch.equal(held, _ref(x, (0, 0, 1, 1, 1, 1)))
+    assert bordered.strided(held, (2, 2), (1, 1)).untyped_storage()._cdata == held.untyped_storage()._cdata
 
 
 def test_without_the_storage_count_every_call_pads_fresh(monkeypatch):
     monkeypatch.setattr(bordered, "_use_count", None)
-    src = torch.randn(1, 2, 2, 1)
-    a = bordered.padded(src, (0, 0, 1, 1, 1, 1))
-    b = bordered.padded(src, (0, 0, 1, 1, 1, 1))
+    x = torch.randn(1, 1, 2, 2)
+    a = bordered.padded(x, (0, 0, 1, 1, 1, 1))
+    b = bordered.padded(x, (0, 0, 1, 1, 1, 1))
     assert a.untyped_storage()._cdata != b.untyped_storage()._cdata and not _storages()
-    assert torch.equal(a, F.pad(src, (0, 0, 1, 1, 1, 1)))
+    assert torch.equal(a, F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)))
 
 
 def test_the_end_of_a_guarded_run_releases_the_kept_buffers(tmp_path):

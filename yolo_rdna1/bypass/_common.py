@@ -84,23 +84,22 @@ def wide_dtype(t: torch.Tensor) -> tuple[int, torch.dtype | None]:
     return 1, None
 
 
-def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt) -> tuple[torch.Tensor, bool]:
-    """``x`` (N, C, H, W) as a zero-padded contiguous ``(N, Hp, Wp, C')`` tensor: one copy into
-    a kept zero-bordered buffer (:func:`bordered.padded`; fill + copy when none is free), just
-    a copy or nothing without padding.
+def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt, rows: bool = False) -> tuple[torch.Tensor, bool]:
+    """``x`` (N, C, H, W) as a zero-padded contiguous ``(N, Hp, Wp, C')`` tensor (``rows``: as
+    ``(N * Hp * Wp, C')``): one copy into a kept zero-bordered buffer (:func:`bordered.padded`;
+    fill + copy when none is free), just a copy or nothing without padding.
 
     ``pad6 = (0, 0, left, right, top, bottom)``. For a channels_last-like ``x`` (``cl``) the
     pixels' channel vectors are copied as 16-byte units when ``ratio > 1`` (then ``C' = C /
     ratio`` elements of ``wdt``; the second result says so); otherwise the copy also transposes
     NCHW to NHWC.
     """
-    xh = x.permute(0, 2, 3, 1)
     wide = ratio > 1 and WIDE_COPIES and cl and x.storage_offset() % ratio == 0 and x.numel() * x.element_size() >= WIDE_MIN_BYTES
-    if wide:
-        xh = xh.view(wdt)
     if any(pad6):
-        return bordered.padded(xh, pad6), wide
-    return xh.contiguous(), wide
+        return bordered.padded(x, pad6, wdt if wide else None, rows), wide
+    xh = x.permute(0, 2, 3, 1)
+    xh = (xh.view(wdt) if wide else xh).contiguous()
+    return (xh.view(-1, xh.shape[3]) if rows else xh), wide
 
 
 def nhwc(t: torch.Tensor) -> torch.Tensor:
@@ -129,6 +128,30 @@ def weight_rows(w: torch.Tensor) -> torch.Tensor:
     """Conv weight ``(O, C, kh, kw)`` as ``(O, kh, kw, C)`` contiguous: a view for a
     channels_last weight (what Ultralytics trains on CUDA), one small copy otherwise."""
     return w.permute(0, 2, 3, 1).contiguous()
+
+
+class WeightView:
+    """A view of a conv weight, made once and reused while the weight keeps its memory.
+
+    Why: making it is a host op per call (``as_strided``, ``t``), and a YOLOv8n step on the
+    bypass is host-bound. The optimizer updates weights in place, so the view stays valid; a
+    weight given new memory (``param.data = ...``, ``.to()``, autocast's cast of each step) has a
+    new address and gets a new view. The cached view keeps the memory it was made from alive, so
+    an address can only come back for that same memory. Only for views: a copy would go stale.
+    """
+
+    __slots__ = ("ptr", "view", "make")
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self.ptr = -1
+        self.view: torch.Tensor | None = None
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        ptr = w.data_ptr()
+        if ptr != self.ptr:
+            self.view, self.ptr = self.make(w), ptr
+        return self.view
 
 
 def tf32_enter(t: torch.Tensor):

@@ -49,17 +49,23 @@ BUDGET_BYTES = 3 << 29
 
 
 class _Slot:
-    """One kept buffer: the whole padded tensor, its interior view, and its idle refcount."""
+    """One kept buffer: the padded tensor, the interior view the copy writes, the views plans
+    read (cached: each is a host op saved per call), and the storage count when idle."""
 
-    __slots__ = ("buf", "interior", "cdata", "idle", "nbytes", "device")
+    __slots__ = ("buf", "interior", "rows", "views", "cdata", "idle", "nbytes", "device")
 
-    def __init__(self, buf: torch.Tensor, interior: torch.Tensor, device: int) -> None:
+    def __init__(self, buf: torch.Tensor, pad6: tuple[int, ...], h: int, w: int, nchw: bool, device: int) -> None:
         self.buf = buf
-        self.interior = interior
+        _, _, left, _, top, _ = pad6
+        # the copy's destination: (N, H, W, C') or, for a copy that also transposes, (N, C, H, W)
+        self.interior = buf[:, top:top + h, left:left + w].permute(0, 3, 1, 2) if nchw else buf[:, top:top + h, left:left + w]
+        self.rows = (buf.shape[0] * buf.shape[1] * buf.shape[2], buf.shape[3])
+        self.views: dict = {}
         self.cdata = buf.untyped_storage()._cdata
         self.nbytes = buf.numel() * buf.element_size()
         self.device = device
-        # what the storage's count reads with only the pool's own tensors on it
+        # what the storage's count reads with only the pool's own tensors on it (no temporaries
+        # are alive here: an extra one would make a busy buffer look idle later)
         self.idle = _use_count(self.cdata)
 
     def is_idle(self) -> bool:
@@ -70,6 +76,8 @@ _LOCK = threading.Lock()
 #: key -> slots, least recently used key first
 _SLOTS: "OrderedDict[tuple, list[_Slot]]" = OrderedDict()
 _BYTES: dict[int, int] = {}
+#: buffer address -> slot, to find the cached views of a handed-out buffer
+_BY_PTR: dict[int, _Slot] = {}
 
 
 def _stream(device: int) -> int:
@@ -80,51 +88,81 @@ def _stream(device: int) -> int:
     return torch.cuda.current_stream(device).cuda_stream  # pragma: no cover - torch without the raw call
 
 
-def padded(src: torch.Tensor, pad6: tuple[int, int, int, int, int, int]) -> torch.Tensor:
-    """``src`` (N, H, W, C), any strides, zero-padded by ``pad6 = (0, 0, left, right, top,
-    bottom)`` into a contiguous (N, H + top + bottom, W + left + right, C) tensor.
+def _nhwc(x: torch.Tensor, wdt: torch.dtype | None) -> torch.Tensor:
+    xh = x.permute(0, 2, 3, 1)
+    return xh if wdt is None else xh.view(wdt)
+
+
+def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torch.dtype | None = None, rows: bool = False) -> torch.Tensor:
+    """``x`` (N, C, H, W), any layout, as a zero-padded contiguous NHWC tensor ``(N, H + top +
+    bottom, W + left + right, C)``, ``pad6 = (0, 0, left, right, top, bottom)``.
+
+    ``wdt``: copy the channel vectors as that (16-byte) dtype instead (``x`` channels_last-like,
+    ``C * itemsize`` a multiple of its size); the result then has that dtype and ``C'`` channels.
+    ``rows``: return it as ``(N * Hp * Wp, C')``, the GEMM operand.
 
     A kept buffer's alias when one of that shape is idle (one copy kernel) or can be made within
     the budget; otherwise ``constant_pad_nd`` (fill + copy). Either way the caller owns the
     result until it drops it.
     """
     if _use_count is None or BUDGET_BYTES <= 0 or is_compiling():
-        return torch.constant_pad_nd(src, pad6)
-    device = src.get_device()
-    key = (src.shape, src.dtype, pad6, device, _stream(device))
+        return _fresh(x, pad6, wdt, rows)
+    device = x.get_device()
+    key = (x.shape, x.dtype, wdt, pad6, device, _stream(device))
+    slot = None
     with _LOCK:
         slots = _SLOTS.get(key)
         if slots is not None:
             _SLOTS.move_to_end(key)
-            for slot in slots:
-                if slot.is_idle():
-                    out = slot.buf.detach()  # busy from here on, until the caller lets go
+            for s in slots:
+                if s.is_idle():
+                    slot = s
+                    out = s.buf.view(s.rows) if rows else s.buf.detach()  # busy until the caller lets go
                     break
-            else:
-                slot = out = None
-        else:
-            slot = out = None
     if slot is None:
-        return _new(key, src, pad6)
-    slot.interior.copy_(src)
+        return _new(key, x, pad6, wdt, rows)
+    slot.interior.copy_(x if wdt is None else _nhwc(x, wdt))
     return out
 
 
-def _new(key: tuple, src: torch.Tensor, pad6: tuple[int, ...]) -> torch.Tensor:
+def _fresh(x: torch.Tensor, pad6: tuple[int, ...], wdt: torch.dtype | None, rows: bool) -> torch.Tensor:
+    out = torch.constant_pad_nd(_nhwc(x, wdt), pad6)
+    return out.view(-1, out.shape[3]) if rows else out
+
+
+def _new(key: tuple, x: torch.Tensor, pad6: tuple[int, ...], wdt: torch.dtype | None, rows: bool) -> torch.Tensor:
     """A fresh padded copy; kept as a new slot when it fits the budget (evicting idle slots)."""
-    out = torch.constant_pad_nd(src, pad6)
+    out = _fresh(x, pad6, wdt, False)
     nbytes = out.numel() * out.element_size()
-    device = key[3]
+    device = key[4]
     with _LOCK:
-        if not _make_room(device, nbytes):
-            return out
-        _, _, left, right, top, bottom = pad6
-        n, h, w, c = src.shape
-        slot = _Slot(out, out[:, top:top + h, left:left + w], device)
-        _SLOTS.setdefault(key, []).append(slot)
-        _SLOTS.move_to_end(key)
-        _BYTES[device] = _BYTES.get(device, 0) + nbytes
-        return out.detach()
+        if _make_room(device, nbytes):
+            slot = _Slot(out, pad6, x.shape[2], x.shape[3], wdt is None, device)
+            _SLOTS.setdefault(key, []).append(slot)
+            _SLOTS.move_to_end(key)
+            _BYTES[device] = _BYTES.get(device, 0) + nbytes
+            _BY_PTR[out.data_ptr()] = slot
+            out = out.detach()
+    return out.view(-1, out.shape[3]) if rows else out
+
+
+def strided(t: torch.Tensor, size: tuple[int, ...], stride: tuple[int, ...]) -> torch.Tensor:
+    """``t.as_strided(size, stride)``; when ``t`` is a kept buffer handed out by :func:`padded`,
+    the view is made once per buffer and cached (the im2col view of a padded input, read by the
+    forward and again by bwd_weight)."""
+    slot = _BY_PTR.get(t.data_ptr())
+    if slot is None or slot.buf.dtype != t.dtype:
+        return t.as_strided(size, stride)
+    vkey = (size, stride)
+    v = slot.views.get(vkey)
+    if v is None:
+        with _LOCK:
+            # the caller holds the buffer, so only this view changes the count
+            before = _use_count(slot.cdata)
+            v = slot.buf.as_strided(size, stride)
+            slot.idle += _use_count(slot.cdata) - before
+            slot.views[vkey] = v
+    return v
 
 
 def _make_room(device: int, nbytes: int) -> bool:
@@ -135,11 +173,12 @@ def _make_room(device: int, nbytes: int) -> bool:
     if nbytes > BUDGET_BYTES:
         return False
     for key in list(_SLOTS):
-        if key[3] != device:
+        if key[4] != device:
             continue
         slots = _SLOTS[key]
         for slot in [s for s in slots if s.is_idle()]:
             slots.remove(slot)
+            _BY_PTR.pop(slot.buf.data_ptr(), None)
             used -= slot.nbytes
             if used + nbytes <= BUDGET_BYTES:
                 break
@@ -163,3 +202,4 @@ def release() -> None:
     with _LOCK:
         _SLOTS.clear()
         _BYTES.clear()
+        _BY_PTR.clear()

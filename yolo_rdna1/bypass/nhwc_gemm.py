@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _common as C_
-from ._common import CL, cl_like, cl_strides, out_size, padded_nhwc, tf32_enter, tf32_exit, wide_dtype
+from . import bordered
+from ._common import CL, WeightView, cl_like, cl_strides, out_size, padded_nhwc, tf32_enter, tf32_exit, wide_dtype
 from .params import ConvParams
 
 
@@ -85,7 +86,7 @@ class Plan:
     """
 
     __slots__ = ("n", "c", "o", "kh", "kw", "oh", "ow", "k", "m", "lpos", "x_cl", "pad6", "ratio", "wdt", "views",
-                 "w_cl", "w_stride", "out_cl", "osize", "ostride", "wshape", "params", "x_meta", "_gathers")
+                 "w_cl", "w_stride", "wmat", "out_cl", "osize", "ostride", "wshape", "params", "x_meta", "_gathers")
 
     def __init__(self, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
@@ -106,6 +107,11 @@ class Plan:
             self.views.append(((n, oh, ow, kh, kw, cc), (hp * wp * cc, sh * wp * cc, sw * cc, dh * wp * cc, dw * cc, 1), kh * kw * cc))
         self.w_cl = w.is_contiguous(memory_format=CL)
         self.w_stride = w.stride()
+        # the (k*k*C, O) GEMM operand: a view of a channels_last (O, kh, kw, C) weight, kept;
+        # a copy of any other layout, made per call
+        k = self.k
+        self.wmat = WeightView(lambda w: w.as_strided((k, o), (1, k))) if self.w_cl else (
+            lambda w: w.permute(0, 2, 3, 1).reshape(o, k).t())
         self.out_cl = self.x_cl or C_.is_cl(w)
         self.osize = (n, o, oh, ow)
         self.ostride = cl_strides(n, o, oh, ow)
@@ -125,16 +131,11 @@ class Plan:
         """The im2col matrix ``(M, k*k*C)`` (images ``a:z``) of a padded input: one copy."""
         wide = xp.dtype != dtype
         size, stride, k = self.views[wide]
-        v = xp.as_strided(size, stride)
+        v = bordered.strided(xp, size, stride)
         if z is not None:
             v = v[a:z]
         cols = v.reshape(v.shape[0] * self.lpos, k)
         return cols.view(dtype) if wide else cols
-
-    def _wmat(self, w: torch.Tensor) -> torch.Tensor:
-        if self.w_cl:  # (O, kh, kw, C) storage: the (k*k*C, O) GEMM operand is a view
-            return w.as_strided((self.k, self.o), (1, self.k))
-        return w.permute(0, 2, 3, 1).reshape(self.o, self.k).t()
 
     def _ranges(self, itemsize: int) -> list[tuple[int, int]] | None:
         """Image ranges when the columns exceed the workspace budget, else None (one GEMM)."""
@@ -145,7 +146,7 @@ class Plan:
     # -- directions ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, the padded input to save for :meth:`backward`)."""
-        wmat = self._wmat(w)
+        wmat = self.wmat(w)
         xp = self.pad(x)
         prev = tf32_enter(x)
         try:
@@ -259,7 +260,7 @@ class _GatherPlan:
     """bwd_data: padded grad_out (M', O) @ W (O, kk*kk*C) = Y, then one gather-sum over Y."""
 
     __slots__ = ("n", "c", "h", "wd", "o", "kh", "kw", "kkh", "kkw", "kcols", "go_cl", "pad6", "ratio", "wdt", "mp", "lpos",
-                 "size", "stride", "offset", "img", "full", "crop", "w_direct", "x_cl", "xstride", "gshape")
+                 "size", "stride", "offset", "img", "full", "crop", "wrows", "x_cl", "xstride", "gshape")
 
     def __init__(self, go: torch.Tensor, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
@@ -290,22 +291,23 @@ class _GatherPlan:
         self.offset = base_h[0] * r_h + base_h[1] * t_h + base_w[0] * r_w + base_w[1] * t_w
         self.full = (n, ah * sh, aw * sw, c)
         self.crop = ah * sh != h or aw * sw != wd
-        self.w_direct = kkh == kh and kkw == kw and w.is_contiguous(memory_format=CL)
+        kcols = self.kcols
+        if kkh == kh and kkw == kw and w.is_contiguous(memory_format=CL):
+            # (O, kh*kw*C) is the storage of a channels_last weight: a view, kept
+            self.wrows = WeightView(lambda w: w.as_strided((o, kcols), (kcols, 1)))
+        else:  # a copy (kernel zero-padded to an even size for stride 2), made per call
+            pads = (0, 0, 0, kkw - kw, 0, kkh - kh)
+            self.wrows = lambda w: F.pad(w.permute(0, 2, 3, 1), pads).reshape(o, kcols)
         self.x_cl = cl_like(x)
         self.xstride = cl_strides(n, c, h, wd)
         self.gshape = (n, c, h, wd)
 
     def run(self, grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The input gradient: pad grad_out, one GEMM, one gather-sum (TF32 set by the caller)."""
-        if self.w_direct:  # (O, kh*kw*C) is the storage of a channels_last weight
-            wr = w.as_strided((self.o, self.kcols), (self.kcols, 1))
-        else:
-            wr = w.permute(0, 2, 3, 1)
-            if self.kkh != self.kh or self.kkw != self.kw:
-                wr = F.pad(wr, (0, 0, 0, self.kkw - self.kw, 0, self.kkh - self.kh))
-            wr = wr.reshape(self.o, self.kcols)
-        gp, wide = padded_nhwc(grad_out, self.pad6, self.go_cl, self.ratio, self.wdt)
-        gp = (gp.view(grad_out.dtype) if wide else gp).view(self.mp, self.o)
+        wr = self.wrows(w)
+        gp, wide = padded_nhwc(grad_out, self.pad6, self.go_cl, self.ratio, self.wdt, rows=True)
+        if wide:
+            gp = gp.view(grad_out.dtype)
         itemsize = grad_out.element_size()
         if self.mp * self.kcols * itemsize <= C_.WORKSPACE_BYTES:
             gx = torch.mm(gp, wr).as_strided((self.n, *self.size), (self.img, *self.stride), self.offset).sum((5, 6))

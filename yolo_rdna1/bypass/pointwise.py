@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import _common as C_
-from ._common import CL, cl_like, cl_strides, tf32_enter, tf32_exit
+from ._common import CL, WeightView, cl_like, cl_strides, tf32_enter, tf32_exit
 from .params import ConvParams
 
 
@@ -42,13 +42,6 @@ def _rows(t: torch.Tensor) -> int:
     return 0
 
 
-def _w2(w: torch.Tensor, o: int, c: int) -> torch.Tensor:
-    """The (O, C) weight matrix: a view for a contiguous or channels_last 1x1 weight."""
-    if w.is_contiguous() or w.is_contiguous(memory_format=CL):
-        return w.as_strided((o, c), (c, 1))
-    return w.reshape(o, c)
-
-
 class Plan:
     """One call key's 1x1 conv: the GEMM operands as views, or how to make them.
 
@@ -58,7 +51,7 @@ class Plan:
     """
 
     __slots__ = ("cl", "n", "c", "o", "h", "w", "oh", "ow", "m", "sub", "rx", "osize", "ostride", "xsize", "xstride",
-                 "params", "w_stride", "_rows_go")
+                 "params", "w_stride", "w2", "w2t", "_rows_go")
 
     def __init__(self, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
@@ -74,6 +67,14 @@ class Plan:
         self.xsize, self.xstride = (n, c, h, wd), cl_strides(n, c, h, wd)
         self.params = p
         self.w_stride = w.stride()
+        # the (O, C) weight matrix and its transpose: views of a contiguous or channels_last 1x1
+        # weight, kept; otherwise made per call
+        if w.is_contiguous() or w.is_contiguous(memory_format=CL):
+            self.w2 = WeightView(lambda w: w.as_strided((o, c), (c, 1)))
+            self.w2t = WeightView(lambda w: w.as_strided((c, o), (1, c)))
+        else:
+            self.w2 = lambda w: w.reshape(o, c)
+            self.w2t = lambda w: w.reshape(o, c).t()
         self._rows_go: dict = {}
 
     def _x2d(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,15 +94,14 @@ class Plan:
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, the tensor to save for :meth:`backward`: ``x`` itself)."""
-        w2 = _w2(w, self.o, self.c)
         prev = tf32_enter(x)
         try:
             if self.cl:  # one GEMM over all pixels; the result is the NHWC output
-                x2 = self._x2d(x)
-                out = torch.mm(x2, w2.t()) if b is None else torch.addmm(b, x2, w2.t())
+                x2, w2t = self._x2d(x), self.w2t(w)
+                out = torch.mm(x2, w2t) if b is None else torch.addmm(b, x2, w2t)
                 return out.as_strided(self.osize, self.ostride), x
             xs = x[:, :, :: self.params.stride[0], :: self.params.stride[1]] if self.sub else x
-            out = torch.matmul(w2, xs.reshape(self.n, self.c, self.oh * self.ow))
+            out = torch.matmul(self.w2(w), xs.reshape(self.n, self.c, self.oh * self.ow))
             if b is not None:
                 out += b.view(1, self.o, 1)
             return out.view(self.osize), x
@@ -112,34 +112,38 @@ class Plan:
         """(grad_input, grad_weight) from grad_out, the saved input and the weight."""
         prev = tf32_enter(grad_out)
         try:
-            return (self._data_grad(grad_out, w) if need_x else None), (self._weight_grad(grad_out, x) if need_w else None)
+            if self.cl:  # both GEMMs read grad_out as one (M, O) view
+                g2 = self._g2d(grad_out)
+                gx = self._data_grad_cl(g2, w) if need_x else None
+                gw = torch.mm(g2.t(), self._x2d(x)).view(self.o, self.c, 1, 1) if need_w else None
+                return gx, gw
+            return (self._data_grad_nchw(grad_out, w) if need_x else None), (self._weight_grad_nchw(grad_out, x) if need_w else None)
         finally:
             tf32_exit(prev)
 
-    def _data_grad(self, grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        w2 = _w2(w, self.o, self.c)
+    def _data_grad_cl(self, g2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        g = torch.mm(g2, self.w2(w))
+        if not self.sub:
+            return g.as_strided(self.xsize, self.xstride)
         st = self.params.stride
-        if self.cl:
-            g = torch.mm(self._g2d(grad_out), w2)
-            if not self.sub:
-                return g.as_strided(self.xsize, self.xstride)
-            full = g.new_zeros(self.n, self.h, self.w, self.c)
-            full[:, :: st[0], :: st[1]] = g.view(self.n, self.oh, self.ow, self.c)
-            return full.permute(0, 3, 1, 2)
-        g = torch.matmul(w2.t(), grad_out.reshape(self.n, self.o, self.oh * self.ow)).view(self.n, self.c, self.oh, self.ow)
+        full = g.new_zeros(self.n, self.h, self.w, self.c)
+        full[:, :: st[0], :: st[1]] = g.view(self.n, self.oh, self.ow, self.c)
+        return full.permute(0, 3, 1, 2)
+
+    def _data_grad_nchw(self, grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """NCHW: one batched GEMM over (N, C, H*W) per direction."""
+        st = self.params.stride
+        g = torch.matmul(self.w2t(w), grad_out.reshape(self.n, self.o, self.oh * self.ow)).view(self.n, self.c, self.oh, self.ow)
         if self.sub:
             full = g.new_zeros(self.n, self.c, self.h, self.w)
             full[:, :, :: st[0], :: st[1]] = g
             g = full
         return g
 
-    def _weight_grad(self, grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.cl:
-            gw = torch.mm(self._g2d(grad_out).t(), self._x2d(x))
-        else:
-            st = self.params.stride
-            xs = x[:, :, :: st[0], :: st[1]] if self.sub else x
-            gw = torch.matmul(grad_out.reshape(self.n, self.o, self.oh * self.ow), xs.reshape(self.n, self.c, self.oh * self.ow).transpose(1, 2)).sum(0)
+    def _weight_grad_nchw(self, grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        st = self.params.stride
+        xs = x[:, :, :: st[0], :: st[1]] if self.sub else x
+        gw = torch.matmul(grad_out.reshape(self.n, self.o, self.oh * self.ow), xs.reshape(self.n, self.c, self.oh * self.ow).transpose(1, 2)).sum(0)
         return gw.view(self.o, self.c, 1, 1)
 
 

@@ -238,9 +238,10 @@ class ConvGuard:
         if route.planned:
             plan = e.plan
             # the entry's key fixes x; a weight whose layout changed (model.to(channels_last)
-            # mid-run) gets a new plan
+            # mid-run) gets a new plan. The plan is this module's own (not the functional API's
+            # shared one): it keeps views of this module's weight.
             if plan is None or plan.w_stride != w.stride():
-                plan = e.plan = route.algorithm.plan_for(x, w, route.params)
+                plan = e.plan = route.algorithm.Plan(x, w, route.params)
             return PlannedConv.apply(x, w, b, plan)
         return RoutedConv.apply(x, w, b, route)
 

@@ -78,7 +78,7 @@ class Route:
         self.uses_bypass = any(d == BYPASS for d in self.directions.values())
         self.plain = not self.check_vendor and not any(self.rules.values()) and not self.uses_bypass
         # every direction on an algorithm that plans per call key: :class:`PlannedConv` runs it
-        self.planned = all(d == BYPASS for d in self.directions.values()) and hasattr(self.algorithm, "plan_for")
+        self.planned = all(d == BYPASS for d in self.directions.values()) and hasattr(self.algorithm, "Plan")
 
     def set_direction(self, direction: str, route: str) -> None:
         """Move one direction to ``route`` (a verdict arrived); not for one marked bad in-process."""
