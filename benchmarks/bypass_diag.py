@@ -295,6 +295,9 @@ def gather_table(dev) -> list:
                    "cudnn_fwd": dev_ms(lambda: F.conv2d(x, w, None, s, 1)),
                    "cudnn_bwd_data": dev_ms(lambda: torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])),
                    "cudnn_bwd_weight": dev_ms(lambda: torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]))}
+            if s == 1:  # the alternative: bwd_data as the forward conv of grad_out with the flipped kernel
+                wt = w.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
+                row["bwd_data_as_fwd"] = dev_ms(lambda: nhwc_gemm.forward(go, wt, None, p))
             # pieces: the padded copy, the columns copy, the reduction alone
             xh = x.permute(0, 2, 3, 1)
             row["pad"] = dev_ms(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1)))

@@ -114,10 +114,13 @@ def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torc
         slots = _SLOTS.get(key)
         if slots is not None:
             _SLOTS.move_to_end(key)
-            for s in slots:
+            for i, s in enumerate(slots):
                 if s.is_idle():
                     slot = s
                     out = s.buf.view(s.rows) if rows else s.buf.detach()  # busy until the caller lets go
+                    # least recently taken first: the convs of one forward that share a shape
+                    # each find an idle buffer at the front instead of scanning the busy ones
+                    slots.append(slots.pop(i))
                     break
     if slot is None:
         return _new(key, x, pad6, wdt, rows)
