@@ -12,6 +12,8 @@ Issue 5. One process trains ``YOLO('yolov8n.yaml')`` on the synthetic thermal da
   per-epoch rdna1 columns, telemetry sampler, thermal guard, watchdog, report (issue 4's 1%).
 * ``plugin_bypass``: the whole plugin with ``guard="bypass"``: every conv on the bypass, as a
   user gets it (``serial_backward`` included); ``bypass`` above is the bare guard without it.
+* ``plugin_bypass_nopool``: the same without the kept pad buffers (``bypass.bordered.BUDGET_BYTES
+  = 0``), the A/B of that change in a real run.
 
 A name may carry a ``#n`` suffix to repeat a configuration (``stock#1,plugin#1,stock#2,...``):
 runs are interleaved in the order given, and the summary compares the medians per configuration.
@@ -48,6 +50,7 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
     from ultralytics import YOLO
 
     import yolo_rdna1
+    from yolo_rdna1.bypass import bordered
 
     marks: dict[str, list[float]] = {"epoch_start": [], "epoch_end": [], "batch_end": []}
     cuda = args.device != "cpu" and torch.cuda.is_available()
@@ -71,8 +74,11 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
     base = name.split("#")[0]
     model = YOLO("yolov8n.yaml")
     plugin = base.startswith("plugin")
+    budget = bordered.BUDGET_BYTES
+    if base == "plugin_bypass_nopool":
+        bordered.BUDGET_BYTES = 0
     if plugin:
-        policy = "bypass" if base == "plugin_bypass" else "auto"
+        policy = "bypass" if base.startswith("plugin_bypass") else "auto"
         yolo_rdna1.add_callbacks(model, guard=policy, cache=str(project / "verdict-cache"))
     model.add_callback("on_train_epoch_start", on_epoch_start)
     model.add_callback("on_train_batch_end", on_batch_end)
@@ -81,19 +87,23 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
         torch.cuda.reset_peak_memory_stats()
     guard_ctx = contextlib.nullcontext(None) if base == "stock" or plugin else yolo_rdna1.guarded(policy=base, faults=False)
     t0 = time.perf_counter()
-    with guard_ctx as g:
-        model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
-                    device=args.device, amp=False, plots=False, val=False, cache=args.cache, seed=0,
-                    project=str(project), name=name, exist_ok=True, verbose=False)
-        if plugin:
-            report = json.loads((project / name / "rdna1_report.json").read_text())
-            totals = {"calls": report["calls"], "bypassed": report["bypassed"], "telemetry": report["telemetry_source"],
-                      "last_epoch_metrics": report["epochs"][-1] if report["epochs"] else {}}
-            routes = report["signatures"]
-        else:
-            totals = g.totals() if g is not None else None
-            routes = g.per_signature() if g is not None else []
-        algorithms = sorted({r["algorithm"] for r in routes if r.get("routes") and "bypass" in r["routes"].values()})
+    try:
+        with guard_ctx as g:
+            model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
+                        device=args.device, amp=False, plots=False, val=False, cache=args.cache, seed=0,
+                        project=str(project), name=name, exist_ok=True, verbose=False)
+            if plugin:
+                report = json.loads((project / name / "rdna1_report.json").read_text())
+                totals = {"calls": report["calls"], "bypassed": report["bypassed"], "telemetry": report["telemetry_source"],
+                          "last_epoch_metrics": report["epochs"][-1] if report["epochs"] else {}}
+                routes = report["signatures"]
+            else:
+                totals = g.totals() if g is not None else None
+                routes = g.per_signature() if g is not None else []
+    finally:
+        bordered.BUDGET_BYTES = budget
+        bordered.release()  # a bare guard keeps its pad buffers; the next configuration must not see them
+    algorithms = sorted({r["algorithm"] for r in routes if r.get("routes") and "bypass" in r["routes"].values()})
     total = time.perf_counter() - t0
     # the last epoch's batches: after the last separator
     seps = [i for i, v in enumerate(marks["batch_end"]) if v < 0]

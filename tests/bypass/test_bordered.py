@@ -149,6 +149,24 @@ def test_a_retained_graph_keeps_its_buffer_busy():
     torch.testing.assert_close(conv.weight.grad, _expected(ref, x1, go)[2], rtol=1e-9, atol=1e-9)
 
 
+def test_inference_reuses_idle_buffers_but_never_keeps_new_ones():
+    """Validation and the EMA model run under no_grad at their own batch size: their shapes
+    must not hold memory through the training epochs."""
+    conv, ref = _convs(5)
+    with guarded(policy="bypass", faults=False):
+        conv(_x(50).requires_grad_()).sum().backward()
+        trained = _storages()
+        with torch.no_grad():
+            x = _x(51)
+            torch.testing.assert_close(conv(x), ref(x), rtol=1e-9, atol=1e-9)  # the training shape: reused
+            big = torch.randn(3, 4, 7, 6, dtype=torch.float64)
+            torch.testing.assert_close(conv(big), ref(big), rtol=1e-9, atol=1e-9)  # a new shape: not kept
+        frozen = _x(52)  # nothing requires grad, grad mode on: inference too
+        conv.requires_grad_(False)
+        conv(frozen.repeat(2, 1, 1, 1))
+    assert _storages() == trained
+
+
 def test_a_graph_dropped_without_backward_frees_its_buffer():
     conv, _ = _convs(3)
     with guarded(policy="bypass", faults=False):

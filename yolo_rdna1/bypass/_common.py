@@ -84,10 +84,11 @@ def wide_dtype(t: torch.Tensor) -> tuple[int, torch.dtype | None]:
     return 1, None
 
 
-def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt, rows: bool = False) -> tuple[torch.Tensor, bool]:
+def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt, rows: bool = False, keep_new: bool = True) -> tuple[torch.Tensor, bool]:
     """``x`` (N, C, H, W) as a zero-padded contiguous ``(N, Hp, Wp, C')`` tensor (``rows``: as
     ``(N * Hp * Wp, C')``): one copy into a kept zero-bordered buffer (:func:`bordered.padded`;
-    fill + copy when none is free), just a copy or nothing without padding.
+    fill + copy when none is free; ``keep_new``: see there), just a copy or nothing without
+    padding.
 
     ``pad6 = (0, 0, left, right, top, bottom)``. For a channels_last-like ``x`` (``cl``) the
     pixels' channel vectors are copied as 16-byte units when ``ratio > 1`` (then ``C' = C /
@@ -96,7 +97,7 @@ def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wd
     """
     wide = ratio > 1 and WIDE_COPIES and cl and x.storage_offset() % ratio == 0 and x.numel() * x.element_size() >= WIDE_MIN_BYTES
     if any(pad6):
-        return bordered.padded(x, pad6, wdt if wide else None, rows), wide
+        return bordered.padded(x, pad6, wdt if wide else None, rows, keep_new), wide
     xh = x.permute(0, 2, 3, 1)
     xh = (xh.view(wdt) if wide else xh).contiguous()
     return (xh.view(-1, xh.shape[3]) if rows else xh), wide

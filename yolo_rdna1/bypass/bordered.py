@@ -21,10 +21,13 @@ Memory: kept buffers are not returned to the caching allocator (``torch.cuda.emp
 does not free them). The convs of one forward that share an input shape get one buffer each
 (they are all saved for backward at once); a YOLOv8n step at 640 px, batch 16, keeps ~0.7 GB in
 fp32 for the forward (memory the saved padded inputs take anyway) and ~0.3 GB for bwd_data's
-grad pads (one per shape). :data:`BUDGET_BYTES` bounds the total per device; a buffer that does
-not fit evicts idle ones, least recently used first, or the call pads the old way. Multi-scale
-training (a new shape every few batches) therefore stays bounded and falls back gracefully.
-:func:`release` drops everything (the plugin calls it when a run ends).
+grad pads (one per shape). Only training calls make new buffers: inference (validation, the
+EMA model, anything under ``no_grad``) reuses idle ones of its shape and otherwise pads the old
+way, so validation's batch size holds no memory through the epochs. :data:`BUDGET_BYTES` bounds
+the total per device; a buffer that does not fit evicts idle ones, least recently used first,
+or the call pads the old way. Multi-scale training (a new shape every few batches) therefore
+stays bounded and falls back gracefully. :func:`release` drops everything (the plugin calls it
+when a run ends).
 
 Where torch lacks the storage reference count (``torch._C._storage_Use_Count``: CUDA/ROCm
 builds of torch 2.0+ have it) or while ``torch.compile`` traces, every call pads the old way.
@@ -93,7 +96,8 @@ def _nhwc(x: torch.Tensor, wdt: torch.dtype | None) -> torch.Tensor:
     return xh if wdt is None else xh.view(wdt)
 
 
-def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torch.dtype | None = None, rows: bool = False) -> torch.Tensor:
+def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torch.dtype | None = None, rows: bool = False,
+           keep_new: bool = True) -> torch.Tensor:
     """``x`` (N, C, H, W), any layout, as a zero-padded contiguous NHWC tensor ``(N, H + top +
     bottom, W + left + right, C)``, ``pad6 = (0, 0, left, right, top, bottom)``.
 
@@ -103,7 +107,8 @@ def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torc
 
     A kept buffer's alias when one of that shape is idle (one copy kernel) or can be made within
     the budget; otherwise ``constant_pad_nd`` (fill + copy). Either way the caller owns the
-    result until it drops it.
+    result until it drops it. ``keep_new=False`` (inference: validation, the EMA model) uses an
+    idle kept buffer but never makes one, so shapes only inference sees hold no memory.
     """
     if _use_count is None or BUDGET_BYTES <= 0 or is_compiling():
         return _fresh(x, pad6, wdt, rows)
@@ -123,7 +128,7 @@ def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torc
                     slots.append(slots.pop(i))
                     break
     if slot is None:
-        return _new(key, x, pad6, wdt, rows)
+        return _new(key, x, pad6, wdt, rows) if keep_new else _fresh(x, pad6, wdt, rows)
     slot.interior.copy_(x if wdt is None else _nhwc(x, wdt))
     return out
 

@@ -122,10 +122,10 @@ class Plan:
         self._gathers: dict = {}
 
     # -- pieces ------------------------------------------------------------------------------
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
+    def pad(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:
         """The zero-padded NHWC copy of ``x`` the columns are a view of (16-byte units when it
         can: then its dtype is ``complex128``)."""
-        return padded_nhwc(x, self.pad6, self.x_cl, self.ratio, self.wdt)[0]
+        return padded_nhwc(x, self.pad6, self.x_cl, self.ratio, self.wdt, keep_new=train)[0]
 
     def cols(self, xp: torch.Tensor, dtype: torch.dtype, a: int = 0, z: int | None = None) -> torch.Tensor:
         """The im2col matrix ``(M, k*k*C)`` (images ``a:z``) of a padded input: one copy."""
@@ -144,10 +144,11 @@ class Plan:
         return C_.chunks(self.n, self.lpos * self.k * itemsize)
 
     # -- directions ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output, the padded input to save for :meth:`backward`)."""
+    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, the padded input to save for :meth:`backward`). ``train``: a training step's
+        call (its padded input may go into a new kept buffer; inference only reuses idle ones)."""
         wmat = self.wmat(w)
-        xp = self.pad(x)
+        xp = self.pad(x, train)
         prev = tf32_enter(x)
         try:
             ranges = self._ranges(x.element_size())

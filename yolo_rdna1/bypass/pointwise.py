@@ -92,8 +92,9 @@ class Plan:
             return grad_out.as_strided((self.m, self.o), (rg, 1))
         return grad_out.contiguous(memory_format=CL).as_strided((self.m, self.o), (self.o, 1))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output, the tensor to save for :meth:`backward`: ``x`` itself)."""
+    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, the tensor to save for :meth:`backward`: ``x`` itself); ``train`` is for the
+        plan interface (nothing is padded here)."""
         prev = tf32_enter(x)
         try:
             if self.cl:  # one GEMM over all pixels; the result is the NHWC output

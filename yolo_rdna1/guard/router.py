@@ -242,7 +242,9 @@ class ConvGuard:
             # shared one): it keeps views of this module's weight.
             if plan is None or plan.w_stride != w.stride():
                 plan = e.plan = route.algorithm.Plan(x, w, route.params)
-            return PlannedConv.apply(x, w, b, plan)
+            # a training step's call may keep new pad buffers; inference (validation, the EMA
+            # model) only reuses idle ones
+            return PlannedConv.apply(x, w, b, plan, torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
         return RoutedConv.apply(x, w, b, route)
 
     def _compiled(self, module: nn.Conv2d, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:

@@ -232,8 +232,8 @@ class PlannedConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, plan) -> torch.Tensor:  # type: ignore[override]
-        out, keep = plan.forward(x, w, b)
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, plan, train: bool) -> torch.Tensor:  # type: ignore[override]
+        out, keep = plan.forward(x, w, b, train)
         ctx.plan = plan
         ctx.has_bias = b is not None
         ctx.save_for_backward(keep, w)
@@ -246,7 +246,7 @@ class PlannedConv(torch.autograd.Function):
         need = ctx.needs_input_grad
         gx, gw = ctx.plan.backward(grad_out, keep, w, need[0], need[1])
         gb = grad_out.sum((0, 2, 3)) if ctx.has_bias and need[2] else None
-        return gx, gw, gb, None
+        return gx, gw, gb, None, None
 
 
 def directions_all(route: str) -> dict[str, str]:
