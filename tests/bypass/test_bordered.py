@@ -196,6 +196,30 @@ def test_budget_bounds_the_kept_bytes_and_evicts_idle_buffers_first(monkeypatch)
     assert out.untyped_storage()._cdata not in _storages() and _storages() == before
 
 
+def test_a_shape_that_stopped_coming_is_dropped_and_the_current_one_kept(monkeypatch):
+    """The smaller last batch of an epoch must not hold its buffers through the next epoch,
+    and the sweep must never drop the buffers the steps keep using."""
+    monkeypatch.setattr(bordered, "_MIN_SLOTS", 1)
+    conv, _ = _convs(6)
+
+    def step(n: int, seed: int) -> None:
+        x = torch.randn(n, 4, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+        conv(x).sum().backward()
+
+    with guarded(policy="bypass", faults=False):
+        step(2, 0)
+        step(3, 1)  # the "last batch"
+        assert {k[0][0] for k in bordered._SLOTS} == {2, 3}
+        def current() -> set[int]:
+            return {sl.cdata for k, v in bordered._SLOTS.items() if k[0][0] == 2 for sl in v}
+
+        steady = current()
+        for i in range(20):
+            step(2, 10 + i)
+            assert current() == steady, "a buffer of the current steps was dropped and made again"
+    assert {k[0][0] for k in bordered._SLOTS} == {2}, "the batch-3 buffers were kept"
+
+
 def test_release_drops_every_buffer_but_not_what_callers_hold():
     x = torch.randn(1, 1, 2, 2)
     held = bordered.padded(x, (0, 0, 1, 1, 1, 1))

@@ -55,7 +55,7 @@ class _Slot:
     """One kept buffer: the padded tensor, the interior view the copy writes, the views plans
     read (cached: each is a host op saved per call), and the storage count when idle."""
 
-    __slots__ = ("buf", "interior", "rows", "views", "cdata", "idle", "nbytes", "device")
+    __slots__ = ("buf", "interior", "rows", "views", "cdata", "idle", "nbytes", "device", "last")
 
     def __init__(self, buf: torch.Tensor, pad6: tuple[int, ...], h: int, w: int, nchw: bool, device: int) -> None:
         self.buf = buf
@@ -67,6 +67,7 @@ class _Slot:
         self.cdata = buf.untyped_storage()._cdata
         self.nbytes = buf.numel() * buf.element_size()
         self.device = device
+        self.last = _tick  # the pad call that last took it
         # what the storage's count reads with only the pool's own tensors on it (no temporaries
         # are alive here: an extra one would make a busy buffer look idle later)
         self.idle = _use_count(self.cdata)
@@ -81,6 +82,12 @@ _SLOTS: "OrderedDict[tuple, list[_Slot]]" = OrderedDict()
 _BYTES: dict[int, int] = {}
 #: buffer address -> slot, to find the cached views of a handed-out buffer
 _BY_PTR: dict[int, _Slot] = {}
+#: pad calls so far (a clock for staleness), and the call at which the next sweep runs
+_tick = 0
+_next_sweep = 0
+#: the sweep's horizon is this many times the kept buffers (at least _MIN_SLOTS), in pad calls
+_HORIZON = 4
+_MIN_SLOTS = 64
 
 
 def _stream(device: int) -> int:
@@ -115,7 +122,11 @@ def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torc
     device = x.get_device()
     key = (x.shape, x.dtype, wdt, pad6, device, _stream(device))
     slot = None
+    global _tick
     with _LOCK:
+        _tick += 1
+        if _tick >= _next_sweep:
+            _sweep()
         slots = _SLOTS.get(key)
         if slots is not None:
             _SLOTS.move_to_end(key)
@@ -126,6 +137,7 @@ def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torc
                     # least recently taken first: the convs of one forward that share a shape
                     # each find an idle buffer at the front instead of scanning the busy ones
                     slots.append(slots.pop(i))
+                    s.last = _tick
                     break
     if slot is None:
         return _new(key, x, pad6, wdt, rows) if keep_new else _fresh(x, pad6, wdt, rows)
@@ -173,29 +185,46 @@ def strided(t: torch.Tensor, size: tuple[int, ...], stride: tuple[int, ...]) -> 
     return v
 
 
+def _drop(key: tuple, slot: _Slot) -> None:
+    """Forget one idle slot (the caller holds the lock); its memory goes back to the allocator."""
+    slots = _SLOTS[key]
+    slots.remove(slot)
+    if not slots:
+        del _SLOTS[key]
+    _BY_PTR.pop(slot.buf.data_ptr(), None)
+    _BYTES[slot.device] -= slot.nbytes
+
+
+def _sweep() -> None:
+    """Drop idle buffers no pad call took for a while (the caller holds the lock).
+
+    Why: a shape that stopped coming -- the smaller last batch of an epoch, an earlier scale of
+    multi-scale training -- would otherwise hold its memory through every later step. A training
+    step takes each of its kept buffers at least once and makes about as many pad calls as it
+    keeps buffers (its forward's saved inputs) plus fewer for bwd_data, so a buffer of the
+    current pattern is never older than about two kept-buffer counts; a shape that left is
+    dropped after a few steps, and made again (one fill per conv) if it comes back.
+    """
+    global _next_sweep
+    n = max(_MIN_SLOTS, sum(len(v) for v in _SLOTS.values()))
+    _next_sweep = _tick + n
+    for key in list(_SLOTS):
+        for slot in [s for s in _SLOTS[key] if _tick - s.last > _HORIZON * n and s.is_idle()]:
+            _drop(key, slot)
+
+
 def _make_room(device: int, nbytes: int) -> bool:
     """Evict idle slots of this device, least recently used first, until ``nbytes`` fit."""
-    used = _BYTES.get(device, 0)
-    if used + nbytes <= BUDGET_BYTES:
+    if _BYTES.get(device, 0) + nbytes <= BUDGET_BYTES:
         return True
     if nbytes > BUDGET_BYTES:
         return False
-    for key in list(_SLOTS):
-        if key[4] != device:
-            continue
-        slots = _SLOTS[key]
-        for slot in [s for s in slots if s.is_idle()]:
-            slots.remove(slot)
-            _BY_PTR.pop(slot.buf.data_ptr(), None)
-            used -= slot.nbytes
-            if used + nbytes <= BUDGET_BYTES:
-                break
-        if not slots:
-            del _SLOTS[key]
-        if used + nbytes <= BUDGET_BYTES:
-            break
-    _BYTES[device] = used
-    return used + nbytes <= BUDGET_BYTES
+    for key in [k for k in _SLOTS if k[4] == device]:
+        for slot in [s for s in _SLOTS[key] if s.is_idle()]:
+            _drop(key, slot)
+            if _BYTES[device] + nbytes <= BUDGET_BYTES:
+                return True
+    return False
 
 
 def kept_bytes(device: int | None = None) -> int:
@@ -207,7 +236,9 @@ def kept_bytes(device: int | None = None) -> int:
 def release() -> None:
     """Drop every kept buffer (busy ones live on with their holders, then go back to the
     caching allocator)."""
+    global _tick, _next_sweep
     with _LOCK:
         _SLOTS.clear()
         _BYTES.clear()
         _BY_PTR.clear()
+        _tick = _next_sweep = 0
