@@ -252,3 +252,16 @@ def test_the_end_of_a_guarded_run_releases_the_kept_buffers(tmp_path):
     assert bordered.kept_bytes() > 0
     run.finish()
     assert bordered.kept_bytes() == 0
+
+
+def test_a_small_gpu_gets_a_share_of_its_memory_not_the_whole_budget(monkeypatch):
+    """An RX 5600 XT has 6 GB: the kept buffers may take a tenth of it, an H200 the fixed cap."""
+    import types
+
+    sizes = {0: 6 << 30, 1: 141 << 30}
+    monkeypatch.setattr(bordered, "_DEVICE_BYTES", {})
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=sizes[i]))
+    monkeypatch.setattr(bordered, "BUDGET_BYTES", 3 << 29)
+    assert bordered.budget(0) == int(0.1 * (6 << 30))
+    assert bordered.budget(1) == 3 << 29
+    assert bordered.budget(-1) == 3 << 29

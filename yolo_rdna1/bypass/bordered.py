@@ -19,15 +19,20 @@ with its blocks.
 
 Memory: kept buffers are not returned to the caching allocator (``torch.cuda.empty_cache``
 does not free them). The convs of one forward that share an input shape get one buffer each
-(they are all saved for backward at once); a YOLOv8n step at 640 px, batch 16, keeps ~0.7 GB in
-fp32 for the forward (memory the saved padded inputs take anyway) and ~0.3 GB for bwd_data's
-grad pads (one per shape). Only training calls make new buffers: inference (validation, the
-EMA model, anything under ``no_grad``) reuses idle ones of its shape and otherwise pads the old
-way, so validation's batch size holds no memory through the epochs. :data:`BUDGET_BYTES` bounds
+(they are all saved for backward at once); bwd_data's grad pads mostly find the forward buffer
+of their shape already freed by the backward and take it. A YOLOv8n step at 640 px, batch 16
+keeps ~0.75 GB in fp32 -- memory the saved padded inputs take during the step anyway, but kept
+through its end, where the first layers' backward needs its largest temporaries: the
+training's peak rose by ~0.5 GB on an H200 (1.08x -> 1.23x of stock; docs/benchmarks.md).
+
+Only training calls make new buffers: inference (validation, the EMA model, anything under
+``no_grad``) reuses idle ones of its shape and otherwise pads the old way, so validation's
+batch size holds no memory through the epochs. A sweep drops idle buffers no call took for a
+while (the smaller last batch of an epoch, a finished scale of multi-scale training).
+:data:`BUDGET_BYTES`, and :data:`BUDGET_FRACTION` of a GPU's memory for 6-8 GB cards, bound
 the total per device; a buffer that does not fit evicts idle ones, least recently used first,
-or the call pads the old way. Multi-scale training (a new shape every few batches) therefore
-stays bounded and falls back gracefully. :func:`release` drops everything (the plugin calls it
-when a run ends).
+or the call pads the old way. :func:`release` drops everything (the plugin calls it when a run
+ends).
 
 Where torch lacks the storage reference count (``torch._C._storage_Use_Count``: CUDA/ROCm
 builds of torch 2.0+ have it) or while ``torch.compile`` traces, every call pads the old way.
@@ -49,6 +54,9 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 #: ``constant_pad_nd``, as before). 1.5 GiB covers YOLOv8n at 640 px, batch 16, fp32 (~1.0 GB);
 #: larger images or batches keep what fits and pad the rest the old way.
 BUDGET_BYTES = 3 << 29
+#: ... and at most this share of a GPU's memory (an RX 5600 XT has 6 GB): the buffers stay
+#: allocated through the whole step, so on a small card they cost batch size.
+BUDGET_FRACTION = 0.1
 
 
 class _Slot:
@@ -213,16 +221,30 @@ def _sweep() -> None:
             _drop(key, slot)
 
 
+_DEVICE_BYTES: dict[int, int] = {}
+
+
+def budget(device: int) -> int:
+    """Bytes of kept buffers allowed on ``device`` (a CUDA index, -1 for the CPU)."""
+    if device < 0:
+        return BUDGET_BYTES
+    total = _DEVICE_BYTES.get(device)
+    if total is None:
+        total = _DEVICE_BYTES[device] = torch.cuda.get_device_properties(device).total_memory
+    return min(BUDGET_BYTES, int(BUDGET_FRACTION * total))
+
+
 def _make_room(device: int, nbytes: int) -> bool:
     """Evict idle slots of this device, least recently used first, until ``nbytes`` fit."""
-    if _BYTES.get(device, 0) + nbytes <= BUDGET_BYTES:
+    limit = budget(device)
+    if _BYTES.get(device, 0) + nbytes <= limit:
         return True
-    if nbytes > BUDGET_BYTES:
+    if nbytes > limit:
         return False
     for key in [k for k in _SLOTS if k[4] == device]:
         for slot in [s for s in _SLOTS[key] if s.is_idle()]:
             _drop(key, slot)
-            if _BYTES[device] + nbytes <= BUDGET_BYTES:
+            if _BYTES[device] + nbytes <= limit:
                 return True
     return False
 
