@@ -10,15 +10,17 @@ Algorithms (each module's docstring gives its launches and transient bytes per d
 * ``pointwise``  1x1 convs: one GEMM per direction, no im2col (cuDNN's launch count).
 * ``nhwc_gemm``  k x k convs, groups 1, strides 1 and 2: one NHWC im2col copy (a single
   ``as_strided`` view) + one GEMM for forward and bwd_weight; bwd_data as one GEMM + one
-  gather-reduction instead of col2im. 4 launches for forward and bwd_data, 2 for bwd_weight
-  (it reuses the padded input the forward saved).
+  gather-reduction instead of col2im. 3 launches for forward and bwd_data (the padding is one
+  copy into a kept zero-bordered buffer, ``bordered``), 2 for bwd_weight (it reuses the padded
+  input the forward saved).
 * ``depthwise``  depthwise stride-1 convs: broadcast multiply + sum over a strided view.
 * ``im2col``     the reference: ``unfold`` + batched GEMM, ``fold`` for bwd_data; every conv,
   groups and transposed convs included. The universal fallback.
 
-``pointwise`` and ``nhwc_gemm`` also expose ``plan_for(x, w, params)``: a ``Plan`` whose
-``forward`` returns the output and the tensor to save, and whose ``backward`` gives both
-gradients; the guard runs fully bypassed convs through it (``guard.routes.PlannedConv``).
+``pointwise`` and ``nhwc_gemm`` also expose a ``Plan(x, w, params)`` whose ``forward`` returns
+the output and the tensor to save, and whose ``backward`` gives both gradients; the guard keeps
+one per module and input shape and runs fully bypassed convs through it
+(``guard.routes.PlannedConv``); ``plan_for`` is the functional API's shared cache of them.
 """
 
 from __future__ import annotations

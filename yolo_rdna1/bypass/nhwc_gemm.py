@@ -11,11 +11,12 @@ direction is written out:
   ``(N, OH, OW, kh, kw, C)`` (any stride, dilation, padding) made contiguous by one copy kernel;
   the GEMM's result already is the NHWC (channels_last) output, the weight matrix is a view of a
   channels_last weight, and a bias rides in the GEMM (``addmm``).
-  Launches: pad 2 (fill + copy) + cols 1 + GEMM 1 = **4**. Transient bytes: the padded input
-  plus ``k*k`` times the input (the columns), freed before the call returns.
+  Launches: pad 1 (a copy into a kept zero-bordered buffer, :mod:`.bordered`; fill + copy when
+  none is free) + cols 1 + GEMM 1 = **3**. Transient bytes: ``k*k`` times the input (the
+  columns), freed before the call returns; the padded input is saved for backward.
 * **bwd_weight** ``gW (O, k*k*C) = grad_out^T (O, M) @ cols (M, k*k*C)``, the forward's columns
   rebuilt (not saved: saving them is what doubled the unfold path's peak memory) from the padded
-  input the forward saved in place of ``x``. Launches: **2** (cols 1, GEMM 1); 4 through the
+  input the forward saved in place of ``x``. Launches: **2** (cols 1, GEMM 1); 3 through the
   functional :func:`backward_weight`, which pads ``x`` first.
 * **bwd_data** without col2im: ``Y = pad(grad_out) (M', O) @ W (O, kk*kk*C)`` gives every
   output position's contribution to every tap; the input gradient is then a *gather* -- a sum
@@ -29,7 +30,8 @@ direction is written out:
     position and tap are again linear, so the whole gradient, both phases interleaved, is one
     view summed by one reduction kernel that writes the NHWC gradient directly.
 
-  Launches: pad 2 + GEMM 1 + reduction 1 = **4** (plus 1 small weight pad for k odd, stride 2).
+  Launches: pad 1 (kept buffer) + GEMM 1 + reduction 1 = **3** (plus 1 small weight pad for k
+  odd, stride 2).
   Transient bytes: ``Y``, ``kk*kk*C`` per padded output position (9x the input gradient for a
   3x3 stride-1 conv, 4x for 3x3 stride 2).
 
@@ -43,9 +45,10 @@ Host cost (the YOLOv8n step is launch/host-bound): everything that depends only 
 strides, dtype and params (output sizes, view strides, the gather's offsets, layout decisions)
 is computed once per call key into a :class:`Plan` (the guard keeps one per module and input
 shape; the functional API caches them in ``_PLANS``, bounded by ``_common.MAX_PLANS``); a call
-then issues the ops listed above plus a few view ops. The plan's ``forward`` hands back the
-padded input as the tensor to save, so bwd_weight rebuilds its columns without padding again
-(2 launches instead of 4). Pads and column copies of channels_last tensors of at least
+then issues the ops listed above plus a few view ops: the weight-matrix views are kept while the
+weight keeps its memory (``_common.WeightView``) and the im2col view of a kept pad buffer is
+made once per buffer. The plan's ``forward`` hands back the padded input as the tensor to save,
+so bwd_weight rebuilds its columns without padding again. Pads and column copies of channels_last tensors of at least
 ``_common.WIDE_MIN_BYTES`` move 16-byte units (``complex128`` views of the channel vectors): same bytes, 4-8x fewer elements for the
 strided copy kernel (on an H100 the step's copy time fell from 8.7 to 5.5 ms).
 """
