@@ -369,7 +369,7 @@ def _yaml_is_ours(path: Path) -> bool:
 def _complete(root: Path, counts: dict[str, int]) -> bool:
     """Every frame and label of the recorded dataset is still there (cheap: names only)."""
     for split, count in counts.items():
-        for kind, ext in (("images", ".jpg"), ("labels", ".txt")):
+        for kind in ("images", "labels"):
             d = root / kind / split
             if not d.is_dir() or sum(1 for p in d.iterdir() if _OUR_FILE.fullmatch(p.name)) != count:
                 return False
