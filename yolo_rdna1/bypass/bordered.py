@@ -51,7 +51,7 @@ _use_count = getattr(torch._C, "_storage_Use_Count", None)
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 #: Bytes of kept buffers per device (busy or idle); 0 turns reuse off (every call pads with
-#: ``constant_pad_nd``, as before). 1.5 GiB covers YOLOv8n at 640 px, batch 16, fp32 (~1.0 GB);
+#: ``constant_pad_nd``, as before). 1.5 GiB covers YOLOv8n at 640 px, batch 16, fp32 (~0.75 GB);
 #: larger images or batches keep what fits and pad the rest the old way.
 BUDGET_BYTES = 3 << 29
 #: ... and at most this share of a GPU's memory (an RX 5600 XT has 6 GB): the buffers stay
@@ -125,12 +125,12 @@ def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torc
     result until it drops it. ``keep_new=False`` (inference: validation, the EMA model) uses an
     idle kept buffer but never makes one, so shapes only inference sees hold no memory.
     """
+    global _tick
     if _use_count is None or BUDGET_BYTES <= 0 or is_compiling():
         return _fresh(x, pad6, wdt, rows)
     device = x.get_device()
     key = (x.shape, x.dtype, wdt, pad6, device, _stream(device))
     slot = None
-    global _tick
     with _LOCK:
         _tick += 1
         if _tick >= _next_sweep:
