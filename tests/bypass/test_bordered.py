@@ -265,3 +265,16 @@ def test_a_small_gpu_gets_a_share_of_its_memory_not_the_whole_budget(monkeypatch
     assert bordered.budget(0) == int(0.1 * (6 << 30))
     assert bordered.budget(1) == 3 << 29
     assert bordered.budget(-1) == 3 << 29
+
+
+def test_mixed_routes_keep_buffers_for_training_only():
+    """A signature with only some directions bypassed runs the functional API: a forward whose
+    operands need no gradient (the EMA model in validation) must not keep a new buffer."""
+    from yolo_rdna1.bypass import ConvParams, nhwc_gemm
+
+    p = ConvParams((1, 1), (1, 1))
+    w = torch.randn(5, 4, 3, 3, dtype=torch.float64)
+    nhwc_gemm.forward(_x(60), w, None, p)
+    assert not _storages()
+    nhwc_gemm.forward(_x(61), w.requires_grad_(), None, p)
+    assert len(_storages()) == 1

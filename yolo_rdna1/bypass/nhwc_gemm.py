@@ -225,7 +225,9 @@ def plan_for(x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> Plan:
 
 
 def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, p: ConvParams) -> torch.Tensor:
-    return plan_for(x, w, p).forward(x, w, b)[0]
+    # a conv whose operands need no gradient is inference (validation, the EMA model): it may
+    # reuse a kept pad buffer but does not make one (see ``bordered``)
+    return plan_for(x, w, p).forward(x, w, b, x.requires_grad or w.requires_grad)[0]
 
 
 def backward_weight(grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> torch.Tensor:
