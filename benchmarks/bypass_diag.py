@@ -100,8 +100,6 @@ def host_table(dev) -> dict:
         "torch.mm": host_us(lambda: torch.mm(m, m.t())),
         "as_strided+reshape copy": host_us(lambda: xh.as_strided((1, 6, 6, 3, 3, 16), (1024, 128, 16, 128, 16, 1)).reshape(36, 144)),
         "strided sum": host_us(lambda: y.as_strided((1, 8, 1, 8, 1, 3, 3, 16), (1440, 144, 0, 16, 0, 16, 16, 1)).sum((5, 6))),
-        "weight_rows": host_us(lambda: C_.weight_rows(w3)),
-        "tf32 ctx": host_us(lambda: C_.tf32_like_cudnn(x).__exit__()),
     }
     conv = nn.Conv2d(16, 16, 3, 1, 1, bias=False).to(dev).to(memory_format=cl)
     xg = x.clone().requires_grad_()

@@ -125,12 +125,6 @@ def pad_nhwc(t: torch.Tensor, top: int, bottom: int, left: int, right: int) -> t
     return F.pad(t, (0, 0, left, right, top, bottom))
 
 
-def weight_rows(w: torch.Tensor) -> torch.Tensor:
-    """Conv weight ``(O, C, kh, kw)`` as ``(O, kh, kw, C)`` contiguous: a view for a
-    channels_last weight (what Ultralytics trains on CUDA), one small copy otherwise."""
-    return w.permute(0, 2, 3, 1).contiguous()
-
-
 class WeightView:
     """A view of a conv weight, made once and reused while the weight keeps its memory.
 
@@ -169,21 +163,6 @@ def tf32_enter(t: torch.Tensor):
 def tf32_exit(prev) -> None:
     if prev is not None:
         _set_cublas_tf32(prev)
-
-
-class tf32_like_cudnn:
-    """Context form of :func:`tf32_enter` / :func:`tf32_exit`."""
-
-    __slots__ = ("prev",)
-
-    def __init__(self, t: torch.Tensor) -> None:
-        self.prev = tf32_enter(t)
-
-    def __enter__(self) -> "tf32_like_cudnn":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        tf32_exit(self.prev)
 
 
 def chunks(n: int, bytes_per_image: int) -> list[tuple[int, int]]:
