@@ -8,7 +8,12 @@ A diagnostic companion of ``bypass_step.py`` (issue 5), for tuning, not for the 
 * ``kernels``: torch.profiler of one whole YOLOv8n train step per path: device busy time and the
   kernels that take it, grouped by name;
 * ``gemm``: the GEMM shapes of a few YOLOv8n convs in TF32 and IEEE float32, and bf16;
-* ``gather``: the bwd_data gather-reduction against a plain copy of the same bytes.
+* ``gather``: the bwd_data gather-reduction against a plain copy of the same bytes;
+* ``ops``: host microseconds per call of each kind of op a bypassed conv issues;
+* ``modes``: cuDNN and bypass steps interleaved with small fixed host workloads, per round: what
+  kind of host work this host's slow spells hit;
+* ``machinery``, ``cprofile``, ``sync``: a guarded conv's host time peeled layer by layer,
+  whole-step host hotspots, and whether anything on the bypass path waits for the GPU.
 
     python3 benchmarks/bypass_diag.py --out "$OUT"
 """
@@ -312,6 +317,122 @@ def gather_table(dev) -> list:
     return rows
 
 
+def ops_table(dev) -> dict:
+    """Host microseconds per call of the ops a bypassed conv is made of, on tiny CUDA tensors
+    (device work negligible): which kind of op the host time goes to, and whether another
+    entry to the same GEMM (cuBLASLt, bmm, TF32 on) is cheaper to issue."""
+    a = torch.randn(64, 16, device=dev)
+    b = torch.randn(16, 64, device=dev)
+    bias = torch.randn(64, device=dev)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    small = torch.randn(1024, device=dev)
+    dst = torch.empty(1024, device=dev)
+    strided_src = torch.randn(64, 32, device=dev)[:, :16]
+    cl = torch.channels_last
+    x = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    w3 = torch.randn(16, 16, 3, 3, device=dev).contiguous(memory_format=cl)
+    res = {
+        "as_strided (view)": host_us(lambda: a.as_strided((16, 64), (1, 16))),
+        "detach (alias)": host_us(lambda: a.detach()),
+        "empty": host_us(lambda: torch.empty(64, 64, device=dev)),
+        "add_ (one launch)": host_us(lambda: small.add_(1)),
+        "copy_ contiguous": host_us(lambda: dst.copy_(small)),
+        "contiguous() of a strided view": host_us(lambda: strided_src.contiguous()),
+        "sum over dims": host_us(lambda: strided_src.sum(0)),
+        "mm fp32": host_us(lambda: torch.mm(a, b)),
+        "addmm fp32 (bias)": host_us(lambda: torch.addmm(bias, a, b)),
+        "mm bf16": host_us(lambda: torch.mm(a16, b16)),
+        "bmm fp32 (batch 1)": host_us(lambda: torch.bmm(a[None], b[None])),
+        "aten.mm.default fp32": host_us(lambda: torch.ops.aten.mm.default(a, b)),
+        "F.conv2d 3x3": host_us(lambda: F.conv2d(x, w3, None, 1, 1)),
+    }
+    out = torch.empty(64, 64, device=dev)
+    res["mm fp32 out="] = host_us(lambda: torch.mm(a, b, out=out))
+    prev = C_.tf32_enter(a)
+    try:
+        res["mm fp32, TF32 on"] = host_us(lambda: torch.mm(a, b))
+    finally:
+        C_.tf32_exit(prev)
+    before = torch.backends.cuda.preferred_blas_library()
+    try:
+        torch.backends.cuda.preferred_blas_library("cublaslt")
+        res["mm fp32, cuBLASLt"] = host_us(lambda: torch.mm(a, b))
+        res["mm bf16, cuBLASLt"] = host_us(lambda: torch.mm(a16, b16))
+        res["addmm fp32, cuBLASLt"] = host_us(lambda: torch.addmm(bias, a, b))
+    finally:
+        torch.backends.cuda.preferred_blas_library(before)
+    res["preferred blas library"] = str(before)
+    return res
+
+
+def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
+    """This host's slow spells: whole steps of cuDNN and of the bypass, interleaved with small
+    fixed workloads (pure Python; tiny kernel launches; tiny GEMMs; views; a malloc-heavy
+    loop), all timed per round. Which workload slows down with the bypass's steps says what
+    kind of host work the spells hit."""
+    import gc
+
+    small = torch.randn(1024, device=dev)
+    a, b = torch.randn(64, 16, device=dev), torch.randn(16, 64, device=dev)
+
+    def py():
+        t = 0
+        for i in range(20000):
+            t += i & 7
+        return t
+
+    def launches():
+        for _ in range(200):
+            small.add_(1)
+
+    def gemms():
+        for _ in range(200):
+            torch.mm(a, b)
+
+    def views():
+        for _ in range(1000):
+            a.as_strided((16, 64), (1, 16))
+
+    def allocs():
+        for _ in range(200):
+            bytearray(1 << 20)
+
+    def timed(fn) -> float:
+        _sync()
+        t = time.perf_counter()
+        fn()
+        el = time.perf_counter() - t
+        _sync()
+        return el * 1e3
+
+    steps = {}
+    for path in ("cudnn_cl", "bypass"):
+        model = bs.build_model(dev, True)
+        x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+        steps[path] = (bs.make_guard(path), bs.make_step(model, x, dev, None))
+    for path, (g, step) in steps.items():
+        with bs.path_context(path, g):
+            for _ in range(3):
+                step()
+    work = {"python": py, "launches": launches, "gemms": gemms, "views": views, "allocs": allocs}
+    rows: dict[str, list[float]] = collections.defaultdict(list)
+    gc_before = gc.get_count()
+    for _ in range(rounds):
+        for path, (g, step) in steps.items():
+            with bs.path_context(path, g):
+                rows[path].append(timed(step))
+        for name, fn in work.items():
+            rows[name].append(timed(fn))
+    res = {k: [round(v, 2) for v in vs] for k, vs in rows.items()}
+    # per workload: its time in the bypass's slowest third of rounds over its fastest third
+    order = sorted(range(rounds), key=lambda i: rows["bypass"][i])
+    third = max(1, rounds // 3)
+    fast, slow = order[:third], order[-third:]
+    res["slow_over_fast"] = {k: round(statistics.median(rows[k][i] for i in slow) / statistics.median(rows[k][i] for i in fast), 2) for k in rows}
+    res["gc_counts"] = [gc_before, gc.get_count()]
+    return res
+
+
 def machinery_table(dev) -> dict:
     """Host microseconds of one 3x3 conv's forward + backward, peeled layer by layer: the vendor
     module, a bare ``autograd.Function`` returning precomputed tensors, the guard with stubbed
@@ -407,7 +528,8 @@ def main() -> int:
     for part in args.parts.split(","):
         res[part] = {"host": lambda: host_table(dev), "kernels": lambda: kernel_table(dev, 640, 16), "gemm": lambda: gemm_table(dev), "gather": lambda: gather_table(dev),
                      "cprofile": lambda: cprofile_table(dev, 640, 16), "sync": lambda: sync_table(dev, 640, 16),
-                     "machinery": lambda: machinery_table(dev)}[part]()
+                     "machinery": lambda: machinery_table(dev), "ops": lambda: ops_table(dev),
+                     "modes": lambda: modes_table(dev, 640, 16)}[part]()
         print(part, json.dumps(res[part], indent=0), flush=True)
         if args.out:
             Path(args.out, "bypass_diag.json").write_text(json.dumps(res, indent=1))
