@@ -22,6 +22,8 @@ gradients (no loss, no optimizer: the conv paths are what differs). Paths:
 * ``bypass_nopool``: ``bypass`` without the kept zero-bordered pad buffers
   (``bypass.bordered.BUDGET_BYTES = 0``: every pad is a ``constant_pad_nd``, fill + copy), the
   A/B of that change.
+* ``bypass_lt``: ``bypass`` with torch's preferred BLAS library set to cuBLASLt (the default is
+  cuBLAS on CUDA), the A/B of what a GEMM call costs the host.
 
 Timing: all paths of a config are built, warmed up, then stepped in interleaved rounds
 (``--rounds`` x ``--per-round`` steps each), so a drift of the machine's speed hits every path
@@ -29,7 +31,15 @@ alike. A step's time is its wall time from the call to the end of its GPU work (
 after each step, as a training loop has when it reads the loss; the queue is drained before a
 round too, so one path's backlog never counts as another's), median and quartiles; the host time
 to issue a step is reported beside it. Each path's round medians are also paired with cuDNN
-channels_last's of the same round (median of the ratios), and the fastest steps compared. Python's GC is off while timing. Peak memory is
+channels_last's of the same round (median of the ratios), and the fastest steps compared. Python's GC is off while timing.
+
+Host spells: the lent machines' host runs Python and dispatcher work at about half speed for
+seconds at a time (``bypass_diag.py --parts modes``: a pure-Python loop and tiny view ops take
+2x as long in those spells, kernel launches 1.4x). A host-bound step slows by how much of its
+time is such work, so the bypass, which issues about twice cuDNN's host ops, is hit harder and
+the ratio depends on the spell. Each round is therefore bracketed by a *canary* (a fixed run of
+tiny view ops, no GPU work) and classed fast (canary within 25% of its fastest) or slow (60%
+over it or more); the paired ratios are also given per class. Peak memory is
 ``torch.cuda.max_memory_allocated`` over a path's timed steps. Also: a per-signature table (each
 YOLOv8n conv signature, forward + backward, cuDNN vs im2col vs the chosen algorithm), kernel
 launches per conv from torch.profiler, and the profiler proof that the bypass step runs no
@@ -108,7 +118,10 @@ def path_context(name: str, guard=None):
         return
     saved_alg, saved_tf32, saved_budget = router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32, bordered.BUDGET_BYTES
     saved_wide = bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES
+    saved_blas = torch.backends.cuda.preferred_blas_library() if name == "bypass_lt" else None
     try:
+        if name == "bypass_lt":
+            torch.backends.cuda.preferred_blas_library("cublaslt")
         if name == "bypass_narrow":
             bypass_common.WIDE_COPIES = False
         if name == "bypass_wide2":
@@ -125,6 +138,8 @@ def path_context(name: str, guard=None):
         router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32 = saved_alg, saved_tf32
         bordered.BUDGET_BYTES = saved_budget
         bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES = saved_wide
+        if saved_blas is not None:
+            torch.backends.cuda.preferred_blas_library(saved_blas)
 
 
 def base_path(name: str) -> str:
@@ -297,9 +312,41 @@ class ModelPath:
         return row
 
 
+#: canary time over its fastest: at most this for a fast-spell round, at least SLOW for a slow one
+FAST, SLOW = 1.25, 1.6
+
+
+def host_canary(device: torch.device, n: int = 2000) -> float:
+    """Milliseconds for ``n`` tiny view ops: Python + dispatcher work only, no kernel, no GPU
+    wait. It tracks the host's speed spells (see the module docstring)."""
+    t = torch.empty(64, 16, device=device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        t.as_strided((16, 64), (1, 16))
+    return (time.perf_counter() - t0) * 1e3
+
+
+def spell_ratios(rows: list[dict], canary: list[float]) -> None:
+    """Per path: round medians and paired ratios to cuDNN channels_last within the host's fast
+    and slow spells (rounds classed by their canary), added to the rows."""
+    ref = next((r for r in rows if r["path"] == "cudnn_cl" and "round_ms" in r), None)
+    if ref is None or not canary:
+        return
+    low = min(canary)
+    spells = {"fast": [i for i, c in enumerate(canary) if c <= FAST * low], "slow": [i for i, c in enumerate(canary) if c >= SLOW * low]}
+    for r in rows:
+        if not r.get("round_ms"):
+            continue
+        for name, idx in spells.items():
+            r[f"{name}_rounds"] = len(idx)
+            r[f"{name}_ms"] = statistics.median(r["round_ms"][i] for i in idx) if idx else float("nan")
+            r[f"{name}_paired"] = statistics.median(r["round_ms"][i] / ref["round_ms"][i] for i in idx) if idx else float("nan")
+
+
 def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, device: torch.device, warmup: int, rounds: int, per_round: int) -> list[dict]:
     """All paths of one config, interleaved: ``rounds`` x (``per_round`` steps of each path), so a
-    drift of the machine's speed hits every path alike. Python's GC is off while timing."""
+    drift of the machine's speed hits every path alike; each round bracketed by the host canary.
+    Python's GC is off while timing."""
     runners, rows = [], []
     for path in paths:
         try:
@@ -312,10 +359,13 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     sync(device)
     gc.collect()
     gc.disable()
+    canary = []
     try:
         for _ in range(rounds):
+            before = host_canary(device)
             for r in runners:
                 r.run(per_round if not r.path.startswith("cudnn_off") else 1, timed=True)
+            canary.append((before + host_canary(device)) / 2)
         sync(device)
     finally:
         gc.enable()
@@ -330,6 +380,9 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
         if ref is not None and r.get("round_ms"):
             r["paired_vs_cudnn_cl"] = statistics.median(a / b for a, b in zip(r["round_ms"], ref["round_ms"]))
             r["min_vs_cudnn_cl"] = min(r["ms_all"]) / min(ref["ms_all"])
+    spell_ratios(rows, canary)
+    for r in rows:
+        r["canary_ms"] = [round(c, 3) for c in canary]
     order = {p: i for i, p in enumerate(paths)}
     rows.sort(key=lambda r: order[r["path"]])
     del runners
@@ -537,6 +590,17 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
                          f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | {fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | "
                          f"{fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |")
         lines.append("")
+        if any("fast_rounds" in r for r in rows):
+            c = next(r["canary_ms"] for r in rows if "canary_ms" in r)
+            lines += [f"By host spell (rounds classed by the canary: fastest {fmt(min(c), 2)} ms, median {fmt(statistics.median(c), 2)}, "
+                      f"slowest {fmt(max(c), 2)}; fast <= {FAST}x its fastest, slow >= {SLOW}x):", "",
+                      "| path | fast rounds | ms/step, fast | paired vs cuDNN channels_last, fast | slow rounds | ms/step, slow | paired, slow |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in rows:
+                if "fast_rounds" in r:
+                    lines.append(f"| {r['path']} | {r['fast_rounds']} | {fmt(r['fast_ms'])} | {fmt(r['fast_paired'], 2)} | "
+                                 f"{r['slow_rounds']} | {fmt(r['slow_ms'])} | {fmt(r['slow_paired'], 2)} |")
+            lines.append("")
     for key, table in sig_tables.items():
         lines += [f"### Per signature, {key}: forward + backward ms (median)", "",
                   "| signature | convs | cuDNN | im2col | bypass | bypass / im2col | bypass / cuDNN | algorithm |",
