@@ -10,6 +10,7 @@ A diagnostic companion of ``bypass_step.py`` (issue 5), for tuning, not for the 
 * ``gemm``: the GEMM shapes of a few YOLOv8n convs in TF32 and IEEE float32, and bf16;
 * ``gather``: the bwd_data gather-reduction against a plain copy of the same bytes;
 * ``ops``: host microseconds per call of each kind of op a bypassed conv issues;
+* ``overhead``: the plans' own Python: plan calls against the bare op sequence they issue;
 * ``modes``: cuDNN and bypass steps interleaved with small fixed host workloads, per round: what
   kind of host work this host's slow spells hit;
 * ``machinery``, ``cprofile``, ``sync``: a guarded conv's host time peeled layer by layer,
@@ -433,6 +434,64 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
     return res
 
 
+def overhead_table(dev) -> dict:
+    """Host microseconds of the plans' own Python: a 3x3 and a 1x1 conv's plan calls (forward,
+    backward) against the bare op sequence they issue, built from the same plan's sizes and
+    strides (tiny channels_last tensors, so the ops' device work is negligible)."""
+    cl = torch.channels_last
+    x = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    w3 = torch.randn(16, 16, 3, 3, device=dev).contiguous(memory_format=cl)
+    w1 = torch.randn(16, 16, 1, 1, device=dev).contiguous(memory_format=cl)
+    go = torch.randn(1, 16, 8, 8, device=dev).contiguous(memory_format=cl)
+    P = nhwc_gemm.Plan(x, w3, ConvParams((1, 1), (1, 1)))
+    _, xp = P.forward(x, w3, None, True)
+    P.backward(go, xp, w3, True, True)
+    G = next(iter(P._gathers.values()))
+    size, stride, k = P.views[0]
+    xbuf = torch.zeros(1, 10, 10, 16, device=dev)
+    gbuf = torch.zeros(1, 10, 10, 16, device=dev)
+    xin, gin = xbuf[:, 1:9, 1:9], gbuf[:, 1:9, 1:9]
+    xh, gh = x.permute(0, 2, 3, 1), go.permute(0, 2, 3, 1)
+    cols_view = xbuf.as_strided(size, stride)
+    wmat, wrows = w3.as_strided((P.k, P.o), (1, P.k)), w3.as_strided((P.o, G.kcols), (G.kcols, 1))
+
+    def bare_fwd3():
+        xin.copy_(xh)
+        return torch.mm(cols_view.reshape(P.m, k), wmat).as_strided(P.osize, P.ostride)
+
+    def bare_bwd3():
+        gin.copy_(gh)
+        gx = torch.mm(gbuf.view(-1, 16), wrows).as_strided((1, *G.size), (G.img, *G.stride), G.offset).sum((5, 6))
+        gx = gx.as_strided(G.gshape, G.xstride)
+        gw = torch.mm(go.as_strided((P.o, P.m), (1, P.o)), cols_view.reshape(P.m, k))
+        return gx, gw.as_strided(P.wshape, C_.cl_strides(*P.wshape))
+
+    P1 = pointwise.Plan(x, w1, ConvParams())
+    w1t, w2 = w1.as_strided((16, 16), (1, 16)), w1.as_strided((16, 16), (16, 1))
+
+    def bare_fwd1():
+        return torch.mm(x.as_strided((64, 16), (16, 1)), w1t).as_strided(P1.osize, P1.ostride)
+
+    def bare_bwd1():
+        g2 = go.as_strided((64, 16), (16, 1))
+        return torch.mm(g2, w2).as_strided(P1.xsize, P1.xstride), torch.mm(g2.t(), x.as_strided((64, 16), (16, 1))).view(16, 16, 1, 1)
+
+    res = {
+        "3x3 plan forward": host_us(lambda: P.forward(x, w3, None, True)),
+        "3x3 bare forward ops": host_us(bare_fwd3),
+        "3x3 plan backward": host_us(lambda: P.backward(go, xp, w3, True, True)),
+        "3x3 bare backward ops": host_us(bare_bwd3),
+        "1x1 plan forward": host_us(lambda: P1.forward(x, w1, None, True)),
+        "1x1 bare forward ops": host_us(bare_fwd1),
+        "1x1 plan backward": host_us(lambda: P1.backward(go, x, w1, True, True)),
+        "1x1 bare backward ops": host_us(bare_bwd1),
+    }
+    for kind in ("3x3", "1x1"):
+        res[f"{kind} plans' own Python, forward + backward"] = round(
+            res[f"{kind} plan forward"] - res[f"{kind} bare forward ops"] + res[f"{kind} plan backward"] - res[f"{kind} bare backward ops"], 1)
+    return res
+
+
 def machinery_table(dev) -> dict:
     """Host microseconds of one 3x3 conv's forward + backward, peeled layer by layer: the vendor
     module, a bare ``autograd.Function`` returning precomputed tensors, the guard with stubbed
@@ -528,7 +587,7 @@ def main() -> int:
     for part in args.parts.split(","):
         res[part] = {"host": lambda: host_table(dev), "kernels": lambda: kernel_table(dev, 640, 16), "gemm": lambda: gemm_table(dev), "gather": lambda: gather_table(dev),
                      "cprofile": lambda: cprofile_table(dev, 640, 16), "sync": lambda: sync_table(dev, 640, 16),
-                     "machinery": lambda: machinery_table(dev), "ops": lambda: ops_table(dev),
+                     "machinery": lambda: machinery_table(dev), "ops": lambda: ops_table(dev), "overhead": lambda: overhead_table(dev),
                      "modes": lambda: modes_table(dev, 640, 16)}[part]()
         print(part, json.dumps(res[part], indent=0), flush=True)
         if args.out:

@@ -343,6 +343,32 @@ def spell_ratios(rows: list[dict], canary: list[float]) -> None:
             r[f"{name}_paired"] = statistics.median(r["round_ms"][i] / ref["round_ms"][i] for i in idx) if idx else float("nan")
 
 
+#: canary bins (ms) of the pooled table: full speed ... half-speed spell
+CANARY_BINS = (0.0, 2.2, 3.0, 4.5, float("inf"))
+
+
+def pool_spells(files: list[str], path: str = "bypass") -> str:
+    """Markdown: the per-round ratio of ``path`` to cuDNN channels_last against the round's
+    canary, pooled over the runs saved in ``files`` (``bypass_step.json``), per config."""
+    pts: dict[tuple, list[tuple[float, float, float, float]]] = collections.defaultdict(list)
+    for f in files:
+        for size, batch, dt in {(r["size"], r["batch"], r["dtype"]) for r in json.loads(Path(f).read_text())["model"]}:
+            rows = {r["path"]: r for r in json.loads(Path(f).read_text())["model"] if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)}
+            ref, r = rows.get("cudnn_cl"), rows.get(path)
+            if ref and r and ref.get("canary_ms"):
+                pts[(size, batch, dt)] += [(c, a / b, b, a) for c, a, b in zip(ref["canary_ms"], r["round_ms"], ref["round_ms"])]
+    bins = list(zip(CANARY_BINS, CANARY_BINS[1:]))
+    lines = [f"| canary ms | {' | '.join(f'{s} px b{b} {d}' for s, b, d in sorted(pts))} |", "|---|" + "---|" * len(pts)]
+    for lo, hi in bins:
+        cells = []
+        for key in sorted(pts):
+            sel = [p for p in pts[key] if lo <= p[0] < hi]
+            cells.append(f"{statistics.median(p[1] for p in sel):.2f} ({len(sel)} rounds; {statistics.median(p[2] for p in sel):.1f} vs "
+                         f"{statistics.median(p[3] for p in sel):.1f} ms)" if sel else "-")
+        lines.append(f"| {lo}-{hi} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, device: torch.device, warmup: int, rounds: int, per_round: int) -> list[dict]:
     """All paths of one config, interleaved: ``rounds`` x (``per_round`` steps of each path), so a
     drift of the machine's speed hits every path alike; each round bracketed by the host canary.
@@ -644,8 +670,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--check", action="store_true", help="first: float64/bf16 exactness of every signature on the device")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (CPU smoke test)")
+    ap.add_argument("--pool-spells", nargs="+", metavar="JSON", help="only print the bypass's per-round ratio by host canary, pooled over saved runs")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     args = ap.parse_args(argv)
+    if args.pool_spells:
+        print(pool_spells(args.pool_spells))
+        return 0
     device = torch.device(args.device)
     if args.quick:
         args.configs, args.rounds, args.per_round, args.warmup, args.sig_steps = "64x2:fp32,64x2:bf16", 2, 1, 1, 2
