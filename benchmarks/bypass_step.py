@@ -352,8 +352,9 @@ def pool_spells(files: list[str], path: str = "bypass") -> str:
     canary, pooled over the runs saved in ``files`` (``bypass_step.json``), per config."""
     pts: dict[tuple, list[tuple[float, float, float, float]]] = collections.defaultdict(list)
     for f in files:
-        for size, batch, dt in {(r["size"], r["batch"], r["dtype"]) for r in json.loads(Path(f).read_text())["model"]}:
-            rows = {r["path"]: r for r in json.loads(Path(f).read_text())["model"] if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)}
+        model = json.loads(Path(f).read_text())["model"]
+        for size, batch, dt in {(r["size"], r["batch"], r["dtype"]) for r in model}:
+            rows = {r["path"]: r for r in model if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)}
             ref, r = rows.get("cudnn_cl"), rows.get(path)
             if ref and r and ref.get("canary_ms"):
                 pts[(size, batch, dt)] += [(c, a / b, b, a) for c, a, b in zip(ref["canary_ms"], r["round_ms"], ref["round_ms"])]
