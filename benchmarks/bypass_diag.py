@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import os
 import statistics
@@ -371,8 +372,6 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
     fixed workloads (pure Python; tiny kernel launches; tiny GEMMs; views; a malloc-heavy
     loop), all timed per round. Which workload slows down with the bypass's steps says what
     kind of host work the spells hit."""
-    import gc
-
     small = torch.randn(1024, device=dev)
     a, b = torch.randn(64, 16, device=dev), torch.randn(16, 64, device=dev)
 
