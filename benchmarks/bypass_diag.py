@@ -389,10 +389,6 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
         for _ in range(200):
             torch.mm(a, b)
 
-    def views():
-        for _ in range(1000):
-            a.as_strided((16, 64), (1, 16))
-
     def allocs():
         for _ in range(200):
             bytearray(1 << 20)
@@ -414,7 +410,7 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
         with bs.path_context(path, g):
             for _ in range(3):
                 step()
-    work = {"python": py, "launches": launches, "gemms": gemms, "views": views, "allocs": allocs}
+    work = {"python": py, "launches": launches, "gemms": gemms, "views": lambda: bs.host_canary(dev, 1000), "allocs": allocs}
     rows: dict[str, list[float]] = collections.defaultdict(list)
     gc_before = gc.get_count()
     for _ in range(rounds):
