@@ -132,7 +132,7 @@ def kernel_table(dev, size: int, batch: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     out = {}
-    for dt in ("fp32", "bf16"):
+    for dt in ("fp32", "bf16", "fp16"):
         for path in ("cudnn_cl", "bypass", "bypass_nopool"):
             model = bs.build_model(dev, True)
             x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)

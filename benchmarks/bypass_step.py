@@ -326,6 +326,39 @@ def host_canary(device: torch.device, n: int = 2000) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
+def host_state() -> dict | None:
+    """A snapshot of what the kernel knows about this process's CPU time (Linux; None elsewhere):
+    the CPU ticks of every state summed over all CPUs (``/proc/stat``), this process's
+    involuntary context switches and the CPU it last ran on.
+
+    Why: the slow spells could be the hypervisor taking the vCPUs (steal time), other work on
+    this VM preempting the process (involuntary switches), or neither (the physical core slows,
+    say a busy hyperthread sibling, which no counter here shows). Deltas over a round say which.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        # the CPU a process last ran on is field 39 of /proc/self/stat (after the parenthesised name)
+        cpu = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return None
+    import resource
+
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return {"steal": ticks[7], "total": sum(ticks), "nivcsw": resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw, "cpu": cpu,
+            "t": time.time()}
+
+
+def host_delta(a: dict | None, b: dict | None) -> dict | None:
+    """Per round: the share of all CPUs' time stolen by the hypervisor (%), this process's
+    involuntary context switches, whether it ended on another CPU than it started, and when it
+    started and ended (Unix time, to line rounds up with other processes' logs)."""
+    if a is None or b is None:
+        return None
+    total = max(1, b["total"] - a["total"])
+    return {"steal_pct": round(100 * (b["steal"] - a["steal"]) / total, 2), "nivcsw": b["nivcsw"] - a["nivcsw"], "moved": a["cpu"] != b["cpu"],
+            "t0": round(a["t"], 3), "t1": round(b["t"], 3)}
+
+
 def spell_ratios(rows: list[dict], canary: list[float]) -> None:
     """Per path: round medians and paired ratios to cuDNN channels_last within the host's fast
     and slow spells (rounds classed by their canary), added to the rows."""
@@ -341,6 +374,19 @@ def spell_ratios(rows: list[dict], canary: list[float]) -> None:
             r[f"{name}_rounds"] = len(idx)
             r[f"{name}_ms"] = statistics.median(r["round_ms"][i] for i in idx) if idx else float("nan")
             r[f"{name}_paired"] = statistics.median(r["round_ms"][i] / ref["round_ms"][i] for i in idx) if idx else float("nan")
+
+
+def spell_host(canary: list[float], states: list[dict]) -> dict:
+    """Per spell class (rounds classed by the canary, as in :func:`spell_ratios`): median steal
+    %, median involuntary context switches per round, and the share of rounds that moved CPU."""
+    low = min(canary)
+    out = {}
+    for name, keep in (("fast", lambda c: c <= FAST * low), ("slow", lambda c: c >= SLOW * low)):
+        sel = [st for c, st in zip(canary, states) if keep(c)]
+        if sel:
+            out[name] = {"rounds": len(sel), "steal_pct": statistics.median(st["steal_pct"] for st in sel),
+                         "nivcsw": statistics.median(st["nivcsw"] for st in sel), "moved": sum(st["moved"] for st in sel) / len(sel)}
+    return out
 
 
 #: canary bins (ms) of the pooled table: full speed ... half-speed spell
@@ -386,13 +432,15 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     sync(device)
     gc.collect()
     gc.disable()
-    canary = []
+    canary, states = [], []
     try:
         for _ in range(rounds):
+            s0 = host_state()
             before = host_canary(device)
             for r in runners:
                 r.run(per_round if not r.path.startswith("cudnn_off") else 1, timed=True)
             canary.append((before + host_canary(device)) / 2)
+            states.append(host_delta(s0, host_state()))
         sync(device)
     finally:
         gc.enable()
@@ -410,6 +458,8 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     spell_ratios(rows, canary)
     for r in rows:
         r["canary_ms"] = [round(c, 3) for c in canary]
+        if all(st is not None for st in states):
+            r["host_state"] = states
     order = {p: i for i, p in enumerate(paths)}
     rows.sort(key=lambda r: order[r["path"]])
     del runners
@@ -628,6 +678,13 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
                     lines.append(f"| {r['path']} | {r['fast_rounds']} | {fmt(r['fast_ms'])} | {fmt(r['fast_paired'], 2)} | "
                                  f"{r['slow_rounds']} | {fmt(r['slow_ms'])} | {fmt(r['slow_paired'], 2)} |")
             lines.append("")
+            st = next((r["host_state"] for r in rows if "host_state" in r), None)
+            if st:
+                lines += ["Host state per round (median; steal: % of all CPUs' time taken by the hypervisor; switches: this "
+                          "process's involuntary context switches; moved: rounds that ended on another CPU):", ""]
+                for name, v in spell_host(c, st).items():
+                    lines.append(f"* {name} rounds ({v['rounds']}): steal {v['steal_pct']:.2f} %, switches {v['nivcsw']:g}, moved {v['moved']:.0%}")
+                lines.append("")
     for key, table in sig_tables.items():
         lines += [f"### Per signature, {key}: forward + backward ms (median)", "",
                   "| signature | convs | cuDNN | im2col | bypass | bypass / im2col | bypass / cuDNN | algorithm |",
