@@ -12,6 +12,9 @@ gradients (no loss, no optimizer: the conv paths are what differs). Paths:
   (:func:`yolo_rdna1.bypass.algorithm_for`), channels_last (what Ultralytics trains on CUDA),
   the backward on the calling thread as the plugin runs it (``serial_backward``);
   ``bypass_nchw`` the same in NCHW; ``bypass_ieee`` with TF32 off for the bypass GEMMs.
+* ``cudnn_cl_ieee``: cuDNN channels_last with TF32 off (``torch.backends.cudnn.allow_tf32``):
+  with ``bypass_ieee``, both sides in plain float32 FMA, as on a GPU without TF32 tensor cores
+  (RDNA1 has none); ``_ieee`` paths are also paired with ``cudnn_cl_ieee``.
 * suffixes: ``_mt`` keeps autograd's per-GPU backward thread (torch's default; for a guard path
   that prices ``serial_backward``), ``_st`` runs a cuDNN path's backward on the calling thread
   (``cudnn_cl_st``: cuDNN given the same switch, like for like).
@@ -111,6 +114,10 @@ def path_context(name: str, guard=None):
         return
     if name.startswith("cudnn_off"):
         with torch.backends.cudnn.flags(enabled=False):
+            yield None
+        return
+    if name == "cudnn_cl_ieee":
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             yield None
         return
     if name.startswith("cudnn"):
@@ -451,10 +458,13 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     # (interleaved, seconds apart) and the median of those ratios is reported, and so is the
     # ratio of the fastest steps (noise on a host-bound step only ever adds time).
     ref = next((r for r in rows if r["path"] == "cudnn_cl" and "round_ms" in r), None)
+    ieee = next((r for r in rows if r["path"] == "cudnn_cl_ieee" and "round_ms" in r), None)
     for r in rows:
         if ref is not None and r.get("round_ms"):
             r["paired_vs_cudnn_cl"] = statistics.median(a / b for a, b in zip(r["round_ms"], ref["round_ms"]))
             r["min_vs_cudnn_cl"] = min(r["ms_all"]) / min(ref["ms_all"])
+        if ieee is not None and r.get("round_ms") and r["path"].endswith("_ieee"):
+            r["paired_vs_cudnn_cl_ieee"] = statistics.median(a / b for a, b in zip(r["round_ms"], ieee["round_ms"]))
     spell_ratios(rows, canary)
     for r in rows:
         r["canary_ms"] = [round(c, 3) for c in canary]
@@ -667,6 +677,10 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
                          f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | {fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | "
                          f"{fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |")
         lines.append("")
+        ieee = [r for r in rows if "paired_vs_cudnn_cl_ieee" in r and r["path"] != "cudnn_cl_ieee"]
+        if ieee:
+            lines += ["Without TF32 on either side, paired by round with cudnn_cl_ieee: " +
+                      ", ".join(f"{r['path']} {fmt(r['paired_vs_cudnn_cl_ieee'], 2)}" for r in ieee), ""]
         if any("fast_rounds" in r for r in rows):
             c = next(r["canary_ms"] for r in rows if "canary_ms" in r)
             lines += [f"By host spell (rounds classed by the canary: fastest {fmt(min(c), 2)} ms, median {fmt(statistics.median(c), 2)}, "

@@ -122,6 +122,7 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan"),
         "guard_totals": totals,
         "bypass_algorithms": algorithms,
+        "cudnn_tf32_after": torch.backends.cudnn.allow_tf32,  # nothing in the run switched it
     }
     return row
 
@@ -130,7 +131,8 @@ def report(rows: list[dict], meta: dict) -> str:
     stock = next((r for r in rows if r["config"].split("#")[0] == "stock"), rows[0])
     lines = [f"Device: {meta['device']}; torch {meta['torch']}; ultralytics {meta['ultralytics']}; {meta['n_train']} train images "
              f"(synthetic thermal, {meta['n_val']} val), imgsz {meta['imgsz']}, batch {meta['batch']}, workers {meta['workers']}, "
-             f"cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the last epoch is measured.", "",
+             f"cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the last epoch is measured; cuDNN TF32 "
+             f"{'on' if meta.get('cudnn_tf32', True) else 'off (both sides plain float32)'}.", "",
              "| config | last epoch s | images/s | vs stock | median batch ms | images/s from median batch | first epoch s | peak MiB | convs bypassed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="ram", help="Ultralytics 'cache' (ram keeps image decoding out of the way)")
     ap.add_argument("--device", default="0")
     ap.add_argument("--data", default=None, help="an existing data.yaml (else a synthetic set of --n-train images is generated)")
+    ap.add_argument("--no-tf32", action="store_true",
+                    help="cuDNN convs without TF32 (torch.backends.cudnn.allow_tf32 = False), so both stock and the bypass, which "
+                         "follows cuDNN's policy, run plain float32 FMA, as on a GPU without TF32 tensor cores (RDNA1)")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     args = ap.parse_args(argv)
     cache = {"false": False, "true": True}.get(args.cache.lower(), args.cache)
@@ -177,12 +182,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from yolo_rdna1 import make_synthetic_thermal
 
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+
     t = time.perf_counter()
     data = Path(args.data) if args.data else make_synthetic_thermal(work / "data", n_train=args.n_train, n_val=args.n_val, seed=0)
     print(f"dataset: {data} in {time.perf_counter() - t:.1f} s", flush=True)
     meta = {"device": torch.cuda.get_device_name(0) if args.device != "cpu" and torch.cuda.is_available() else "cpu",
             "torch": torch.__version__, "ultralytics": ultralytics.__version__, "n_train": args.n_train, "n_val": args.n_val,
-            "imgsz": args.imgsz, "batch": args.batch, "workers": args.workers, "cache": args.cache, "epochs": args.epochs}
+            "imgsz": args.imgsz, "batch": args.batch, "workers": args.workers, "cache": args.cache, "epochs": args.epochs,
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32}
     rows = []
     out_dir = Path(args.out) if args.out else None
     for name in args.configs.split(","):
