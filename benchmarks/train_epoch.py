@@ -122,7 +122,7 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan"),
         "guard_totals": totals,
         "bypass_algorithms": algorithms,
-        "cudnn_tf32_after": torch.backends.cudnn.allow_tf32,  # nothing in the run switched it
+        "cudnn_tf32_after": torch.backends.cudnn.allow_tf32,  # read back: did anything in the run switch it?
     }
     return row
 
