@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Issue 5: do the lent host's slow spells follow the process around, or do they stay with a
-# CPU? Runs bypass_step.py (cuDNN channels_last vs the bypass, rounds classed by the host canary,
-# per-round steal time / context switches / CPU moves) in fresh processes, alternating unpinned
-# and pinned to a CPU set (taskset, default CPUs 4 and 5), ABAB..., while a sampler logs the host's load and clock once
-# a second and a bystander canary (bystander_canary.py, pinned to CPU $BYSTANDER_CPU, default 12)
-# logs the host's pure-Python speed. Usage: benchmarks/pinning_ab.sh OUT_DIR [PAIRS] [ROUNDS] [CPUS]
+# CPU? Runs bypass_step.py (cuDNN channels_last vs the bypass, rounds classed by the host
+# canary, per-round steal time / context switches / CPU moves) in fresh processes, alternating
+# unpinned and pinned to a CPU set (taskset; default CPUs 4 and 5), ABAB..., while a sampler
+# logs the host's load and clock once a second and a bystander canary (bystander_canary.py,
+# pinned to CPU $BYSTANDER_CPU, default 12) logs the host's pure-Python speed.
+#   benchmarks/pinning_ab.sh OUT_DIR [PAIRS] [ROUNDS] [CPUS]
+# STEP_ARGS adds arguments to every bypass_step.py call (CPU smoke test: STEP_ARGS="--device cpu
+# --quick"). It writes two files per process plus three: tar OUT_DIR before a device call's
+# 8-file limit drops them.
 set -u
 out=${1:?OUT_DIR}; pairs=${2:-3}; rounds=${3:-60}; cpus=${4:-4,5}
 mkdir -p "$out"
