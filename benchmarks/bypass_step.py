@@ -343,13 +343,13 @@ def host_state() -> dict | None:
     say a busy hyperthread sibling, which no counter here shows). Deltas over a round say which.
     """
     try:
+        import resource  # Unix only
+
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         # the CPU a process last ran on is field 39 of /proc/self/stat (after the parenthesised name)
         cpu = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[36])
-    except (OSError, IndexError, ValueError):
+    except (ImportError, OSError, IndexError, ValueError):
         return None
-    import resource
-
     ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
     return {"steal": ticks[7], "total": sum(ticks), "nivcsw": resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw, "cpu": cpu,
             "t": time.time()}
@@ -366,14 +366,20 @@ def host_delta(a: dict | None, b: dict | None) -> dict | None:
             "t0": round(a["t"], 3), "t1": round(b["t"], 3)}
 
 
+def spell_classes(canary: list[float]) -> dict[str, list[int]]:
+    """Round indices of the host's fast spell (canary within FAST of its fastest) and slow spell
+    (SLOW or more over it); rounds in between are in neither."""
+    low = min(canary)
+    return {"fast": [i for i, c in enumerate(canary) if c <= FAST * low], "slow": [i for i, c in enumerate(canary) if c >= SLOW * low]}
+
+
 def spell_ratios(rows: list[dict], canary: list[float]) -> None:
     """Per path: round medians and paired ratios to cuDNN channels_last within the host's fast
     and slow spells (rounds classed by their canary), added to the rows."""
     ref = next((r for r in rows if r["path"] == "cudnn_cl" and "round_ms" in r), None)
     if ref is None or not canary:
         return
-    low = min(canary)
-    spells = {"fast": [i for i, c in enumerate(canary) if c <= FAST * low], "slow": [i for i, c in enumerate(canary) if c >= SLOW * low]}
+    spells = spell_classes(canary)
     for r in rows:
         if not r.get("round_ms"):
             continue
@@ -384,12 +390,11 @@ def spell_ratios(rows: list[dict], canary: list[float]) -> None:
 
 
 def spell_host(canary: list[float], states: list[dict]) -> dict:
-    """Per spell class (rounds classed by the canary, as in :func:`spell_ratios`): median steal
-    %, median involuntary context switches per round, and the share of rounds that moved CPU."""
-    low = min(canary)
+    """Per spell class (:func:`spell_classes`): median steal %, median involuntary context
+    switches per round, and the share of rounds that moved CPU."""
     out = {}
-    for name, keep in (("fast", lambda c: c <= FAST * low), ("slow", lambda c: c >= SLOW * low)):
-        sel = [st for c, st in zip(canary, states) if keep(c)]
+    for name, idx in spell_classes(canary).items():
+        sel = [states[i] for i in idx]
         if sel:
             out[name] = {"rounds": len(sel), "steal_pct": statistics.median(st["steal_pct"] for st in sel),
                          "nivcsw": statistics.median(st["nivcsw"] for st in sel), "moved": sum(st["moved"] for st in sel) / len(sel)}
