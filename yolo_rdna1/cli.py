@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from .errors import Rdna1Error
 
 USAGE = __doc__ or ""
 
 
-class UsageError(ValueError):
+class UsageError(Rdna1Error):
     """A command line that cannot run; printed as one message, exit code 2."""
 
 

@@ -9,9 +9,10 @@ from typing import Any, Mapping
 
 from .guard.router import POLICIES
 from .verdicts.table import UNKNOWN_POLICIES
+from .errors import Rdna1Error
 
 
-class OptionError(ValueError):
+class OptionError(Rdna1Error):
     """An unknown option or a value that makes no sense; raised before any long work starts."""
 
 

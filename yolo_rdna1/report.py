@@ -6,12 +6,13 @@ import csv
 import json
 from pathlib import Path
 from typing import Any
+from .errors import Rdna1Error
 
 REPORT_FILE = "rdna1_report.json"
 PLOT_FILE = "rdna1.png"
 
 
-class ReportError(ValueError):
+class ReportError(Rdna1Error):
     """A folder that is not a run, or a report that cannot be read."""
 
 

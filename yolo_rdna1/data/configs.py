@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..configs_path import config_dir
+from ..errors import Rdna1Error
 
 #: Keys of a shipped dataset config that go into the concrete data.yaml; the rest (train_settings,
 #: layout notes) describe the dataset for people and for this package.
@@ -31,7 +32,7 @@ ULTRALYTICS_KEYS = ("path", "train", "val", "test", "names")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
-class DatasetError(ValueError):
+class DatasetError(Rdna1Error):
     """A dataset, dataset config or conversion that cannot be used; the message says what to fix."""
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ..signature import ConvSignature
+from ..errors import Rdna1Error
 
 ENV_VAR = "YOLO_RDNA1_FAULTS"
 EFFECTS = ("error", "hang", "abort", "nan", "wrong")
@@ -28,7 +29,7 @@ _DTYPES = ("float32", "float16", "bfloat16")
 _RULE_KEYS = ("match", "direction", "effect", "message", "after", "unless_env")
 
 
-class FaultProfileError(ValueError):
+class FaultProfileError(Rdna1Error):
     """A fault profile that cannot be used; the message names the problem and the fix."""
 
 

@@ -23,6 +23,7 @@ from ..faults import FaultProfile, load_profile, profile_from_env
 from ..signature import DIRECTIONS, ConvSignature, dtype_name
 from ..verdicts.breadcrumb import Breadcrumb
 from .routes import BYPASS, VENDOR, PlannedConv, Route, RoutedConv, is_vendor_error
+from ..errors import Rdna1Error
 
 POLICIES = ("off", "vendor", "bypass", "auto")
 
@@ -35,7 +36,7 @@ ORIGINAL_CONV2D_FORWARD = nn.Conv2d._conv_forward
 ORIGINAL_CONV_TRANSPOSE2D_FORWARD = nn.ConvTranspose2d.forward
 
 
-class GuardConfigError(ValueError):
+class GuardConfigError(Rdna1Error):
     """A guard option that cannot be used; raised when the guard is configured, not mid-run."""
 
 

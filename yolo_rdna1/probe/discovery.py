@@ -27,11 +27,12 @@ import yaml
 
 from ..guard.router import build_signature
 from ..signature import ConvSignature
+from ..errors import Rdna1Error
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"}
 
 
-class DiscoveryError(ValueError):
+class DiscoveryError(Rdna1Error):
     """A model or dataset discovery cannot use; the message names it and the fix."""
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import yaml
 
 from ..configs_path import config_dir
+from ..errors import Rdna1Error
 
 
-class EnvProfileError(ValueError):
+class EnvProfileError(Rdna1Error):
     """An env profile that does not exist or cannot be read."""
 
 

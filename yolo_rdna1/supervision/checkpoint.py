@@ -58,6 +58,8 @@ import numpy as np
 import torch
 
 from . import journal
+from ..errors import Rdna1Error
+from ..files import atomic_write
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -73,14 +75,14 @@ _REQUIRED = ("epoch", "ema", "optimizer", "updates", "train_args")
 _REQUIRED_RESUME = ("epoch", "batch", "batches", "order", "rng", "buffer", "tloss", "model", "names", "train_images")
 
 
-class ResumeError(ValueError):
+class ResumeError(Rdna1Error):
     """A resume that cannot be right (another model or dataset, not a run, nothing to resume).
 
     Raised before training starts; the message names the problem and the fix.
     """
 
 
-class CorruptCheckpoint(ValueError):
+class CorruptCheckpoint(Rdna1Error):
     """A checkpoint file that cannot be resumed from: truncated, unpickleable or missing keys."""
 
 
@@ -269,38 +271,11 @@ def check_dataset(ckpt: dict[str, Any], names: dict, train_images: int, data: An
 def save_atomic(obj: Any, path: str | os.PathLike, prev: str | os.PathLike | None = None) -> Path:
     """Write ``obj`` to ``path`` so that a crash at any moment leaves a complete file behind.
 
-    The temp file lives in the same folder (``os.replace`` is atomic within one file system) and
-    is fsynced before the rename; ``path``'s earlier version becomes ``prev`` only then, so the
-    previous checkpoint stays until the new one is complete. A crash between the two renames
-    leaves ``prev`` (the older, complete one) and a stale temp file, removed by
-    :func:`remove_stale`.
+    ``path``'s earlier version becomes ``prev`` only once the new one is complete on disk, so the
+    previous checkpoint stays until then (see :func:`yolo_rdna1.files.atomic_write`). A crash
+    between the two renames leaves ``prev`` and a stale temp file, removed by :func:`remove_stale`.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if prev is not None and path.exists():
-            os.replace(path, prev)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the renames durable (a power cut after the write must not undo them)."""
-    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder
-        return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda f: torch.save(obj, f), prev=prev)
 
 
 def remove_stale(weights_dir: str | os.PathLike, mids: bool = False) -> list[Path]:

@@ -32,11 +32,12 @@ from typing import Any, Callable
 from ..verdicts import breadcrumb as crumbs
 from . import checkpoint, journal
 from .watchdog import STALL_EXIT_CODE
+from ..errors import Rdna1Error
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(Rdna1Error):
     """The supervisor gave up; the message summarises why and what was tried."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..signature import ConvSignature
+from ..errors import Rdna1Error
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -30,7 +31,7 @@ BAD = frozenset(VERDICTS) - {"ok"}
 CACHE_ENV = "YOLO_RDNA1_CACHE"
 
 
-class VerdictStoreError(ValueError):
+class VerdictStoreError(Rdna1Error):
     """A verdict file that cannot be imported; the message says why and what to do."""
 
 
