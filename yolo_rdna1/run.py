@@ -101,15 +101,18 @@ class GuardedRun:
 
         routes = opts.guard == "auto" and (profile is not None or routes_by_default(info))
         amp = bool(getattr(args, "amp", False)) and self.device.type == "cuda"
+        task = getattr(args, "task", None)
         data = getattr(args, "data", None)
-        data = data if data and Path(str(data)).is_file() else None
+        # a dataset YAML, or a classification dataset's folder; a dataset name Ultralytics downloads is not read
+        data = data if data and (Path(str(data)).is_file() or (task == "classify" and Path(str(data)).is_dir())) else None
 
         def probe_signatures(sigs, env_name: str):
             return run_probe(sigs, self.device, env_name, self.store, progress=self.rank <= 0, faults=profile or False)
 
         env_name = opts.env_profile
         if routes and opts.probe and args is not None:
-            sigs = discover(getattr(args, "model", "yolov8n.yaml"), imgsz=int(args.imgsz), batch=int(args.batch), data=data, backend=info.backend, amp=amp)
+            sigs = discover(getattr(args, "model", "yolov8n.yaml"), imgsz=int(args.imgsz), batch=int(args.batch), data=data, backend=info.backend, amp=amp,
+                            task=task)
             if env_name == "auto":
                 from .probe.api import flops_ok_share
                 from .probe.envprofiles import shipped_env_profiles

@@ -31,6 +31,9 @@ POLICIES = ("off", "vendor", "bypass", "auto")
 #: (no verdict). The verdict store provides one; the router only reads it.
 RouteTable = Callable[[ConvSignature], Optional[str]]
 
+#: Not None while torch.jit.trace records; one C call (bypassed and checked routes only).
+_tracing_state = torch._C._get_tracing_state
+
 # The original methods, captured at import so unpatching restores them exactly.
 ORIGINAL_CONV2D_FORWARD = nn.Conv2d._conv_forward
 ORIGINAL_CONV_TRANSPOSE2D_FORWARD = nn.ConvTranspose2d.forward
@@ -236,6 +239,8 @@ class ConvGuard:
     @staticmethod
     def _apply(e: _Entry, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         route = e.route
+        if _tracing_state() is not None:  # torch.jit.trace (export): no autograd Function in the graph
+            return route.traced(x, w, b)
         if route.planned:
             plan = e.plan
             # the entry's key fixes x; a weight whose layout changed (model.to(channels_last)
