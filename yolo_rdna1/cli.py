@@ -13,6 +13,9 @@
     yolo-rdna1 data sample dst=FOLDER [months=3 clips_per_day=2 frames_per_clip=20 seed=0]
                                                      a tiny LTDV2 look-alike in LTDV2's own format
     yolo-rdna1 data drift dst=FOLDER [scheme=month|season train_months=4]   train early, val per later period
+    yolo-rdna1 val model=best.pt [data=... imgsz=640 batch=16 device=0 guard=auto ...]   validate, guarded
+    yolo-rdna1 predict model=best.pt source=FOLDER|FILE|VIDEO [imgsz=640 save=True guard=auto ...]   predict, guarded
+    yolo-rdna1 export model=best.pt [format=torchscript imgsz=640 device=0 guard=auto ...]   export, guarded
 """
 
 from __future__ import annotations
@@ -229,6 +232,74 @@ def cmd_data(tokens: list[str]) -> int:
     return 0
 
 
+def _one_line(text: str) -> str:
+    """An Ultralytics message as one plain line (8.3 colours argument names; some span lines)."""
+    import re
+
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+
+
+def _lifecycle(kind: str, tokens: list[str]) -> int:
+    """``yolo-rdna1 val|predict|export``: Ultralytics' own call on ``YOLO(model)`` with the plugin.
+
+    Bad input (no model, a missing model file, an unknown key, a bad value) is a usage error
+    (exit 2) before anything runs; a call that fails (a dataset or source that does not exist,
+    an export that cannot be made) prints its first line and exits 1. No traceback either way.
+    """
+    from .options import OptionError
+    from .training import split_options
+
+    args = parse_kv(tokens, command=kind)
+    model = args.pop("model", None)
+    if not model:
+        raise UsageError(f"'yolo-rdna1 {kind}' needs model=<a .pt checkpoint or a model YAML>")
+    try:
+        options, args = split_options(args)
+        from ultralytics.cfg import check_cfg
+
+        check_cfg(dict(args))  # value types and ranges, as 'yolo {kind}' checks them
+    except (OptionError, TypeError, ValueError) as e:
+        raise UsageError(_one_line(str(e))) from None
+    if kind == "predict":
+        args.setdefault("save", True)  # as 'yolo predict': results land in runs/<task>/predict
+    path = Path(str(model))
+    if path.suffix not in (".yaml", ".yml") and path.parent != Path(".") and not path.exists():
+        raise UsageError(f"model file {model} not found; pass model=<a .pt checkpoint or a model YAML>")
+    from ultralytics import YOLO
+
+    from .callbacks import add_callbacks
+
+    try:
+        yolo = YOLO(str(model))
+    except FileNotFoundError as e:
+        raise UsageError(f"model {model} not found ({_one_line(str(e))}); pass model=<a .pt checkpoint or a model YAML>") from None
+    add_callbacks(yolo, **options.as_dict())
+    try:
+        if kind == "val":
+            yolo.val(**args)
+        elif kind == "predict":
+            for _ in yolo.predict(stream=True, **args):  # streamed: a long video never piles up in memory
+                pass
+        else:
+            print(yolo.export(**args))
+    except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one line
+        print(f"yolo-rdna1 {kind}: {type(e).__name__}: {_one_line(str(e).splitlines()[0] if str(e) else '')}", file=sys.stderr)
+        return 1
+    return 0  # the call's one-line guard summary went to the log
+
+
+def cmd_val(tokens: list[str]) -> int:
+    return _lifecycle("val", tokens)
+
+
+def cmd_predict(tokens: list[str]) -> int:
+    return _lifecycle("predict", tokens)
+
+
+def cmd_export(tokens: list[str]) -> int:
+    return _lifecycle("export", tokens)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "demo": cmd_demo,
     "train": cmd_train,
@@ -237,6 +308,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "report": cmd_report,
     "doctor": cmd_doctor,
     "data": cmd_data,
+    "val": cmd_val,
+    "predict": cmd_predict,
+    "export": cmd_export,
 }
 
 
