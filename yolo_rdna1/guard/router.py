@@ -10,6 +10,7 @@ a bypass algorithm) happens once per module and shape in :meth:`ConvGuard._resol
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from typing import Callable, Iterable, Optional, Union
 
@@ -263,7 +264,14 @@ class ConvGuard:
 
     # -- slow path: once per module and shape ---------------------------------------------------
     def _resolve(self, module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool, output_padding: tuple = (0, 0)) -> _Entry:
-        route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
+        if _tracing_state() is not None:
+            # torch.jit.trace hands out sizes as tensors; a signature is a constant of the traced
+            # graph by design (the export is made for one input shape), so its warnings say nothing
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
+        else:
+            route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
         return _Entry(route, pre_pad, pad_mode)
 
     def _route_for(self, module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool, output_padding: tuple = (0, 0)):
