@@ -200,12 +200,6 @@ def _restore(guard: Any) -> None:
         enable(guard)
 
 
-def _counts(guard: Any) -> tuple[dict[str, tuple[int, int]], int]:
-    """(signature -> (calls, bypassed), fallbacks) of the guard so far."""
-    rows = guard.per_signature()
-    return {r["signature"]: (r["calls"], r["bypassed"]) for r in rows}, sum(r["fallbacks"] for r in rows)
-
-
 class _Call:
     """One val/predict/export call: switches its session's guard on and off, counts what ran."""
 
@@ -216,7 +210,6 @@ class _Call:
         self.engine: Any = None
         self.active = False
         self._previous: Any = None
-        self._base: tuple[dict[str, tuple[int, int]], int] = ({}, 0)
         self._calls: dict[str, list[int]] = {}
         self._fallbacks = 0
         self._t0 = time.perf_counter()
@@ -232,7 +225,9 @@ class _Call:
             self.session = _session_for(self.session.options, self.session.device)
         guard = self.session.guard
         self._previous = current()
-        self._base = _counts(guard)
+        # Counts start from zero in each window where a call's guard is on; windows never overlap
+        # (one call is active at a time), so a call that waits in between (a stream) loses nothing.
+        guard.reset_counts()
         guard.counting = self.kind == "export"  # val and predict count their batches only
         enable(guard)
         self.active = True
@@ -245,15 +240,12 @@ class _Call:
             return
         guard = self.session.guard
         guard.counting = False
-        now, fallbacks = _counts(guard)
-        base, base_fallbacks = self._base
-        for key, (calls, bypassed) in now.items():
-            c0, b0 = base.get(key, (0, 0))
-            if calls - c0:
-                row = self._calls.setdefault(key, [0, 0])
-                row[0] += calls - c0
-                row[1] += bypassed - b0
-        self._fallbacks += fallbacks - base_fallbacks
+        for r in guard.per_signature():
+            self._fallbacks += r["fallbacks"]
+            if r["calls"]:
+                row = self._calls.setdefault(r["signature"], [0, 0])
+                row[0] += r["calls"]
+                row[1] += r["bypassed"]
         self.active = False
         if _ACTIVE is self:
             _ACTIVE = None
