@@ -52,3 +52,36 @@ def test_segment_mask_head_transposed_conv_runs_routed_in_all_directions(task_ru
     verdicts = VerdictStore(shared_cache / "verdicts.sqlite").table(report["device"], report["env_profile"])
     train = [s["signature"] for s in transposed if ":n4:" in s["signature"] and ":nchw:" in s["signature"]]
     assert train and all(k.replace(":fwd", f":{d}") in verdicts for k in train for d in ("bwd_data", "bwd_weight"))
+
+
+def test_transposed_convs_follow_the_fault_formats_transposed_key(tmp_path):
+    import torch
+    import torch.nn as nn
+    import yaml
+
+    from yolo_rdna1.guard import guarded
+
+    profile = tmp_path / "transposed.yaml"
+    profile.write_text(yaml.safe_dump({"name": "t", "rules": [
+        {"match": {"transposed": True}, "direction": "bwd_weight", "effect": "error"},  # seg's Proto upsampling
+        {"match": {"transposed": False, "kernel": 2}, "direction": "fwd", "effect": "error"},
+    ]}))
+    torch.manual_seed(0)
+    up, conv = nn.ConvTranspose2d(8, 4, 2, 2), nn.Conv2d(4, 4, 2)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+
+    def step():
+        for p in (x, *up.parameters(), *conv.parameters()):
+            p.grad = None
+        conv(up(x)).square().sum().backward()
+        return [t.grad.clone() for t in (x, up.weight, up.bias, conv.weight)]
+
+    expected = step()
+    with guarded(policy="auto", faults=str(profile)) as guard:
+        got = step()
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
+    routes = {r["signature"].split(":")[1]: r for r in guard.per_signature()}
+    assert routes["c8>4"]["routes"] == {"fwd": "vendor", "bwd_data": "vendor", "bwd_weight": "bypass"}  # its own directions
+    assert routes["c4>4"]["routes"]["fwd"] == "bypass" and routes["c4>4"]["routes"]["bwd_weight"] == "vendor"
+    with guarded(policy="vendor", faults=str(profile)), pytest.raises(RuntimeError, match="miopenStatusUnknownError"):
+        up(x).sum().backward()
