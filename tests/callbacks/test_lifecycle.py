@@ -346,3 +346,14 @@ def test_cli_bad_input_gives_one_line_and_the_exit_code(argv, code, message, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err and message in err[-1] and err[-1].startswith(f"yolo-rdna1 {argv[0]}: ")
     assert "Traceback" not in "\n".join(err) and not is_patched()
+
+
+def test_tune_says_its_trainings_are_unguarded(yolo, monkeypatch, caplog, tmp_path):
+    from ultralytics.engine import tuner
+
+    from yolo_rdna1.callbacks.lifecycle import TUNE_WARNING
+
+    started = []
+    monkeypatch.setattr(tuner.Tuner, "__call__", lambda self, iterations=1, cleanup=True: started.append(iterations))
+    yolo.tune(data="coco8.yaml", iterations=1, project=str(tmp_path))  # the Tuner's 'yolo train' processes are stubbed out
+    assert started == [1] and TUNE_WARNING in caplog.text

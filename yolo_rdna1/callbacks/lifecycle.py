@@ -466,11 +466,33 @@ def _stream(results: Iterator[Any], call: _Call) -> Iterator[Any]:
             _end(call)
 
 
+TUNE_WARNING = (
+    "yolo_rdna1: model.tune() trains every iteration in a new process that never loads the plugin (Ultralytics' Tuner "
+    "runs 'yolo train'; Ray Tune's workers drop the callbacks): those trainings are NOT guarded. Search with "
+    "yolo_rdna1.train(..., supervise=True) in a loop instead (README, 'Tuning and other processes')"
+)
+
+
+def _warned_tune(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def tune(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from .rdna1 import plugin_options
+
+        options = plugin_options(self)
+        if options is not None and options.guard != "off":
+            LOGGER.warning(TUNE_WARNING)
+        return method(self, *args, **kwargs)
+
+    tune.__yolo_rdna1_scope__ = method  # type: ignore[attr-defined]
+    return tune
+
+
 def install_model_scope() -> None:
-    """Wrap ``Model.val``, ``Model.predict`` and ``Model.export`` once per process (idempotent)."""
+    """Wrap ``Model.val``, ``Model.predict`` and ``Model.export`` once per process (idempotent),
+    and make ``Model.tune`` say that the trainings it starts in new processes are unguarded."""
     from ultralytics.engine.model import Model
 
-    for kind in KINDS:
+    for kind in (*KINDS, "tune"):
         method = getattr(Model, kind)
         if not hasattr(method, "__yolo_rdna1_scope__"):
-            setattr(Model, kind, _scoped(kind, method))
+            setattr(Model, kind, _warned_tune(method) if kind == "tune" else _scoped(kind, method))
