@@ -256,7 +256,7 @@ def test_report_option_writes_the_calls_report(tmp_path):
     assert report["kind"] == "predict" and report["calls"] == report["bypassed"] > 0 and report["signatures"]
 
 
-def test_signatures_without_a_verdict_follow_the_unknown_option(tmp_path):
+def test_signatures_without_a_verdict_follow_the_unknown_option(tmp_path, monkeypatch):
     from ultralytics import YOLO
 
     import yolo_rdna1
@@ -265,6 +265,7 @@ def test_signatures_without_a_verdict_follow_the_unknown_option(tmp_path):
     # a profile that makes the guard route (auto) but matches no conv of the model
     profile = tmp_path / "none.yaml"
     profile.write_text(yaml.safe_dump({"name": "nothing", "rules": [{"match": {"kernel": 7}, "effect": "error"}]}))
+    monkeypatch.setenv("YOLO_RDNA1_FAULTS", "")  # the session exports its profile for probe children; undone after the test
     for unknown in ("vendor", "bypass"):
         model = yolo_rdna1.add_callbacks(YOLO("yolov8n.yaml"), guard="auto", faults=str(profile), unknown=unknown, cache=str(tmp_path / unknown))
         model.predict(IMAGES, imgsz=64, verbose=False)
@@ -272,7 +273,6 @@ def test_signatures_without_a_verdict_follow_the_unknown_option(tmp_path):
         assert summary.unknown and len(summary.unknown) == len(summary.final_routes)
         assert {r["routes"]["fwd"] for r in summary.final_routes} == {unknown}
         assert f"took unknown={unknown}" in summary.summary
-    os.environ.pop("YOLO_RDNA1_FAULTS", None)  # the session exported its profile for probe children
 
 
 def test_an_engine_built_by_hand_is_guarded_from_its_events(yolo):

@@ -110,6 +110,23 @@ def _cache_root(options: PluginOptions) -> Path:
     return Path(options.cache) if options.cache else default_cache_dir()
 
 
+def _trail_root(options: PluginOptions) -> Path:
+    """``<verdict cache>/inflight``, or one in the temp folder where the cache cannot be written
+    (the verdict store then lives in memory; a read-only cache must not stop a predict)."""
+    import tempfile
+
+    root = _cache_root(options) / INFLIGHT
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK | os.X_OK):
+            return root
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / "yolo_rdna1" / INFLIGHT
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
 def attribute_dead_sessions(options: PluginOptions) -> list[tuple[str, str]]:
     """Blame the conv that each dead val/predict/export process of this host left in flight.
 
@@ -123,10 +140,10 @@ def attribute_dead_sessions(options: PluginOptions) -> list[tuple[str, str]]:
     from ..verdicts import breadcrumb as crumbs
     from ..verdicts.store import Verdict, VerdictStore
 
-    root = _cache_root(options) / INFLIGHT
+    root = _trail_root(options)
     host = socket.gethostname()
     found: list[tuple[str, str]] = []
-    for trail in sorted(root.glob(f"pid*@{host}")) if root.is_dir() else []:
+    for trail in sorted(root.glob(f"pid*@{host}")):
         pid_text = trail.name.split("@", 1)[0][3:]
         if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
@@ -158,7 +175,7 @@ class _Session:
         self.device = device
         self.closed = False
         self.attributed = attribute_dead_sessions(options)  # before the route table reads the store
-        self.trail = _cache_root(options) / INFLIGHT / _process_tag()
+        self.trail = _trail_root(options) / _process_tag()
         # a call is no training: no sensors, thermal pauses, stall watchdog or mid-epoch checkpoints
         runtime = replace(options, telemetry=0.0, thermal=False, stall_timeout=0.0, checkpoint_minutes=0.0, serial_backward=False)
         self.run = GuardedRun(runtime, self.trail, device)

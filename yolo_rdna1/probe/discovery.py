@@ -315,7 +315,8 @@ def discover(
         by_hw: dict[tuple[int, int], set[int]] = {}
         for n, h, w in batches:
             by_hw.setdefault((h, w), set()).add(n)
-        fused = copy.deepcopy(net).fuse(verbose=False)  # final_eval: best.pt through AutoBackend, fused
+        fused = copy.deepcopy(net)  # final_eval: best.pt through AutoBackend, fused (an Ultralytics model)
+        fused = fused.fuse(verbose=False) if hasattr(fused, "fuse") else fused
         # in-training validation runs the EMA copy of the training model (channels_last on a GPU)
         passes = ((net, _runs_nhwc(backend, on_gpu)), (fused, _runs_nhwc(backend, autobackend_channels_last(backend))))
         for module, nhwc in passes:
