@@ -3,8 +3,8 @@
 The trainings run once per session, all in one child process (one import of torch and
 Ultralytics) under the ``gfx1010`` fault profile with the session's shared verdict cache; the
 task tests and the val/predict/export tests read what they left. Images are 96x72 (LTDV2's
-4:3), so the YOLOv8 backbones' signatures at 64 px are the ones other trainings of the session
-probed already; classification gets 64 px squares in class folders.
+4:3, so validation batches are the 64x96 ones other 64 px trainings of the session probed, and
+YOLOv8's backbone signatures are shared with them); classification gets them in class folders.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _corners(cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarr
 
 
 def make_task_dataset(root: Path, task: str, seed: int = 0) -> Path:
-    """A YOLO dataset for ``segment``, ``pose`` or ``obb`` (data.yaml), or a ``classify`` folder."""
+    """A YOLO dataset for ``detect``, ``segment``, ``pose`` or ``obb`` (data.yaml), or a ``classify`` folder."""
     rng = np.random.default_rng(seed)
     for split, n in (("train", N_TRAIN), ("val", N_VAL)):
         for i in range(n):
@@ -62,7 +62,9 @@ def make_task_dataset(root: Path, task: str, seed: int = 0) -> Path:
                 _write(root / split / f"class{cls}" / f"{split}_{i}.jpg", img)
                 continue
             _write(root / "images" / split / f"{split}_{i}.jpg", img)
-            if task == "segment":
+            if task == "detect":
+                label = f"0 {cx / W:.5f} {cy / H:.5f} {w / W:.5f} {h / H:.5f}"
+            elif task == "segment":
                 poly = _corners(cx, cy, w, h, 0.0) / [W, H]
                 label = "0 " + " ".join(f"{v:.5f}" for v in poly.ravel())
             elif task == "obb":
@@ -87,20 +89,18 @@ TASK_MODELS = {"detect": "yolo11n.yaml", "segment": "yolov8n-seg.yaml", "pose": 
 
 
 @pytest.fixture(scope="session")
-def task_runs(tmp_path_factory, synthetic_data, shared_cache) -> dict:
-    """One epoch of each task, guarded (``auto``) under ``gfx1010``: {task: {"dir", "device", "env"}}.
+def task_runs(tmp_path_factory, shared_cache) -> dict:
+    """One epoch of each task, guarded (``auto``) under ``gfx1010``: {task: {"dir", "data", "device", "env", "probe"}}.
 
-    Detection trains YOLO11n on the synthetic thermal frames (the val/predict/export tests use
-    its best.pt). One child runs them all; a hang there fails the fixture at the timeout.
+    Detection trains YOLO11n (the val/predict/export tests use its best.pt). One child runs them
+    all; a hang there fails the fixture at the timeout.
     """
     import os
     import subprocess
     import sys
 
     base = tmp_path_factory.mktemp("tasks")
-    data = {"detect": str(synthetic_data)}
-    for task in ("segment", "pose", "obb", "classify"):
-        data[task] = str(make_task_dataset(base / f"data-{task}", task))
+    data = {task: str(make_task_dataset(base / f"data-{task}", task)) for task in TASK_MODELS}
     project = base / "runs"
     code = textwrap.dedent(f"""
         import json, yolo_rdna1

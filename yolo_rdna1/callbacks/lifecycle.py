@@ -174,7 +174,7 @@ class _Session:
         self.options = options
         self.device = device
         self.closed = False
-        self.attributed = attribute_dead_sessions(options)  # before the route table reads the store
+        attribute_dead_sessions(options)  # before the route table reads the store
         self.trail = _trail_root(options) / _process_tag()
         # a call is no training: no sensors, thermal pauses, stall watchdog or mid-epoch checkpoints
         runtime = replace(options, telemetry=0.0, thermal=False, stall_timeout=0.0, checkpoint_minutes=0.0, serial_backward=False)
@@ -220,11 +220,10 @@ def _restore(guard: Any) -> None:
 class _Call:
     """One val/predict/export call: switches its session's guard on and off, counts what ran."""
 
-    def __init__(self, kind: str, session: _Session, owner: str) -> None:
+    def __init__(self, kind: str, session: _Session) -> None:
         self.kind = kind
         self.session = session
-        self.owner = owner  # "model": the Model scope ends it; "event": its *_end event does
-        self.engine: Any = None
+        self.engine: Any = None  # the predictor, validator or exporter, once its start event names it
         self.active = False
         self._previous: Any = None
         self._calls: dict[str, list[int]] = {}
@@ -314,8 +313,6 @@ def _session_for(options: PluginOptions, device: Any) -> _Session:
             return _SESSION
         if _SESSION is not None:
             _SESSION.close()
-        else:
-            atexit.register(close_session)
         _SESSION = _Session(options, device)
         return _SESSION
 
@@ -327,6 +324,9 @@ def close_session() -> None:
         if _SESSION is not None:
             _SESSION.close()
             _SESSION = None
+
+
+atexit.register(close_session)
 
 
 def last_call() -> CallSummary | None:
@@ -346,8 +346,8 @@ def _training_active() -> bool:
     return current_run() is not None
 
 
-def _begin(kind: str, options: PluginOptions, device: Any, owner: str) -> _Call:
-    return _Call(kind, _session_for(options, device), owner)
+def _begin(kind: str, options: PluginOptions, device: Any) -> _Call:
+    return _Call(kind, _session_for(options, device))
 
 
 def _end(call: _Call, output: Any = None) -> CallSummary:
@@ -392,7 +392,7 @@ def event_start(kind: str, engine: Any, options: PluginOptions | None) -> None:
     except ValueError as e:  # a device this plugin cannot name (npu, xpu, ...): nothing to guard there
         LOGGER.warning("yolo_rdna1: %s is not guarded (%s)", kind, e)
         return
-    call = _begin(kind, options, device, owner="event")
+    call = _begin(kind, options, device)
     call.engine = engine
     _EVENT_CALLS[engine] = call
     if kind != "predict":  # a predict stream holds the guard per batch
@@ -447,7 +447,7 @@ def _scoped(kind: str, method: Callable[..., Any]) -> Callable[..., Any]:
             device = _call_device(self, kind, kwargs)
         except ValueError:  # a device this plugin cannot name: Ultralytics says what is wrong with it
             return method(self, *args, **kwargs)
-        call = _begin(kind, options, device, owner="model")
+        call = _begin(kind, options, device)
         call.activate()
         try:
             out = method(self, *args, **kwargs)
