@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -234,8 +235,6 @@ def cmd_data(tokens: list[str]) -> int:
 
 def _one_line(text: str) -> str:
     """An Ultralytics message as one plain line (8.3 colours argument names; some span lines)."""
-    import re
-
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
 
 
