@@ -97,3 +97,15 @@ def test_missing_inputs_are_named(tmp_path):
         discover(str(tmp_path / "nope.pt"))
     with pytest.raises(DiscoveryError, match="dataset YAML .* not found"):
         discover("yolov8n.yaml", data=tmp_path / "none.yaml")
+
+
+def test_a_checkpoint_trains_with_gradients_like_its_yaml(tmp_path):
+    from ultralytics import YOLO
+
+    path = tmp_path / "m.pt"
+    model = YOLO("yolov8n.yaml")
+    model.model.requires_grad_(False)  # as strip_optimizer leaves best.pt and last.pt
+    model.save(path)
+    from_yaml = discover("yolov8n.yaml", imgsz=64, batch=2, val=False)
+    assert set(discover(str(path), imgsz=64, batch=2, val=False)) == set(from_yaml)
+    assert any(s.direction == "bwd_weight" for s in from_yaml)

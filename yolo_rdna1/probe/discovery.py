@@ -221,6 +221,9 @@ def load_model(model: str | os.PathLike | nn.Module, nc: int | None = None, kpt_
     m = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
     if not isinstance(m, nn.Module):
         raise DiscoveryError(f"{path} holds no model ('ema' or 'model'); is it an Ultralytics checkpoint?")
+    # a saved checkpoint has its gradients off; the trainer turns them on again, all but the DFL's
+    for name, p in m.named_parameters():
+        p.requires_grad_(".dfl" not in name)
     return m.float()
 
 
