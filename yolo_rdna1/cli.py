@@ -281,6 +281,8 @@ def _lifecycle(kind: str, tokens: list[str]) -> int:
                 pass
         else:
             print(yolo.export(**args))
+    except Rdna1Error as e:  # the plugin's own input (a fault profile, an env profile): usage
+        raise UsageError(_one_line(str(e))) from None
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one line
         print(f"yolo-rdna1 {kind}: {type(e).__name__}: {_one_line(str(e).splitlines()[0] if str(e) else '')}", file=sys.stderr)
         return 1

@@ -91,9 +91,9 @@ class GuardedRun:
         from .probe.envprofiles import apply_env_profile, load_env_profile
 
         opts = self.options
-        if opts.faults:
-            os.environ[FAULTS_ENV] = opts.faults  # probe children and DDP ranks simulate the same
         profile: FaultProfile | None = load_profile(opts.faults) if opts.faults else profile_from_env()
+        if opts.faults:  # once it loads: a bad one must not stay in this process's environment
+            os.environ[FAULTS_ENV] = opts.faults  # probe children and DDP ranks simulate the same
         info = describe_device(self.device)
         self.device_key = device_key(info.fingerprint, profile)
         self.store = VerdictStore(Path(opts.cache) / "verdicts.sqlite" if opts.cache else None)

@@ -310,6 +310,14 @@ def test_a_dead_processes_crash_trail_becomes_a_verdict(tmp_path):
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _cli_logging(monkeypatch):
+    """main() configures logging on the stderr of its first call; each test captures its own."""
+    import logging
+
+    monkeypatch.setattr(logging.root, "handlers", [])
+
+
 def test_cli_predict_and_export_run_guarded(tmp_path, capsys, caplog):
     import logging
 
@@ -340,6 +348,7 @@ def test_cli_predict_and_export_run_guarded(tmp_path, capsys, caplog):
     (["val", "model=yolov8n.yaml", "batch=x"], 2, "'batch=x' is of invalid type str"),
     (["predict", "model=yolov8n.yaml", "conf=3"], 2, "'conf=3' is an invalid value"),
     (["val", "model=yolov8n.yaml", "guard=fast"], 2, "guard='fast' is not a policy"),
+    (["predict", "model=yolov8n.yaml", "faults=/nowhere/profile.yaml"], 2, "/nowhere/profile.yaml"),
     (["predict", "model=yolov8n.yaml", "source=/nowhere/images", "guard=bypass"], 1, "FileNotFoundError: /nowhere/images does not exist"),
 ])
 def test_cli_bad_input_gives_one_line_and_the_exit_code(argv, code, message, capsys):
