@@ -25,7 +25,9 @@ def test_name_with_root_argument_or_environment(converted_like, monkeypatch):
     assert cfg == {"path": str(converted_like), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     assert converted_like not in out.parents  # the dataset folder is not written to
     monkeypatch.setenv("LTDV2_ROOT", str(converted_like))
-    assert resolve_data("ltdv2") == out and resolve_data("ltdv2.yaml") == out
+    assert resolve_data("ltdv2") == out
+    with pytest.raises(DatasetError, match="ltdv2.yaml: no such file; the shipped dataset config is named 'ltdv2', without .yaml"):
+        resolve_data("ltdv2.yaml")  # a path (it ends in .yaml), and there is no such file here
     assert resolve_data(config_dir("datasets", "ltdv2.yaml")) == out  # the shipped file by path: same placeholder
     (converted_like / "images" / "test").mkdir()
     assert yaml.safe_load(resolve_data("ltdv2").read_text())["test"] == "images/test"
@@ -40,7 +42,7 @@ def test_plain_yaml_passes_through_and_bad_specs_explain(converted_like, tmp_pat
     monkeypatch.delenv("LTDV2_ROOT", raising=False)
     with pytest.raises(DatasetError, match="pass root=... or set LTDV2_ROOT"):
         resolve_data("ltdv2")
-    with pytest.raises(DatasetError, match="not found.*ltdv2-sample"):
+    with pytest.raises(DatasetError, match="unknown dataset config 'ltdv3'; did you mean 'ltdv2'.*ltdv2-sample"):
         resolve_data("ltdv3")
     with pytest.raises(DatasetError, match="not a dataset config"):
         resolve_data("ltdv2-drift")

@@ -12,7 +12,7 @@ from yolo_rdna1.verdicts import VerdictStore
 def test_shipped_profiles_load_and_bad_names_are_named(tmp_path):
     assert {"default", "no_gemm", "implicit_gemm", "direct_only", "no_winograd"} <= set(shipped_env_profiles())
     assert load_env_profile("no_gemm").env == {"MIOPEN_DEBUG_CONV_GEMM": "0"}
-    with pytest.raises(EnvProfileError, match="unknown MIOpen env profile 'fast'; shipped profiles:"):
+    with pytest.raises(EnvProfileError, match="unknown MIOpen env profile 'fast'; shipped MIOpen env profiles: default, "):
         load_env_profile("fast")
     bad = tmp_path / "p.yaml"
     bad.write_text("name: x\nenvs: {}\n")
