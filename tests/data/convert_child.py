@@ -1,5 +1,6 @@
 """Child program of the interruption tests in test_ltdv2_convert.py: ``yolo-rdna1 data
-convert-ltdv2`` with every frame's link slowed down, so that a signal lands mid-conversion.
+convert-ltdv2`` (its command function, without the torch-importing error set-up of ``main``) with
+every frame's link slowed down, so that a signal lands mid-conversion.
 
     python convert_child.py SRC DST
 """
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import yolo_rdna1.data.ltdv2 as ltdv2
-from yolo_rdna1.cli import main
+from yolo_rdna1.cli import cmd_data
 
 _link = ltdv2._link
 
@@ -24,4 +25,4 @@ def slow_link(source: Path, target: Path, mode: str) -> None:
 
 if __name__ == "__main__":
     ltdv2._link = slow_link
-    sys.exit(main(["data", "convert-ltdv2", f"src={sys.argv[1]}", f"dst={sys.argv[2]}", "progress=False"]))
+    sys.exit(cmd_data(["convert-ltdv2", f"src={sys.argv[1]}", f"dst={sys.argv[2]}", "progress=False"]))
