@@ -65,6 +65,8 @@ def test_unknown_names_and_bad_files_are_one_line_errors_of_the_callers_kind(kin
         "empty.yaml": ("", "expected a mapping of keys at the top level, got an empty file"),
         "code.yaml": ("!!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),  # safe_load runs nothing
         "binary.yaml": (b"\xff\xfe\x00bad", "cannot be read"),
+        "date.yaml": ("a: 2020-13-45\n", "not valid YAML \\(month must be in 1..12\\)"),
+        "bigint.yaml": ("a: " + "1" * 5000, "not valid YAML"),
     }
     for file, (content, message) in files.items():
         path = tmp_path / file
@@ -86,6 +88,10 @@ def test_the_loader_returns_the_file_and_its_mapping(tmp_path):
     assert resolve_named("faults", str(mine)) == mine
     with pytest.raises(Rdna1Error, match="unknown fault profile 'mine'"):
         resolve_named("faults", "mine")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 1200)  # nests deeper than Python's recursion limit
+    with pytest.raises(Rdna1Error, match="deep.yaml: not valid YAML"):
+        load_named_yaml("faults", deep)
 
 
 def test_env_var_names_a_shipped_profile_or_a_path_and_says_so_when_wrong(tmp_path, monkeypatch):

@@ -79,7 +79,7 @@ def resolve_named(kind: str, spec: str | os.PathLike, error: type[Rdna1Error] = 
     if not path.is_file():
         stem = path.stem if isinstance(spec, str) and len(Path(spec).parts) == 1 else None
         hint = f"; the shipped {what} is named {stem!r}, without {path.suffix}" if stem in shipped else ""
-        raise error(f"{what} {path}: no such file{hint}")
+        raise error(f"{what} {path}: {'not a file' if path.exists() else 'no such file'}{hint}")
     return path
 
 
@@ -93,7 +93,7 @@ def load_yaml_file(path: Path, error: type[Rdna1Error] = Rdna1Error, what: str =
         raise error(f"{what} {path}: cannot be read ({_one_line(e)})") from None
     try:
         data = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as e:
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a date like 2020-13-45, an int of 5000 digits
         raise error(f"{what} {path}: not valid YAML ({_one_line(e)})") from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"

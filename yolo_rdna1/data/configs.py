@@ -45,7 +45,7 @@ _NUMBER, _INT, _BOOL = "a number", "an integer >= 0", "true or false"
 #: Ultralytics takes (model, data, weights, pretrained, resume, project, name, exist_ok, save_dir,
 #: device, cache, workers, amp, ...) is refused: a received dataset must not redirect or
 #: overwrite runs, load a pickle, or undo the plugin's settings for the card (amp=False on gfx101x).
-TRAIN_SETTINGS: dict[str, Any] = {
+TRAIN_SETTINGS: dict[str, str | tuple[str, ...]] = {
     # optimiser and schedule
     **dict.fromkeys(("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
                      "batch", "fraction", "dropout"), _NUMBER),
@@ -160,12 +160,15 @@ def _setting(source: str | os.PathLike, key: Any, value: Any) -> Any:
             f"{source}: train_settings may not set {key!r}: a dataset config sets only augmentation and hyperparameters "
             f"({', '.join(TRAIN_SETTINGS)}); give other arguments on the command line or in a recipe"
         )
-    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    ok = {
-        _NUMBER: number,
-        _INT: number and isinstance(value, int) and value >= 0,
-        _BOOL: isinstance(value, bool),
-    }.get(kind) if isinstance(kind, str) else value in kind
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if kind == _NUMBER:
+        ok = integer or (isinstance(value, float) and math.isfinite(value))
+    elif kind == _INT:
+        ok = integer and value >= 0
+    elif kind == _BOOL:
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, str) and value in kind
     if not ok:
         want = kind if isinstance(kind, str) else f"one of {', '.join(kind)}"
         raise DatasetError(f"{source}: train_settings {key} must be {want}, got {value!r:.80}")
