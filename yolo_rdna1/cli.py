@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -187,10 +188,23 @@ def _required(args: dict[str, Any], key: str, action: str) -> str:
 
 
 def cmd_data(tokens: list[str]) -> int:
-    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits."""
+    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits.
+
+    Ctrl-C (and SIGTERM during a conversion) ends with one line saying what a rerun does, exit
+    code 128 + the signal's number; every data action is safe to run again.
+    """
     if not tokens or tokens[0] not in DATA_ACTIONS:
         raise UsageError(f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)")
     action = tokens[0]
+    try:
+        return _data_action(action, tokens)
+    except KeyboardInterrupt as e:
+        again = "running the same command again resumes where it stopped" if action == "convert-ltdv2" else "run the same command again"
+        print(f"yolo-rdna1 data {action}: interrupted; {again}", file=sys.stderr)
+        return 128 + int(getattr(e, "signum", signal.SIGINT))
+
+
+def _data_action(action: str, tokens: list[str]) -> int:
     if action == "convert-ltdv2":
         from .data.ltdv2 import convert_ltdv2
 

@@ -74,7 +74,9 @@ def dataset_args(data: str, root: str | os.PathLike[str] | None, args: dict[str,
     A shipped dataset name (``ltdv2``) or a config with a ``${VAR}`` root becomes a concrete
     data.yaml here, so a missing root fails before any probing or training; the config's
     ``train_settings`` (no hue/saturation jitter on grey thermal frames) fill in only what the
-    caller did not set.
+    caller did not set. A dataset YAML may come from anyone, so those settings are checked
+    against an allow-list of augmentation and hyperparameters
+    (:data:`~yolo_rdna1.data.configs.TRAIN_SETTINGS`) before they get here.
     """
     from .data.configs import resolve_training_data
 

@@ -11,8 +11,16 @@ and ``TestNoLabels.json`` in COCO style, and its frames in ``data/frames.zip`` a
   one pass for the categories, one for the annotations (kept as compact float arrays per image),
   one for the images. Each pass shows a progress bar over the file's bytes.
 * Frames are linked, not copied (symlink, hardlink where symlinks fail), under flattened unique
-  names ``20200514_clip_3_1402_image_0012.jpg``; labels are written atomically, so a frame whose
-  label exists is finished and a re-run skips it: an interrupted conversion resumes.
+  names ``20200514_clip_3_1402_image_0012.jpg``. A re-run skips a frame whose link exists and
+  whose label holds what it should, and rewrites a label cut short by a kill or a power cut, so
+  an interrupted conversion resumes; the index is replaced only when a run completes, after
+  everything written is flushed to disk. SIGTERM and Ctrl-C remove the temp index and any
+  partial file; a re-run removes those of writers that died without cleaning up.
+* An annotation file is received input: before anything is written, every ``file_name`` is
+  checked to stay inside the frames folder (no ``..``, no absolute path, no symlink leading
+  out), and two frames whose flattened names share a stem (``a.jpg``, ``a.png``) are refused,
+  since Ultralytics finds a frame's label by its name without the extension and they would
+  share one label file.
 * ``index.jsonl`` keeps, per converted frame, its split, date, month, clip and time (from the
   path) and every scalar field of its image entry (``date_captured``, and ``meta.Temperature``
   and the other weather fields of ``meta``, flattened with dots as ``pandas.json_normalize``
@@ -23,6 +31,7 @@ Extracting ``frames.zip`` is out of scope (unzip it first; the error says so).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -31,14 +40,17 @@ import math
 import os
 import re
 import shutil
+import signal
+import threading
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import yaml
 
+from ..files import atomic_write, stale_temps
 from .configs import DatasetError, dataset_config
 from .synthetic import CLASS_NAMES
 
@@ -78,6 +90,18 @@ class DestinationError(ConversionError):
 
 class FramesNotFoundError(ConversionError):
     """No extracted frames where the annotations say they are (often: frames.zip not unzipped)."""
+
+
+class FileNameError(ConversionError):
+    """A ``file_name`` that leads outside the frames folder, or two that would share a label file."""
+
+
+class ConversionInterrupted(KeyboardInterrupt):
+    """SIGTERM during a conversion, raised like Ctrl-C so that the same cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,8 +200,12 @@ def convert_ltdv2(
     ``index.jsonl`` and ``missing-<split>.txt`` where frames were missing. Everything is checked
     before ``dst`` is touched: the files exist and are COCO, the categories are LTDV2's, and
     ``dst`` is empty, new, or an earlier conversion of the same files, which is resumed (finished
-    frames are skipped). The returned report's ``table()`` gives the counts per split and class
-    (the CLI prints it).
+    frames are skipped), and every ``file_name`` stays inside the frames folder and has a label
+    file of its own (:class:`FileNameError` otherwise). The returned report's ``table()`` gives
+    the counts per split and class (the CLI prints it).
+
+    SIGTERM (in the main thread) is raised as :class:`ConversionInterrupted`, a
+    ``KeyboardInterrupt``: either removes the temp index and partial files on its way out.
     """
     if link not in LINK_MODES:
         raise ConversionError(f"link={link!r} is not one of {', '.join(LINK_MODES)}")
@@ -189,24 +217,46 @@ def convert_ltdv2(
     for path in jobs.values():
         _sniff(path)
     mappings = {split: _map_categories(path, _categories(path, progress)) for split, path in jobs.items()}
-    _claim(dst, jobs)
-
+    sources = {split: _check_file_names(path, roots, progress) for split, path in jobs.items()}
     report = ConversionReport(dst, dst / "data.yaml", dst / INDEX, {})
-    rows_tmp = dst / f".{INDEX}.{os.getpid()}.tmp"
-    try:
-        with rows_tmp.open("w") as rows:
-            for split, path in jobs.items():
-                counts = SplitCounts(split, path, labelled=split != "test")
-                report.splits[split] = counts
-                by_image = _annotations(path, mappings[split], counts, progress) if counts.labelled else {}
-                _convert_images(path, dst, split, by_image, roots, link, counts, rows, progress)
-            for line in _old_rows(dst / INDEX, set(jobs)):
-                rows.write(line)
-        os.replace(rows_tmp, dst / INDEX)  # the index changes only when a run completes
-    finally:
-        rows_tmp.unlink(missing_ok=True)
-    _write_data_yaml(dst)
+
+    def write_index(rows: IO[bytes]) -> None:
+        for split, path in jobs.items():
+            counts = SplitCounts(split, path, labelled=split != "test")
+            report.splits[split] = counts
+            by_image = _annotations(path, mappings[split], counts, progress) if counts.labelled else {}
+            _convert_images(path, dst, split, by_image, sources[split], link, counts, rows, progress)
+        for line in _old_rows(dst / INDEX, set(jobs)):
+            rows.write(line.encode())
+        if hasattr(os, "sync"):
+            os.sync()  # labels are written without an fsync each: the completed index vouches for them on disk
+
+    with _sigterm_as_interrupt():
+        _claim(dst, jobs)
+        for tmp in stale_temps(dst):
+            tmp.unlink(missing_ok=True)  # an index or YAML of a writer that died before its rename
+        atomic_write(dst / INDEX, write_index)  # the index changes only when a run completes
+        _write_data_yaml(dst)
     return report
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`ConversionInterrupted`, so ``finally`` and ``atomic_write``
+    clean up as for Ctrl-C (the default action would end the process on the spot, leaving a temp
+    index of up to 100 MB behind). Signal handlers belong to the main thread; elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise ConversionInterrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _locate(src: Path, splits: Sequence[str]) -> dict[str, Path]:
@@ -431,59 +481,120 @@ def _yolo_lines(values: array | None, width: float, height: float) -> tuple[list
     return lines, classes, clipped, dropped
 
 
-def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array], roots: list[Path], link: str,
-                    counts: SplitCounts, rows: TextIO, progress: bool) -> None:
+@dataclass
+class _Frames:
+    """Where one split's frames are read from: the candidate folders, and the one that holds them."""
+
+    roots: list[Path]
+    root: Path | None  # None: no frame of the split was found in any candidate
+
+
+def _entry(path: Path, n: int, img: Any) -> tuple[str, float, float]:
+    """(path under the frames folder, width, height) of ``images[n]``; refuses an entry that is not
+    COCO, and a ``file_name`` that leads outside the frames folder by its text alone."""
+    try:
+        file_name, width, height = str(img["file_name"]).replace("\\", "/"), float(img["width"]), float(img["height"])
+        if not file_name or not (0 < width < math.inf and 0 < height < math.inf):
+            raise ValueError
+    except (TypeError, KeyError, ValueError):
+        raise NotCocoError(f"{path}: images[{n}] is not a COCO image entry (file_name, width, height): {img!r:.200}") from None
+    rel = re.sub(r"^(?:\./)*(?:frames/)?", "", file_name)
+    why = ("it is an absolute path" if file_name.startswith("/") or re.match(r"[A-Za-z]:", file_name)
+           else "it climbs out with '..'" if ".." in rel.split("/")
+           else "it holds a NUL character" if "\0" in rel
+           else "it names no file" if not rel or rel.endswith("/") else None)
+    if why:
+        raise FileNameError(f"{path}: images[{n}].file_name {file_name!r:.200} is not a path inside the frames folder ({why}); nothing was converted: fix the annotation file")
+    return rel, width, height
+
+
+def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
+    """One pass over a split's image entries before anything is written: each ``file_name`` stays
+    inside the frames folder (also through symlinks), and no two frames share a label file.
+
+    The frames folder is the first candidate that holds a frame. Symlinks are resolved per
+    folder (a clip's frames share theirs) plus one ``lstat`` a frame, so a million frames cost
+    seconds. Raises :class:`FileNameError` naming the entry.
+    """
+    root: Path | None = None
+    root_real = ""
+    folders: dict[str, str] = {}  # folder under the root -> its real path
+    stems: dict[str, str] = {}  # flattened stem -> the file_name that has it
+    for n, img in enumerate(_items(path, "images.item", "file names", progress)):
+        rel, _, _ = _entry(path, n, img)
+        flat = rel.replace("/", "_")
+        stem = Path(flat).stem
+        other = stems.setdefault(stem, rel)
+        if other != rel:
+            raise FileNameError(
+                f"{path}: images[{n}].file_name {rel!r:.200} and {other!r:.200} would share the label file {stem}.txt "
+                "(Ultralytics finds a frame's labels by its name without the extension); nothing was converted: rename one of the frames"
+            )
+        if root is None:
+            root = next((r for r in roots if (r / rel).is_file()), None)
+            root_real = os.path.realpath(root) if root is not None else ""
+        if root is None:
+            continue
+        folder, _, name = rel.rpartition("/")
+        real_folder = folders.get(folder)
+        if real_folder is None:
+            real_folder = folders[folder] = os.path.realpath(root / folder)
+        target = os.path.join(real_folder, name)
+        if os.path.islink(target):
+            target = os.path.realpath(target)
+        if os.path.commonpath([root_real, target]) != root_real:
+            raise FileNameError(
+                f"{path}: images[{n}].file_name {rel!r:.200} leads outside the frames folder {root} through a symbolic link "
+                f"(to {target}); nothing was converted: replace the link with the frame, or convert from a folder without it"
+            )
+    if not stems:
+        raise NotCocoError(f"{path} is not a COCO annotation file: it has no 'images' entries")
+    return _Frames(roots, root)
+
+
+def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array], frames: _Frames, link: str,
+                    counts: SplitCounts, rows: IO[bytes], progress: bool) -> None:
     """Link the frames of one split, write their labels and index rows; skip what is finished."""
     img_dir, lbl_dir = dst / "images" / split, dst / "labels" / split
     for folder in (img_dir, lbl_dir) if counts.labelled else (img_dir,):
         folder.mkdir(parents=True, exist_ok=True)
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink()  # a label or copy an interrupted run did not finish
+        for tmp in stale_temps(folder):
+            tmp.unlink(missing_ok=True)  # a label or copy of a writer that died before its rename
     seen: set[str] = set()
     missing: list[str] = []
-    root: Path | None = None
     for n, img in enumerate(_items(path, "images.item", "frames", progress)):
         counts.images += 1
-        try:
-            file_name, width, height = str(img["file_name"]).replace("\\", "/"), float(img["width"]), float(img["height"])
-            if not file_name or width <= 0 or height <= 0:
-                raise ValueError
-        except (TypeError, KeyError, ValueError):
-            raise NotCocoError(f"{path}: images[{n}] is not a COCO image entry (file_name, width, height): {img!r:.200}") from None
-        rel = re.sub(r"^(?:\./|/)*(?:frames/)?", "", file_name)
+        rel, width, height = _entry(path, n, img)
         flat = rel.replace("/", "_")
         if flat in seen:
             counts.duplicates += 1
             continue
         seen.add(flat)
         lines, classes, clipped, dropped = _yolo_lines(by_image.pop(img.get("id"), None), width, height)
+        text = "".join(line + "\n" for line in lines)
         image_out, label_out = img_dir / flat, lbl_dir / f"{Path(flat).stem}.txt"
-        if os.path.exists(image_out) and (label_out.is_file() or not counts.labelled):
+        if os.path.exists(image_out) and (not counts.labelled or _read(label_out) == text):
             counts.skipped += 1
         else:
-            if root is None:
-                root = next((r for r in roots if (r / rel).is_file()), None)
-            source = root / rel if root is not None else None
-            if source is None or not source.is_file():
+            source = frames.root / rel if frames.root is not None else frames.roots[0] / rel
+            if frames.root is None or not source.is_file():
                 counts.missing += 1
-                missing.append(str(source or roots[0] / rel))
+                missing.append(str(source))
                 continue
             _link(source, image_out, link)
             if counts.labelled:
-                _write_label(label_out, lines)
+                _write_label(label_out, text)
             counts.written += 1
         counts.empty += counts.labelled and not lines
         counts.clipped += clipped
         counts.dropped += dropped
         for cls in classes:
             counts.boxes[cls] += 1
-        rows.write(json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n")
+        rows.write((json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n").encode())
     counts.orphans = sum(len(a) // 5 for a in by_image.values())
-    if counts.images == 0:
-        raise NotCocoError(f"{path} is not a COCO annotation file: it has no 'images' entries")
     missing_list = dst / f"missing-{split}.txt"
     if missing:
-        missing_list.write_text("".join(m + "\n" for m in missing))
+        atomic_write(missing_list, "".join(m + "\n" for m in missing))
         counts.missing_examples = missing[:5]
         LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)", path.name, len(missing), counts.images, missing[0], missing_list)
     else:
@@ -491,7 +602,7 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
     if counts.frames == 0:
         raise FramesNotFoundError(
             f"none of the {counts.images} frames of {path.name} were found (e.g. {missing[0]}); "
-            f"looked under {', '.join(map(str, roots))}: pass frames=<folder holding YYYYMMDD/clip_...>"
+            f"looked under {', '.join(map(str, frames.roots))}: pass frames=<folder holding YYYYMMDD/clip_...>"
         )
     if counts.written:
         (dst / "labels" / f"{split}.cache").unlink(missing_ok=True)  # Ultralytics' cache of the older folder
@@ -502,9 +613,8 @@ def _link(source: Path, target: Path, mode: str) -> None:
     if os.path.lexists(target):
         target.unlink()  # ours: a link to a frame that moved, or a copy cut short
     if mode == "copy":
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        with source.open("rb") as frame:
+            atomic_write(target, lambda out: shutil.copyfileobj(frame, out, 1 << 20))
         return
     if mode == "symlink":
         try:
@@ -518,11 +628,19 @@ def _link(source: Path, target: Path, mode: str) -> None:
         raise ConversionError(f"cannot link {source} to {target} ({e}); pass link=copy to copy the frames instead") from None
 
 
-def _write_label(path: Path, lines: list[str]) -> None:
-    """Atomic: a label file that exists is complete, which is what makes a re-run resume safely."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+def _read(path: Path) -> str | None:
+    """A label file's text, None where it is missing or unreadable."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_label(path: Path, text: str) -> None:
+    """A label, whole or not at all (a kill leaves the earlier one). Not fsynced one by one: a
+    million fsyncs cost hours; the conversion syncs the disk once before its index commits it,
+    and a re-run compares every label with what it should hold (a power cut can empty one)."""
+    atomic_write(path, text, durable=False)
 
 
 def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -584,11 +702,8 @@ def _thermal_settings() -> dict[str, Any]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text() == text:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if _read(path) != text:
+        atomic_write(path, text)
 
 
 # --------------------------------------------------------------------------------------------

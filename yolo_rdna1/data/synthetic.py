@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 import yaml
 
+from ..files import atomic_write
+
 LOGGER = logging.getLogger(__name__)
 
 #: LTDV2's classes, in its id order (a model trained here keeps its ids on the real data).
@@ -343,13 +345,6 @@ def _read_marker(root: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers (a second process, a DDP rank) never see half a data.yaml or marker."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _yaml_text(root: Path) -> str:
     cfg = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     return yaml.safe_dump(cfg, sort_keys=False)
@@ -435,7 +430,7 @@ def make_synthetic_thermal(
             recorded = None
         if not isinstance(recorded, dict) or recorded.get("path") != str(root):
             LOGGER.info("synthetic dataset %s was moved; updating the path in its data.yaml", root)
-            _write_atomic(yaml_path, _yaml_text(root))
+            atomic_write(yaml_path, _yaml_text(root))
         return yaml_path
 
     # Below: the folder does not hold this exact, complete dataset. It may be rewritten without
@@ -459,7 +454,7 @@ def make_synthetic_thermal(
     start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     marker = {"generator": _GENERATOR, "version": _VERSION, "params": params, "complete": False}
-    _write_atomic(marker_path, json.dumps(marker, indent=1))  # claims the folder before the first frame
+    atomic_write(marker_path, json.dumps(marker, indent=1))  # claims the folder before the first frame
     sensor = _sensor(seed, w, h)
     n_objects = 0
     for split, count in counts.items():
@@ -482,8 +477,8 @@ def make_synthetic_thermal(
         # Ultralytics' label cache of this split describes our files only (foreign ones were refused
         # above); a stale one could survive its size-based hash check, so it goes.
         (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
-    _write_atomic(yaml_path, _yaml_text(root))
-    _write_atomic(marker_path, json.dumps({**marker, "complete": True}, indent=1))
+    atomic_write(yaml_path, _yaml_text(root))
+    atomic_write(marker_path, json.dumps({**marker, "complete": True}, indent=1))
     LOGGER.info(
         "wrote synthetic thermal dataset %s: %d train + %d val frames, %d objects, %dx%d, %.1fs",
         root, n_train, n_val, n_objects, w, h, time.perf_counter() - start,

@@ -23,8 +23,8 @@ from typing import Iterable
 
 import torch
 import torch.nn as nn
-import yaml
 
+from ..configs_path import load_yaml_file
 from ..guard.router import build_signature
 from ..signature import ConvSignature
 from ..errors import Rdna1Error
@@ -72,11 +72,8 @@ def read_dataset(data: str | os.PathLike) -> DatasetShape:
     path = Path(data)
     if not path.is_file():
         raise DiscoveryError(f"dataset YAML {path} not found; pass data=<path to data.yaml>")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise DiscoveryError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(cfg, dict) or "names" not in cfg or "train" not in cfg or "val" not in cfg:
+    cfg = load_yaml_file(path, DiscoveryError, "dataset YAML")
+    if "names" not in cfg or "train" not in cfg or "val" not in cfg:
         raise DiscoveryError(f"{path}: a dataset YAML needs 'train', 'val' and 'names'")
     root = Path(cfg.get("path") or path.parent)
     root = root if root.is_absolute() else path.parent / root
