@@ -259,3 +259,17 @@ def test_errors_are_one_line_rdna1_errors(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(VerdictStoreError, match="not a yolo_rdna1 verdict export|not a JSON file"):
         VerdictStore(tmp_path / "v.sqlite").import_json(tmp_path / "deep.json")
+
+
+def test_a_verdict_measured_here_is_never_lost_to_its_detail_or_timing(tmp_path):
+    store = VerdictStore(tmp_path / "v.sqlite")
+    odd = Verdict("cardA", "default", key(0), "nan", "x\udcff" * 5000, vendor_ms=float("nan"), bypass_ms=float("inf"), algorithm="a\nb", source="probe")
+    assert store.put(odd) == 1 and store.skipped == 0
+    got = VerdictStore(tmp_path / "v.sqlite").get("cardA", "default", key(0))
+    assert got.verdict == "nan" and got.vendor_ms is None and got.bypass_ms is None and got.algorithm == "a\\nb" and len(got.detail) == 2000
+    conn = sqlite3.connect(tmp_path / "v.sqlite")  # text that is not UTF-8 in a stored row: read escaped, not a failed read
+    conn.execute("INSERT INTO verdicts (device, env_profile, signature, verdict, source, updated) VALUES (CAST(X'ff' AS TEXT), 'default', ?, 'ok', 'probe', 0)", (key(1),))
+    conn.commit()
+    conn.close()
+    store = VerdictStore(tmp_path / "v.sqlite")
+    assert sorted(v.device for v in store.query()) == ["\\xff", "cardA"]

@@ -51,7 +51,7 @@ SOURCES = ("probe", "crash", "runtime", "import")
 MEASURED_HERE = frozenset(SOURCES) - {"import"}
 CACHE_ENV = "YOLO_RDNA1_CACHE"
 
-_MAX_NAME = 200  # device fingerprint, env profile, algorithm, origin
+_MAX_NAME = 500  # device fingerprint, env profile, algorithm, origin
 _MAX_DETAIL = 2000
 _MAX_MS = 1e7
 _MAX_TIME = 2.0**32  # seconds since 1970: the year 2106
@@ -231,6 +231,12 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
         raise sqlite3.DatabaseError(f"malformed schema version {str(row[0])[:20]!r}") from None
 
 
+def _decode(raw: bytes) -> str:
+    """Stored text as str; bytes that are not UTF-8 (a damaged or foreign file) are escaped, so
+    such a row is left out by validation instead of failing the whole read."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     """Undo an open transaction; SQLite already rolled back after some errors (a full disk)."""
     if conn.in_transaction:
@@ -273,6 +279,7 @@ class VerdictStore:
         self.read_only = False
         self.skipped = 0
         self._why_read_only = ""
+        self._fix_read_only = ""
         self._unsaved: dict[tuple[str, str, str], Verdict] = {}
         self._bad_rows: set[tuple[str, ...]] = set()
         self._select: str | None = f"SELECT {', '.join(_COLUMNS)} FROM verdicts"
@@ -293,21 +300,29 @@ class VerdictStore:
             return self._connect(str(path))
         except _NewerSchema as e:
             return self._open_read_only(path, f"it was written by a newer yolo_rdna1 (verdict schema {e.version}; this one writes {SCHEMA_VERSION})",
-                                        "upgrade yolo_rdna1 to record verdicts in it")
+                                        "upgrade yolo_rdna1")
         except sqlite3.DatabaseError as e:
-            if path.is_file() and path.stat().st_size and (_is_read_only(e) or _is_disk_full(e)):
-                return self._open_read_only(path, _cause(e, path))
             if _is_corruption(e) and path.exists():
-                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-                for suffix in ("", "-wal", "-shm"):
-                    p = Path(str(path) + suffix)
-                    if p.exists():
-                        p.replace(Path(str(aside) + suffix))
-                LOGGER.warning("yolo_rdna1: verdict store %s was corrupt (%s); moved it to %s and started a new one", path, e, aside)
-                return self._connect(str(path))
+                return self._rebuild(path, e)
+            if path.is_file() and path.stat().st_size:  # read-only, full disk, locked: read what is there
+                return self._open_read_only(path, _cause(e, path))
             return self._memory_fallback(path, e)
         except OSError as e:
             return self._memory_fallback(path, e)
+
+    def _rebuild(self, path: Path, error: Exception) -> sqlite3.Connection:
+        """A file that is not a database: keep it aside (never delete it) and start a new store."""
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(path) + suffix)
+                if p.exists():
+                    p.replace(Path(str(aside) + suffix))
+            conn = self._connect(str(path))
+        except (OSError, sqlite3.Error) as e:
+            return self._memory_fallback(path, e)
+        LOGGER.warning("yolo_rdna1: verdict store %s was corrupt (%s); moved it to %s and started a new one", path, error, aside)
+        return conn
 
     def _memory_fallback(self, path: Path, error: Exception) -> sqlite3.Connection:
         LOGGER.warning(
@@ -323,6 +338,7 @@ class VerdictStore:
         error: Exception | None = None
         for query in ("mode=ro", "mode=ro&immutable=1"):
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.text_factory = _decode
             try:
                 present = {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}
                 break
@@ -333,6 +349,7 @@ class VerdictStore:
             return self._memory_fallback(path, error or OSError("unreadable"))
         self.read_only = True
         self._why_read_only = f"verdict store {path}: {why}"
+        self._fix_read_only = fix or "make it writable"
         if {"device", "env_profile", "signature", "verdict"} <= present:
             self._select = "SELECT " + ", ".join(c if c in present else f"{_DEFAULTS[c]} AS {c}" for c in _COLUMNS) + " FROM verdicts"
             count = conn.execute("SELECT count(*) FROM verdicts").fetchone()[0]
@@ -340,7 +357,7 @@ class VerdictStore:
             self._select, count = None, 0
         LOGGER.warning(
             "yolo_rdna1: %s; routing from its %d stored verdicts, new verdicts are kept in memory for this process only. "
-            "To keep them, %s.", self._why_read_only, count, fix or f"make it writable or set {CACHE_ENV} to a writable folder",
+            "To keep them, %s, or set %s to another folder.", self._why_read_only, count, self._fix_read_only, CACHE_ENV,
         )
         return conn
 
@@ -348,6 +365,7 @@ class VerdictStore:
     def _connect(target: str) -> sqlite3.Connection:
         """Open (creating or upgrading in place) a store of this schema for reading and writing."""
         conn = sqlite3.connect(target, timeout=60.0, isolation_level=None, check_same_thread=False)
+        conn.text_factory = _decode
         try:
             version = _schema_version(conn)
             if version is not None and version > SCHEMA_VERSION:
@@ -435,7 +453,7 @@ class VerdictStore:
         rows = []
         for v in [verdicts] if isinstance(verdicts, Verdict) else list(verdicts):
             try:
-                rows.append(_validated({**asdict(v), "detail": v.detail[:_MAX_DETAIL] if isinstance(v.detail, str) else v.detail}))
+                rows.append(_validated(_measured(v)))
             except VerdictStoreError as e:
                 self.skipped += 1
                 LOGGER.warning("yolo_rdna1: not recording a verdict for %s: %s", printable(str(v.signature))[:120], e)
@@ -464,7 +482,7 @@ class VerdictStore:
 
     def _writable(self, action: str) -> None:
         if self.read_only:
-            raise VerdictStoreError(f"{self._why_read_only}; nothing was {action}. Make it writable, or give another cache=FOLDER")
+            raise VerdictStoreError(f"{self._why_read_only}; nothing was {action}. To change it, {self._fix_read_only}, or give another cache=FOLDER")
 
     def clear(self, device: str | None = None, env_profile: str | None = None) -> int:
         self._writable("removed")
@@ -544,6 +562,22 @@ class VerdictStore:
         return iter(self.query())
 
 
+def _measured(v: Verdict) -> dict[str, Any]:
+    """The fields of a verdict measured here, with what does not change a route made to fit:
+    a long detail cut, a timing that is not a number dropped. A bad verdict must never be lost
+    to a detail or a timing; a key that is not a signature key is refused (see put)."""
+    raw = asdict(v)
+    raw["detail"] = str(v.detail).encode("utf-8", "backslashreplace").decode("utf-8")[:_MAX_DETAIL]
+    for name in ("vendor_ms", "bypass_ms"):
+        try:
+            _number(name, raw[name], _MAX_MS, optional=True)
+        except VerdictStoreError:
+            raw[name] = None
+    algorithm = raw["algorithm"]
+    raw["algorithm"] = None if algorithm is None else printable(str(algorithm))[:_MAX_NAME] or None
+    return raw
+
+
 def _valid_or_none(row: tuple) -> Verdict | None:
     """A stored row as a verdict; None when it is not valid (an import then replaces it)."""
     try:
@@ -577,13 +611,14 @@ def _read_export(p: Path) -> tuple[list[Verdict], str]:
     if not p.is_file():
         raise VerdictStoreError(f"{p}: no such file; give the path of a file written by 'yolo-rdna1 verdicts export'")
     try:
-        if p.stat().st_size > _MAX_FILE:
-            raise VerdictStoreError(f"{p}: {p.stat().st_size} bytes, more than a verdict export holds ({_MAX_FILE} at most); nothing was imported")
-        data = json.loads(p.read_bytes().decode("utf-8"))
+        size = p.stat().st_size
+        data = json.loads(p.read_bytes().decode("utf-8")) if size <= _MAX_FILE else None
     except OSError as e:
         raise VerdictStoreError(f"{p}: cannot read it ({printable(e.strerror or str(e))})") from None
     except (ValueError, RecursionError) as e:  # JSON, UTF-8, nesting
         raise VerdictStoreError(f"{p}: not a JSON file ({printable(str(e))[:120]}); export it again with 'yolo-rdna1 verdicts export'") from None
+    if size > _MAX_FILE:
+        raise VerdictStoreError(f"{p}: {size} bytes, more than a verdict export holds ({_MAX_FILE} at most); nothing was imported")
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise VerdictStoreError(f"{p}: not a yolo_rdna1 verdict export (no \"format\": \"{EXPORT_FORMAT}\")")
     version = data.get("schema_version")
