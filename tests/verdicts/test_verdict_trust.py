@@ -217,10 +217,14 @@ def test_defect10_a_full_disk_is_named_and_nothing_is_half_written(tmp_path, cap
     assert f"the disk holding {path} is full" in caplog.text and "cannot rollback" not in caplog.text
     assert rows_on_disk(path) == [("cardA", "default", key(0), "abort")], "all or nothing"
     assert len(store.table("cardA", "default")) == 60
+    store._conn.execute("PRAGMA max_page_count=1000000")  # space again: the next write stores what waited
+    store.put(Verdict("cardA", "default", key(99), "ok", source="probe"))
+    assert len(rows_on_disk(path)) == 61 and len(store.table("cardA", "default")) == 61
+    store._conn.execute(f"PRAGMA max_page_count={store._conn.execute('PRAGMA page_count').fetchone()[0]}")
     shared = export(tmp_path / "shared.json", [entry(i, "hang", detail="y" * 1500) for i in range(100, 160)])
     with pytest.raises(VerdictStoreError, match="disk holding .* is full; nothing was imported"):
         store.import_json(shared)
-    assert rows_on_disk(path) == [("cardA", "default", key(0), "abort")]
+    assert len(rows_on_disk(path)) == 61
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -461,20 +461,19 @@ class VerdictStore:
             return 0
         cause = ""
         with self._lock:
+            first = not self._unsaved
+            # what an earlier write could not store (a full disk) is written with these, once it can be
+            batch = {**self._unsaved, **{(v.device, v.env_profile, v.signature): v for v in rows}}
             if not self.read_only:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
-                    self._conn.executemany(_INSERT, [tuple(getattr(v, c) for c in _COLUMNS) for v in rows])
+                    self._conn.executemany(_INSERT, [tuple(getattr(v, c) for c in _COLUMNS) for v in batch.values()])
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as e:
                     _rollback(self._conn)
                     cause = _cause(e, self.path)
-            first = cause and not self._unsaved
-            for v in rows:  # in memory only where the store has not got them (or an older one)
-                if self.read_only or cause:
-                    self._unsaved[(v.device, v.env_profile, v.signature)] = v
-                else:
-                    self._unsaved.pop((v.device, v.env_profile, v.signature), None)
+            self._unsaved = batch if self.read_only or cause else {}
+            first = bool(cause) and first
         if first:  # a read-only store warned when it was opened
             LOGGER.warning("yolo_rdna1: cannot write the verdict store: %s; nothing of this write was stored, its %d verdict(s) "
                            "and later unstored ones are kept in memory for this process only", cause, len(rows))
