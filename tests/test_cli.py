@@ -89,7 +89,7 @@ def test_defect2_verdicts_miopen_prints_only_comments_and_driver_lines(tmp_path,
     assert lines[-1] == "" and len(lines) == 6, out
     assert all(line.startswith("# ") or driver.fullmatch(line) for line in lines[:-1]), out
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u2028\u202e]", out)
-    assert "# hang (import): boom\\nrm -rf ~/important\\r\\x1b[2J" in out and "# 2 bad conv signatures" in out
+    assert "# hang (import) on cardA [default]: boom\\nrm -rf ~/important\\r\\x1b[2J" in out and "# 2 bad conv signatures" in out
 
 
 def test_defect3_verdicts_list_and_import_escape_what_they_print(tmp_path, capsys):
@@ -102,7 +102,7 @@ def test_defect3_verdicts_list_and_import_escape_what_they_print(tmp_path, capsy
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u2028\u202e]", out), out
     listed = [line for line in out.splitlines() if line.startswith("hang")]
     assert len(listed) == 2 and all("boom\\nrm -rf" in line and "(import v\\x1b[31m.json (probe there))" in line for line in listed)
-    assert "imported from " in out and "cardA: 2 added, 0 replaced, 0 kept, 0 unchanged" in out
+    assert "imported " in out and "v\\x1b[31m.json into " in out and "cardA: 2 added, 0 replaced, 0 kept, 0 unchanged" in out
 
 
 def test_defect1_verdicts_import_says_what_it_kept_and_replace_is_explicit(tmp_path, capsys):

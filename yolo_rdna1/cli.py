@@ -171,7 +171,7 @@ def cmd_verdicts(tokens: list[str]) -> int:
             except ValueError:  # a row no validation caught must not end the listing
                 store.skipped += 1
                 continue
-            print(f"# {v.verdict} ({v.source}): {printable(v.detail)}\n{line}")
+            print(f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}")
             shown += 1
         skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""
         print(f"# {shown} bad conv signatures{skipped}")

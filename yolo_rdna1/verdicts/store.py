@@ -527,9 +527,9 @@ class VerdictStore:
         machine's own, whatever they say.
         """
         p = Path(path)
-        entries, origin = _read_export(p)
+        entries, host = _read_export(p)
         self._writable("imported")
-        report = ImportReport(str(p), origin, str(self.path), replace)
+        report = ImportReport(str(p), host, str(self.path), replace)
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -537,9 +537,9 @@ class VerdictStore:
                 writes: dict[tuple[str, str, str], Verdict] = {}
                 for new in entries:
                     key = (new.device, new.env_profile, new.signature)
-                    if key not in current:
+                    if key not in current:  # this process's unstored verdicts count as this machine's
                         rows = self._conn.execute(self._select + _KEY_WHERE, key).fetchall()  # type: ignore[operator]
-                        current[key] = _valid_or_none(rows[0]) if rows else None
+                        current[key] = self._unsaved.get(key) or (_valid_or_none(rows[0]) if rows else None)
                     action, reason = _decide(current[key], new, replace)
                     report.count(new, current[key], action, reason)
                     if action in ("added", "replaced"):
@@ -605,8 +605,9 @@ def _decide(local: Verdict | None, new: Verdict, replace: bool) -> tuple[str, st
 
 
 def _read_export(p: Path) -> tuple[list[Verdict], str]:
-    """The validated verdicts of an export file and where they came from; refuses the whole file
-    with one line (which entry, which field, what is wrong) at the first problem."""
+    """The validated verdicts of an export file and the host that exported it (if it says);
+    refuses the whole file with one line (which entry, which field, what is wrong) at the first
+    problem."""
     if not p.is_file():
         raise VerdictStoreError(f"{p}: no such file; give the path of a file written by 'yolo-rdna1 verdicts export'")
     try:
@@ -652,7 +653,7 @@ def _read_export(p: Path) -> tuple[list[Verdict], str]:
         except VerdictStoreError as e:
             raise VerdictStoreError(f"{p}: verdict {i}: {e}; nothing was imported") from None
         entries.append(v)
-    return entries, printable(origin)
+    return entries, host
 
 
 @dataclass
@@ -660,7 +661,7 @@ class ImportReport:
     """What one import did, per device: verdicts added, replaced, kept (and why), unchanged."""
 
     file: str
-    origin: str
+    host: str
     store: str
     replace: bool
     #: device -> Counter of (action, reason)
@@ -682,7 +683,8 @@ class ImportReport:
 
     def lines(self, listed: int = 10) -> list[str]:
         """The report the CLI prints, escaped: device names and signatures come from the file."""
-        out = [f"imported from {printable(self.file)} ({self.origin}) into {printable(self.store)}"
+        host = f" (exported by host {printable(self.host)})" if self.host else ""
+        out = [f"imported {printable(self.file)}{host} into {printable(self.store)}"
                + (" (replace: the file's verdicts replace this machine's)" if self.replace else "")]
         for device in sorted(self.devices):
             c = self.devices[device]
