@@ -4,7 +4,7 @@
     yolo-rdna1 train data=... [model=... guard=auto supervise=True recipe=ltdv2_yolov8n_long ...]
                      data=ltdv2|ltdv2-drift|ltdv2-sample [root=FOLDER]   a shipped dataset config by name
     yolo-rdna1 probe [model=yolov8n.yaml imgsz=640 batch=16 data=... device=0 env_profile=auto]
-    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=...]
+    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... replace=True]
     yolo-rdna1 report RUN_DIR                        what the guard did in a run (+ rdna1.png)
     yolo-rdna1 doctor [device=0]                     device, ROCm/MIOpen setup, what to change
     yolo-rdna1 data convert-ltdv2 src=DOWNLOAD dst=FOLDER [splits=Train,Valid link=symlink frames=...]
@@ -131,36 +131,51 @@ def cmd_probe(tokens: list[str]) -> int:
 
 
 def cmd_verdicts(tokens: list[str]) -> int:
-    from .verdicts import VerdictStore, miopen_driver_command
+    """Verdict management. What it prints may come from someone else's file, so every stored text
+    is escaped (no control characters, no new lines) and ``miopen`` prints only comments and
+    MIOpenDriver lines built from the validated numbers of a signature."""
+    from .verdicts.store import VerdictStore, miopen_driver_command, printable
 
     if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
-        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=...]")
-    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad"], f"verdicts {tokens[0]}")
+        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]")
+    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}")
     store = VerdictStore(Path(args["cache"]) / "verdicts.sqlite") if args.get("cache") else VerdictStore()
     device = args.get("device")
     if action == "list":
         rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
         for v in rows:
-            print(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  {v.detail}")
-        print(f"{len(rows)} verdicts in {store.path}")
+            origin = f" {v.origin}" if v.origin else ""
+            print(printable(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"))
+        print(printable(f"{len(rows)} verdicts in {store.path}"))
     elif action == "export":
         if not args.get("file"):
             raise UsageError("'verdicts export' needs file=<path.json>")
         n = store.export_json(args["file"], device)
-        print(f"exported {n} verdicts to {args['file']}")
+        print(printable(f"exported {n} verdicts to {args['file']}"))
     elif action == "import":
         if not args.get("file"):
             raise UsageError("'verdicts import' needs file=<path.json>")
-        n = store.import_json(args["file"])
-        print(f"imported {n} verdicts into {store.path}")
+        replace = args.get("replace", False)
+        if not isinstance(replace, bool):
+            raise UsageError(f"replace={printable(str(replace))} is not True or False")
+        for line in store.import_json(args["file"], replace=replace).lines():
+            print(line)
     elif action == "clear":
         n = store.clear(device)
-        print(f"removed {n} verdicts from {store.path}")
+        print(printable(f"removed {n} verdicts from {store.path}"))
     else:
         bad = [v for v in store.query(device) if v.bad]
+        shown = 0
         for v in bad:
-            print(f"# {v.verdict}: {v.detail}\n{miopen_driver_command(v)}")
-        print(f"# {len(bad)} bad conv signatures")
+            try:
+                line = miopen_driver_command(v)
+            except ValueError:  # a row no validation caught must not end the listing
+                store.skipped += 1
+                continue
+            print(f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}")
+            shown += 1
+        skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""
+        print(f"# {shown} bad conv signatures{skipped}")
     return 0
 
 
