@@ -221,11 +221,12 @@ def convert_ltdv2(
     report = ConversionReport(dst, dst / "data.yaml", dst / INDEX, {})
 
     def write_index(rows: IO[bytes]) -> None:
+        out = _Output(dst, link, rows, progress)
         for split, path in jobs.items():
             counts = SplitCounts(split, path, labelled=split != "test")
             report.splits[split] = counts
             by_image = _annotations(path, mappings[split], counts, progress) if counts.labelled else {}
-            _convert_images(path, dst, split, by_image, sources[split], link, counts, rows, progress)
+            _convert_images(counts, by_image, sources[split], out)
         for line in _old_rows(dst / INDEX, set(jobs)):
             rows.write(line.encode())
         if hasattr(os, "sync"):
@@ -489,6 +490,16 @@ class _Frames:
     root: Path | None  # None: no frame of the split was found in any candidate
 
 
+@dataclass(frozen=True)
+class _Output:
+    """Where and how a conversion writes; the same for every split of one run."""
+
+    dst: Path  # the YOLO dataset folder
+    link: str  # one of LINK_MODES
+    rows: IO[bytes]  # the index being written (a temp file until the run completes)
+    progress: bool  # show a progress bar per pass over an annotation file
+
+
 def _entry(path: Path, n: int, img: Any) -> tuple[str, float, float]:
     """(path under the frames folder, width, height) of ``images[n]``; refuses an entry that is not
     COCO, and a ``file_name`` that leads outside the frames folder by its text alone."""
@@ -552,9 +563,12 @@ def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
     return _Frames(roots, root)
 
 
-def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array], frames: _Frames, link: str,
-                    counts: SplitCounts, rows: IO[bytes], progress: bool) -> None:
-    """Link the frames of one split, write their labels and index rows; skip what is finished."""
+def _convert_images(counts: SplitCounts, by_image: dict[Any, array], frames: _Frames, out: _Output) -> None:
+    """Link the frames of one split, write their labels and index rows; skip what is finished.
+
+    ``counts`` names the split and its annotation file and receives what happened to each frame.
+    """
+    path, split, dst = counts.source, counts.split, out.dst
     img_dir, lbl_dir = dst / "images" / split, dst / "labels" / split
     for folder in (img_dir, lbl_dir) if counts.labelled else (img_dir,):
         folder.mkdir(parents=True, exist_ok=True)
@@ -562,7 +576,7 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
             tmp.unlink(missing_ok=True)  # a label or copy of a writer that died before its rename
     seen: set[str] = set()
     missing: list[str] = []
-    for n, img in enumerate(_items(path, "images.item", "frames", progress)):
+    for n, img in enumerate(_items(path, "images.item", "frames", out.progress)):
         counts.images += 1
         rel, width, height = _entry(path, n, img)
         flat = rel.replace("/", "_")
@@ -581,7 +595,7 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
                 counts.missing += 1
                 missing.append(str(source))
                 continue
-            _link(source, image_out, link)
+            _link(source, image_out, out.link)
             if counts.labelled:
                 _write_label(label_out, text)
             counts.written += 1
@@ -590,15 +604,9 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
         counts.dropped += dropped
         for cls in classes:
             counts.boxes[cls] += 1
-        rows.write((json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n").encode())
+        out.rows.write((json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n").encode())
     counts.orphans = sum(len(a) // 5 for a in by_image.values())
-    missing_list = dst / f"missing-{split}.txt"
-    if missing:
-        atomic_write(missing_list, "".join(m + "\n" for m in missing))
-        counts.missing_examples = missing[:5]
-        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)", path.name, len(missing), counts.images, missing[0], missing_list)
-    else:
-        missing_list.unlink(missing_ok=True)
+    _write_missing_list(dst, counts, missing)
     if counts.frames == 0:
         raise FramesNotFoundError(
             f"none of the {counts.images} frames of {path.name} were found (e.g. {missing[0]}); "
@@ -606,6 +614,19 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
         )
     if counts.written:
         (dst / "labels" / f"{split}.cache").unlink(missing_ok=True)  # Ultralytics' cache of the older folder
+
+
+def _write_missing_list(dst: Path, counts: SplitCounts, missing: list[str]) -> None:
+    """``missing-<split>.txt`` lists the frames of a split that were not found (one warning names
+    the first); a split with none missing has no list, so a stale one from a run that lacked
+    frames does not outlive their arrival."""
+    missing_list = dst / f"missing-{counts.split}.txt"
+    if missing:
+        atomic_write(missing_list, "".join(m + "\n" for m in missing))
+        counts.missing_examples = missing[:5]
+        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)", counts.source.name, len(missing), counts.images, missing[0], missing_list)
+    else:
+        missing_list.unlink(missing_ok=True)
 
 
 def _link(source: Path, target: Path, mode: str) -> None:
