@@ -43,7 +43,7 @@ import shutil
 import signal
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -782,29 +782,14 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
     paths (a moved dataset needs this call again, as its data.yaml needs a new ``path``).
     """
     cfg = dataset_config("ltdv2-drift")
-    scheme = scheme or str(cfg["scheme"])
-    if scheme not in cfg["schemes"]:
-        raise ConversionError(f"scheme={scheme!r} is not one of {', '.join(cfg['schemes'])}")
-    n = cfg["train_months"] if train_months is None else train_months
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConversionError(f"train_months must be an integer >= 1, got {n!r}")
+    scheme, n = _drift_options(cfg, scheme, train_months)
     dst = Path(dst).expanduser().absolute()
-    rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
-    undated = sum(1 for r in rows if not r.get("month"))
-    rows = [r for r in rows if r.get("month")]
-    if undated:
-        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+    rows = _dated_rows(dst)
     months = sorted({r["month"] for r in rows})
     if n >= len(months):
         raise ConversionError(f"train_months={n} leaves no later month to evaluate: the labelled frames span {len(months)} month(s) ({', '.join(months) or 'none'})")
     trained = set(months[:n])
-    season_of = {m: season for season, ms in cfg["seasons"].items() for m in ms}
-
-    def period(month: str) -> str:
-        if scheme == "month":
-            return month
-        year, mo = int(month[:4]), int(month[5:])
-        return f"{year + (mo == 12)}-{season_of[mo]}"  # December opens the next year's winter
+    period = _period_of(scheme, cfg["seasons"])
 
     train = [r for r in rows if r["split"] == "train" and r["month"] in trained]
     val = [r for r in rows if r["split"] == "val" and r["month"] in trained]
@@ -813,35 +798,83 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
             f"the training months {', '.join(sorted(trained))} hold {len(train)} Train and {len(val)} Valid frames; "
             "both are needed (convert the Valid split too: splits=Train,Valid)"
         )
-    folder = dst / "drift" / f"{scheme}-{n}"
-    shutil.rmtree(folder, ignore_errors=True)  # ours: regenerated from the index every time
-    folder.mkdir(parents=True)
-    names = dict(enumerate(CLASS_NAMES))
-    settings = _thermal_settings()
-
-    rel = folder.relative_to(dst).as_posix()
-
-    def write(name: str, frames: list[dict[str, Any]], val_list: str | None = None) -> Path:
-        """``<name>.txt`` and, when it is a val set to train or evaluate with, ``<name>.yaml``."""
-        (folder / f"{name}.txt").write_text("".join(f"{dst / r['file']}\n" for r in frames))
-        out = folder / f"{name}.yaml"
-        if val_list is not None:
-            out.write_text(yaml.safe_dump({"path": str(dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt", "names": names,
-                                           "train_settings": settings}, sort_keys=False))
-        return out
-
-    write("val", val)
-    train_yaml = write("train", train, "val")
+    lists = _DriftFolder(dst, dst / "drift" / f"{scheme}-{n}", _thermal_settings())
+    shutil.rmtree(lists.folder, ignore_errors=True)  # ours: regenerated from the index every time
+    lists.folder.mkdir(parents=True)
+    lists.write("val", val)
+    train_yaml = lists.write("train", train, "val")
     periods = []
     for name in sorted({period(m) for m in months}, key=lambda p: min(m for m in months if period(m) == p)):
         frames = [r for r in rows if period(r["month"]) == name and (r["month"] not in trained or r["split"] == "val")]
         if frames:
             ms = sorted({r["month"] for r in frames})
-            periods.append(DriftPeriod(name, ms, len(frames), bool(trained & set(ms)), write(name, frames, name)))
-    result = DriftSplits(folder, scheme, sorted(trained), len(train), len(val), train_yaml, periods)
-    (folder / "splits.json").write_text(json.dumps({
-        "scheme": scheme, "train_months": result.train_months, "train_frames": len(train), "val_frames": len(val),
-        "train_yaml": str(train_yaml),
-        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)} for p in periods],
-    }, indent=1))
+            periods.append(DriftPeriod(name, ms, len(frames), bool(trained & set(ms)), lists.write(name, frames, name)))
+    result = DriftSplits(lists.folder, scheme, sorted(trained), len(train), len(val), train_yaml, periods)
+    _write_splits_json(result)
     return result
+
+
+def _drift_options(cfg: dict[str, Any], scheme: str | None, train_months: int | None) -> tuple[str, int]:
+    """(scheme, number of training months): the arguments, else the drift config's defaults;
+    checked before the index is read, so a typo fails at once."""
+    scheme = scheme or str(cfg["scheme"])
+    if scheme not in cfg["schemes"]:
+        raise ConversionError(f"scheme={scheme!r} is not one of {', '.join(cfg['schemes'])}")
+    n = cfg["train_months"] if train_months is None else train_months
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConversionError(f"train_months must be an integer >= 1, got {n!r}")
+    return scheme, n
+
+
+def _dated_rows(dst: Path) -> list[dict[str, Any]]:
+    """The index rows of labelled (Train and Valid) frames that have a month; the undated ones
+    cannot be placed in time, so they are left out with one warning that counts them."""
+    rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
+    undated = sum(1 for r in rows if not r.get("month"))
+    if undated:
+        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+    return [r for r in rows if r.get("month")]
+
+
+def _period_of(scheme: str, seasons: dict[str, Any]) -> Callable[[str], str]:
+    """month (``YYYY-MM``) -> the name of its evaluation period under ``scheme``: the month
+    itself, or ``<year>-<season>`` from the config's season table (month number -> season)."""
+    season_of = {m: season for season, ms in seasons.items() for m in ms}
+
+    def period(month: str) -> str:
+        if scheme == "month":
+            return month
+        year, mo = int(month[:4]), int(month[5:])
+        return f"{year + (mo == 12)}-{season_of[mo]}"  # December opens the next year's winter
+
+    return period
+
+
+@dataclass(frozen=True)
+class _DriftFolder:
+    """One drift-split folder being written: its frame lists and the YAMLs that train or evaluate
+    on them, which share the dataset root, the class names and the thermal train settings."""
+
+    dst: Path  # the converted dataset; the lists hold absolute paths under it
+    folder: Path  # dst/drift/<scheme>-<N>
+    settings: dict[str, Any]  # the ltdv2 config's train_settings
+
+    def write(self, name: str, frames: list[dict[str, Any]], val_list: str | None = None) -> Path:
+        """``<name>.txt`` and, when it is a val set to train or evaluate with, ``<name>.yaml``."""
+        (self.folder / f"{name}.txt").write_text("".join(f"{self.dst / r['file']}\n" for r in frames))
+        out = self.folder / f"{name}.yaml"
+        if val_list is not None:
+            rel = self.folder.relative_to(self.dst).as_posix()
+            out.write_text(yaml.safe_dump({"path": str(self.dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt",
+                                           "names": dict(enumerate(CLASS_NAMES)), "train_settings": self.settings}, sort_keys=False))
+        return out
+
+
+def _write_splits_json(result: DriftSplits) -> None:
+    """``splits.json``: what :func:`make_drift_splits` wrote, for scripts and plots."""
+    (result.folder / "splits.json").write_text(json.dumps({
+        "scheme": result.scheme, "train_months": result.train_months, "train_frames": result.train_frames,
+        "val_frames": result.val_frames, "train_yaml": str(result.train_yaml),
+        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)}
+                    for p in result.periods],
+    }, indent=1))
