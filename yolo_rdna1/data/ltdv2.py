@@ -5,8 +5,8 @@ and ``TestNoLabels.json`` in COCO style, and its frames in ``data/frames.zip`` a
 ``frames/YYYYMMDD/clip_<n>_<hhmm>/image_<nnnn>.jpg``. What the converter relies on, and why:
 
 * Class ids come from category NAMES (person, bicycle, motorcycle, vehicle -> 0..3). The
-  categories list starts with a background entry, so numbering by position shifted every label
-  by one in an earlier conversion; names that are neither a class nor background are refused.
+  categories list starts with a background entry, so numbering by position would shift every
+  label by one; names that are neither a class nor background are refused.
 * The JSON is streamed with ijson (``json.load`` of Train.json takes gigabytes of memory):
   one pass for the categories, one for the annotations (kept as compact float arrays per image),
   one for the images. Each pass shows a progress bar over the file's bytes.
