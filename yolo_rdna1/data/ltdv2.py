@@ -624,7 +624,8 @@ def _write_missing_list(dst: Path, counts: SplitCounts, missing: list[str]) -> N
     if missing:
         atomic_write(missing_list, "".join(m + "\n" for m in missing))
         counts.missing_examples = missing[:5]
-        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)", counts.source.name, len(missing), counts.images, missing[0], missing_list)
+        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)",
+                       counts.source.name, len(missing), counts.images, missing[0], missing_list)
     else:
         missing_list.unlink(missing_ok=True)
 
@@ -865,8 +866,9 @@ class _DriftFolder:
         out = self.folder / f"{name}.yaml"
         if val_list is not None:
             rel = self.folder.relative_to(self.dst).as_posix()
-            out.write_text(yaml.safe_dump({"path": str(self.dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt",
-                                           "names": dict(enumerate(CLASS_NAMES)), "train_settings": self.settings}, sort_keys=False))
+            cfg = {"path": str(self.dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt",
+                   "names": dict(enumerate(CLASS_NAMES)), "train_settings": self.settings}
+            out.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return out
 
 
