@@ -5,8 +5,8 @@ and ``TestNoLabels.json`` in COCO style, and its frames in ``data/frames.zip`` a
 ``frames/YYYYMMDD/clip_<n>_<hhmm>/image_<nnnn>.jpg``. What the converter relies on, and why:
 
 * Class ids come from category NAMES (person, bicycle, motorcycle, vehicle -> 0..3). The
-  categories list starts with a background entry, so numbering by position shifted every label
-  by one in an earlier conversion; names that are neither a class nor background are refused.
+  categories list starts with a background entry, so numbering by position would shift every
+  label by one; names that are neither a class nor background are refused.
 * The JSON is streamed with ijson (``json.load`` of Train.json takes gigabytes of memory):
   one pass for the categories, one for the annotations (kept as compact float arrays per image),
   one for the images. Each pass shows a progress bar over the file's bytes.
@@ -43,7 +43,7 @@ import shutil
 import signal
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -221,11 +221,12 @@ def convert_ltdv2(
     report = ConversionReport(dst, dst / "data.yaml", dst / INDEX, {})
 
     def write_index(rows: IO[bytes]) -> None:
+        out = _Output(dst, link, rows, progress)
         for split, path in jobs.items():
             counts = SplitCounts(split, path, labelled=split != "test")
             report.splits[split] = counts
             by_image = _annotations(path, mappings[split], counts, progress) if counts.labelled else {}
-            _convert_images(path, dst, split, by_image, sources[split], link, counts, rows, progress)
+            _convert_images(counts, by_image, sources[split], out)
         for line in _old_rows(dst / INDEX, set(jobs)):
             rows.write(line.encode())
         if hasattr(os, "sync"):
@@ -489,6 +490,16 @@ class _Frames:
     root: Path | None  # None: no frame of the split was found in any candidate
 
 
+@dataclass(frozen=True)
+class _Output:
+    """Where and how a conversion writes; the same for every split of one run."""
+
+    dst: Path  # the YOLO dataset folder
+    link: str  # one of LINK_MODES
+    rows: IO[bytes]  # the index being written (a temp file until the run completes)
+    progress: bool  # show a progress bar per pass over an annotation file
+
+
 def _entry(path: Path, n: int, img: Any) -> tuple[str, float, float]:
     """(path under the frames folder, width, height) of ``images[n]``; refuses an entry that is not
     COCO, and a ``file_name`` that leads outside the frames folder by its text alone."""
@@ -552,9 +563,12 @@ def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
     return _Frames(roots, root)
 
 
-def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array], frames: _Frames, link: str,
-                    counts: SplitCounts, rows: IO[bytes], progress: bool) -> None:
-    """Link the frames of one split, write their labels and index rows; skip what is finished."""
+def _convert_images(counts: SplitCounts, by_image: dict[Any, array], frames: _Frames, out: _Output) -> None:
+    """Link the frames of one split, write their labels and index rows; skip what is finished.
+
+    ``counts`` names the split and its annotation file and receives what happened to each frame.
+    """
+    path, split, dst = counts.source, counts.split, out.dst
     img_dir, lbl_dir = dst / "images" / split, dst / "labels" / split
     for folder in (img_dir, lbl_dir) if counts.labelled else (img_dir,):
         folder.mkdir(parents=True, exist_ok=True)
@@ -562,7 +576,7 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
             tmp.unlink(missing_ok=True)  # a label or copy of a writer that died before its rename
     seen: set[str] = set()
     missing: list[str] = []
-    for n, img in enumerate(_items(path, "images.item", "frames", progress)):
+    for n, img in enumerate(_items(path, "images.item", "frames", out.progress)):
         counts.images += 1
         rel, width, height = _entry(path, n, img)
         flat = rel.replace("/", "_")
@@ -581,7 +595,7 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
                 counts.missing += 1
                 missing.append(str(source))
                 continue
-            _link(source, image_out, link)
+            _link(source, image_out, out.link)
             if counts.labelled:
                 _write_label(label_out, text)
             counts.written += 1
@@ -590,15 +604,9 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
         counts.dropped += dropped
         for cls in classes:
             counts.boxes[cls] += 1
-        rows.write((json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n").encode())
+        out.rows.write((json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n").encode())
     counts.orphans = sum(len(a) // 5 for a in by_image.values())
-    missing_list = dst / f"missing-{split}.txt"
-    if missing:
-        atomic_write(missing_list, "".join(m + "\n" for m in missing))
-        counts.missing_examples = missing[:5]
-        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)", path.name, len(missing), counts.images, missing[0], missing_list)
-    else:
-        missing_list.unlink(missing_ok=True)
+    _write_missing_list(dst, counts, missing)
     if counts.frames == 0:
         raise FramesNotFoundError(
             f"none of the {counts.images} frames of {path.name} were found (e.g. {missing[0]}); "
@@ -606,6 +614,20 @@ def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array
         )
     if counts.written:
         (dst / "labels" / f"{split}.cache").unlink(missing_ok=True)  # Ultralytics' cache of the older folder
+
+
+def _write_missing_list(dst: Path, counts: SplitCounts, missing: list[str]) -> None:
+    """``missing-<split>.txt`` lists the frames of a split that were not found (one warning names
+    the first); a split with none missing has no list, so a stale one from a run that lacked
+    frames does not outlive their arrival."""
+    missing_list = dst / f"missing-{counts.split}.txt"
+    if missing:
+        atomic_write(missing_list, "".join(m + "\n" for m in missing))
+        counts.missing_examples = missing[:5]
+        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)",
+                       counts.source.name, len(missing), counts.images, missing[0], missing_list)
+    else:
+        missing_list.unlink(missing_ok=True)
 
 
 def _link(source: Path, target: Path, mode: str) -> None:
@@ -761,29 +783,14 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
     paths (a moved dataset needs this call again, as its data.yaml needs a new ``path``).
     """
     cfg = dataset_config("ltdv2-drift")
-    scheme = scheme or str(cfg["scheme"])
-    if scheme not in cfg["schemes"]:
-        raise ConversionError(f"scheme={scheme!r} is not one of {', '.join(cfg['schemes'])}")
-    n = cfg["train_months"] if train_months is None else train_months
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConversionError(f"train_months must be an integer >= 1, got {n!r}")
+    scheme, n = _drift_options(cfg, scheme, train_months)
     dst = Path(dst).expanduser().absolute()
-    rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
-    undated = sum(1 for r in rows if not r.get("month"))
-    rows = [r for r in rows if r.get("month")]
-    if undated:
-        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+    rows = _dated_rows(dst)
     months = sorted({r["month"] for r in rows})
     if n >= len(months):
         raise ConversionError(f"train_months={n} leaves no later month to evaluate: the labelled frames span {len(months)} month(s) ({', '.join(months) or 'none'})")
     trained = set(months[:n])
-    season_of = {m: season for season, ms in cfg["seasons"].items() for m in ms}
-
-    def period(month: str) -> str:
-        if scheme == "month":
-            return month
-        year, mo = int(month[:4]), int(month[5:])
-        return f"{year + (mo == 12)}-{season_of[mo]}"  # December opens the next year's winter
+    period = _period_of(scheme, cfg["seasons"])
 
     train = [r for r in rows if r["split"] == "train" and r["month"] in trained]
     val = [r for r in rows if r["split"] == "val" and r["month"] in trained]
@@ -792,35 +799,84 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
             f"the training months {', '.join(sorted(trained))} hold {len(train)} Train and {len(val)} Valid frames; "
             "both are needed (convert the Valid split too: splits=Train,Valid)"
         )
-    folder = dst / "drift" / f"{scheme}-{n}"
-    shutil.rmtree(folder, ignore_errors=True)  # ours: regenerated from the index every time
-    folder.mkdir(parents=True)
-    names = dict(enumerate(CLASS_NAMES))
-    settings = _thermal_settings()
-
-    rel = folder.relative_to(dst).as_posix()
-
-    def write(name: str, frames: list[dict[str, Any]], val_list: str | None = None) -> Path:
-        """``<name>.txt`` and, when it is a val set to train or evaluate with, ``<name>.yaml``."""
-        (folder / f"{name}.txt").write_text("".join(f"{dst / r['file']}\n" for r in frames))
-        out = folder / f"{name}.yaml"
-        if val_list is not None:
-            out.write_text(yaml.safe_dump({"path": str(dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt", "names": names,
-                                           "train_settings": settings}, sort_keys=False))
-        return out
-
-    write("val", val)
-    train_yaml = write("train", train, "val")
+    lists = _DriftFolder(dst, dst / "drift" / f"{scheme}-{n}", _thermal_settings())
+    shutil.rmtree(lists.folder, ignore_errors=True)  # ours: regenerated from the index every time
+    lists.folder.mkdir(parents=True)
+    lists.write("val", val)
+    train_yaml = lists.write("train", train, "val")
     periods = []
     for name in sorted({period(m) for m in months}, key=lambda p: min(m for m in months if period(m) == p)):
         frames = [r for r in rows if period(r["month"]) == name and (r["month"] not in trained or r["split"] == "val")]
         if frames:
             ms = sorted({r["month"] for r in frames})
-            periods.append(DriftPeriod(name, ms, len(frames), bool(trained & set(ms)), write(name, frames, name)))
-    result = DriftSplits(folder, scheme, sorted(trained), len(train), len(val), train_yaml, periods)
-    (folder / "splits.json").write_text(json.dumps({
-        "scheme": scheme, "train_months": result.train_months, "train_frames": len(train), "val_frames": len(val),
-        "train_yaml": str(train_yaml),
-        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)} for p in periods],
-    }, indent=1))
+            periods.append(DriftPeriod(name, ms, len(frames), bool(trained & set(ms)), lists.write(name, frames, name)))
+    result = DriftSplits(lists.folder, scheme, sorted(trained), len(train), len(val), train_yaml, periods)
+    _write_splits_json(result)
     return result
+
+
+def _drift_options(cfg: dict[str, Any], scheme: str | None, train_months: int | None) -> tuple[str, int]:
+    """(scheme, number of training months): the arguments, else the drift config's defaults;
+    checked before the index is read, so a typo fails at once."""
+    scheme = scheme or str(cfg["scheme"])
+    if scheme not in cfg["schemes"]:
+        raise ConversionError(f"scheme={scheme!r} is not one of {', '.join(cfg['schemes'])}")
+    n = cfg["train_months"] if train_months is None else train_months
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConversionError(f"train_months must be an integer >= 1, got {n!r}")
+    return scheme, n
+
+
+def _dated_rows(dst: Path) -> list[dict[str, Any]]:
+    """The index rows of labelled (Train and Valid) frames that have a month; the undated ones
+    cannot be placed in time, so they are left out with one warning that counts them."""
+    rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
+    undated = sum(1 for r in rows if not r.get("month"))
+    if undated:
+        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+    return [r for r in rows if r.get("month")]
+
+
+def _period_of(scheme: str, seasons: dict[str, Any]) -> Callable[[str], str]:
+    """month (``YYYY-MM``) -> the name of its evaluation period under ``scheme``: the month
+    itself, or ``<year>-<season>`` from the config's season table (month number -> season)."""
+    season_of = {m: season for season, ms in seasons.items() for m in ms}
+
+    def period(month: str) -> str:
+        if scheme == "month":
+            return month
+        year, mo = int(month[:4]), int(month[5:])
+        return f"{year + (mo == 12)}-{season_of[mo]}"  # December opens the next year's winter
+
+    return period
+
+
+@dataclass(frozen=True)
+class _DriftFolder:
+    """One drift-split folder being written: its frame lists and the YAMLs that train or evaluate
+    on them, which share the dataset root, the class names and the thermal train settings."""
+
+    dst: Path  # the converted dataset; the lists hold absolute paths under it
+    folder: Path  # dst/drift/<scheme>-<N>
+    settings: dict[str, Any]  # the ltdv2 config's train_settings
+
+    def write(self, name: str, frames: list[dict[str, Any]], val_list: str | None = None) -> Path:
+        """``<name>.txt`` and, when it is a val set to train or evaluate with, ``<name>.yaml``."""
+        (self.folder / f"{name}.txt").write_text("".join(f"{self.dst / r['file']}\n" for r in frames))
+        out = self.folder / f"{name}.yaml"
+        if val_list is not None:
+            rel = self.folder.relative_to(self.dst).as_posix()
+            cfg = {"path": str(self.dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt",
+                   "names": dict(enumerate(CLASS_NAMES)), "train_settings": self.settings}
+            out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return out
+
+
+def _write_splits_json(result: DriftSplits) -> None:
+    """``splits.json``: what :func:`make_drift_splits` wrote, for scripts and plots."""
+    (result.folder / "splits.json").write_text(json.dumps({
+        "scheme": result.scheme, "train_months": result.train_months, "train_frames": result.train_frames,
+        "val_frames": result.val_frames, "train_yaml": str(result.train_yaml),
+        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)}
+                    for p in result.periods],
+    }, indent=1))
