@@ -13,6 +13,7 @@ import torch
 
 from ..device import describe_device, parse_device
 from ..faults import FaultProfile, profile_from_env
+from ..route import Route
 from ..signature import ConvSignature
 from ..verdicts.store import Verdict, VerdictStore
 from ..verdicts.table import device_key, route_of
@@ -49,7 +50,7 @@ class ProbeReport:
         kinds: dict[str, int] = {}
         bypass = 0
         for v in self.verdicts:
-            if route_of(v) == "bypass":
+            if route_of(v) == Route.BYPASS:
                 bypass += 1
                 kind = v.verdict if v.bad else "faster"
                 kinds[kind] = kinds.get(kind, 0) + 1
