@@ -11,9 +11,10 @@ changing it needs a verdict-store migration.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
-import torch
+if TYPE_CHECKING:  # torch-free at run time: the verdict store and the CLI read keys without it
+    import torch
 
 Pair = Tuple[int, int]
 
@@ -21,13 +22,12 @@ Pair = Tuple[int, int]
 #: (weight gradient) as separate vendor calls, and MIOpen picks separate solvers for them.
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd_data", "bwd_weight")
 
-_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float64: "float64"}
 _KEY_VERSION = "v1"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     """The short, stable name of a floating dtype (``float32``), as used in keys and profiles."""
-    return _DTYPE_NAMES.get(dtype) or str(dtype).replace("torch.", "")
+    return str(dtype).replace("torch.", "")  # torch.half prints as torch.float16
 
 
 @dataclass(frozen=True)
