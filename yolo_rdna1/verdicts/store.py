@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..runfiles import VERDICTS_DB
 from ..signature import ConvSignature
 from ..errors import Rdna1Error
 
@@ -93,7 +94,7 @@ class VerdictStore:
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self._lock = threading.Lock()
-        self.path = ":memory:" if path == ":memory:" else Path(path) if path else default_cache_dir() / "verdicts.sqlite"
+        self.path = ":memory:" if path == ":memory:" else Path(path) if path else default_cache_dir() / VERDICTS_DB
         self._conn = self._open()
 
     # -- opening, recovery -------------------------------------------------------------------
