@@ -357,7 +357,17 @@ def check_args(args: dict[str, Any]) -> None:
 
 
 def check_dataset(data: str) -> None:
-    """Ultralytics' own check of a dataset YAML (a name it ships may be downloaded, as training would)."""
-    from ultralytics.data.utils import check_det_dataset
+    """Ultralytics' own check of a dataset YAML file: keys, class names, images (downloaded as training would).
 
-    check_det_dataset(data)
+    A name that is not a file (``coco8.yaml``) only has to be one Ultralytics can find (``check_file``
+    searches its own configs); such a dataset downloads on first use, which is the training's work.
+    """
+    from pathlib import Path
+
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils.checks import check_file
+
+    if Path(data).is_file():
+        check_det_dataset(data)
+    else:
+        check_file(data)
