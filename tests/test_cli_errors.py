@@ -13,6 +13,7 @@ import pytest
 from yolo_rdna1 import cli
 from yolo_rdna1.guard import GuardConfigError
 from yolo_rdna1.supervision.checkpoint import ResumeError
+from yolo_rdna1.supervision.supervisor import SupervisorGaveUp
 
 
 def run_cli(*args, cwd=None):
@@ -52,6 +53,8 @@ def _raising(exc):
      "yolo-rdna1 train: unknown guard policy 'fast'; valid policies: off, vendor, bypass, auto"),
     (ResumeError("resume=True but runs/x finished training (last.pt): nothing to resume; start a new run with another name="), 2,
      "yolo-rdna1 train: resume=True but runs/x finished training (last.pt): nothing to resume; start a new run with another name="),
+    (SupervisorGaveUp("training failed 11 times (last cause 'hang'); max_restarts=10 reached"), 1,
+     "yolo-rdna1 train: training failed 11 times (last cause 'hang'); max_restarts=10 reached"),
     (KeyboardInterrupt(), 130, "yolo-rdna1 train: interrupted; the same command with resume=True continues the training"),
     (RuntimeError("HIP error: an illegal memory access\nmore detail"), 1,
      "yolo-rdna1 train: failed: RuntimeError: HIP error: an illegal memory access more detail (YOLO_RDNA1_DEBUG=1 shows where)"),

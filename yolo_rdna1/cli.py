@@ -277,7 +277,7 @@ def explain(e: Exception) -> tuple[int, str]:
     from ._ultralytics import is_input_error, message
 
     if isinstance(e, Rdna1Error):
-        return 2, message(e)
+        return e.exit_code, message(e)
     if is_input_error(e):  # Ultralytics' own check of an argument, dataset or file
         return 2, f"{message(e)}; fix that argument and run again"
     if isinstance(e, (FileNotFoundError, FileExistsError)):

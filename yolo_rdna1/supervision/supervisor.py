@@ -42,6 +42,12 @@ class SupervisorError(Rdna1Error):
     """The supervisor gave up; the message summarises why and what was tried."""
 
 
+class SupervisorGaveUp(SupervisorError):
+    """Training kept failing (not bad input): restarts ran out or brought no progress."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
     max_restarts: int = 10
@@ -148,14 +154,14 @@ def supervise(
         same = [h for h in history if h == (cause, progress)]
         if len(same) >= policy.same_failure_limit:
             journal.append(run_dir, "end", status="gave_up", reason="same failure without progress", cause=cause)
-            raise SupervisorError(
+            raise SupervisorGaveUp(
                 f"training ended with '{cause}' {len(same)} times at {epochs} completed epochs without progress; "
                 f"giving up. See {run_dir / runfiles.WATCHDOG_LOG} and {run_dir / journal.JOURNAL_FILE}; "
                 "'yolo-rdna1 verdicts list bad=True' shows what was attributed"
             )
         if restarts >= policy.max_restarts:
             journal.append(run_dir, "end", status="gave_up", reason="max_restarts", cause=cause)
-            raise SupervisorError(f"training failed {restarts + 1} times (last cause '{cause}'); max_restarts={policy.max_restarts} reached")
+            raise SupervisorGaveUp(f"training failed {restarts + 1} times (last cause '{cause}'); max_restarts={policy.max_restarts} reached")
         restarts += 1
         delay = policy.delay(restarts)
         LOGGER.warning("yolo_rdna1 supervisor: training ended with '%s' (exit %s); restart %d of %d in %.0f s", cause, code, restarts, policy.max_restarts, delay)
