@@ -67,8 +67,6 @@ def test_off_features_are_skipped_where_they_are_used(fresh, monkeypatch):
     assert discover("yolov8n.yaml", imgsz=64, batch=2, train=False, val=True) == [], "val shapes left to the unknown policy"
 
     class Trainer:
-        metrics = {}
-
         def save_metrics(self, metrics):
             pass
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+from collections.abc import Iterable
 from copy import deepcopy
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
