@@ -13,11 +13,15 @@
     yolo-rdna1 data sample dst=FOLDER [months=3 clips_per_day=2 frames_per_clip=20 seed=0]
                                                      a tiny LTDV2 look-alike in LTDV2's own format
     yolo-rdna1 data drift dst=FOLDER [scheme=month|season train_months=4]   train early, val per later period
+
+Errors print one line and exit 2 (fix the command line or an input file), 1 (the work failed) or
+130 (interrupted); YOLO_RDNA1_DEBUG=1 prints the traceback as well.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any, Callable
 
 import yaml
 from .errors import Rdna1Error
+from .runfiles import VERDICTS_DB
 
 USAGE = __doc__ or ""
 
@@ -124,7 +129,7 @@ def cmd_probe(tokens: list[str]) -> int:
     allowed = ["model", "imgsz", "batch", "data", "device", "amp", "env_profile", "refresh", "cache"]
     args = parse_kv(tokens, allowed, "probe")
     cache = args.pop("cache", None)
-    store = VerdictStore(Path(cache) / "verdicts.sqlite") if cache else None
+    store = VerdictStore(Path(cache) / VERDICTS_DB) if cache else None
     report = probe(store=store, **args)
     print_report(report)
     return 0
@@ -139,7 +144,7 @@ def cmd_verdicts(tokens: list[str]) -> int:
     if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
         raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]")
     action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}")
-    store = VerdictStore(Path(args["cache"]) / "verdicts.sqlite") if args.get("cache") else VerdictStore()
+    store = VerdictStore(Path(args["cache"]) / VERDICTS_DB) if args.get("cache") else VerdictStore()
     device = args.get("device")
     if action == "list":
         rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
@@ -279,19 +284,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yolo-rdna1: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _setup_logging()
-    from .data.configs import DatasetError
-    from .faults import FaultProfileError
-    from .options import OptionError
-    from .probe.discovery import DiscoveryError
-    from .probe.envprofiles import EnvProfileError
-    from .report import ReportError
-    from .verdicts import VerdictStoreError
-
     try:
         return command(argv[1:])
-    except (UsageError, OptionError, FaultProfileError, DiscoveryError, EnvProfileError, VerdictStoreError, ReportError, DatasetError, FileExistsError) as e:
-        print(f"yolo-rdna1 {argv[0]}: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        code, text = 130, "interrupted" + (RESUME_HINT if argv[0] == "train" else "")
+    except BrokenPipeError:  # the reader went away (``... | head``): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet
+        return 141
+    except Exception as e:  # noqa: BLE001 - the CLI shows one line, never a traceback
+        code, text = explain(e)
+        if os.environ.get("YOLO_RDNA1_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+    print(f"yolo-rdna1 {argv[0]}: {text}", file=sys.stderr)
+    return code
+
+
+RESUME_HINT = "; the same command with resume=True continues the training from its last checkpoint"
+
+
+def explain(e: Exception) -> tuple[int, str]:
+    """Exit code and one line for an error: 2 for bad input (what to change), 1 for a failure."""
+    from ._ultralytics import is_input_error, message
+
+    if isinstance(e, Rdna1Error):
+        return e.exit_code, message(e)
+    if is_input_error(e):  # Ultralytics' own check of an argument, dataset or file
+        return 2, f"{message(e)}; fix that argument and run again"
+    if isinstance(e, (FileNotFoundError, FileExistsError)):
+        return 2, message(e)
+    first = message(e)[:300] or "no message"
+    return 1, f"failed: {type(e).__name__}: {first} (YOLO_RDNA1_DEBUG=1 shows where)"
 
 
 if __name__ == "__main__":

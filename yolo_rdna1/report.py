@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 from .errors import Rdna1Error
-
-REPORT_FILE = "rdna1_report.json"
-PLOT_FILE = "rdna1.png"
+from .runfiles import PLOT as PLOT_FILE
+from .runfiles import REPORT as REPORT_FILE
+from .runfiles import RESULTS_CSV
 
 
 class ReportError(Rdna1Error):
@@ -52,7 +52,7 @@ def summary_lines(report: dict[str, Any], top: int = 10) -> list[str]:
 
 def read_results(run_dir: str | Path) -> list[dict[str, float]]:
     """results.csv rows as numbers (Ultralytics pads its header with spaces)."""
-    path = Path(run_dir) / "results.csv"
+    path = Path(run_dir) / RESULTS_CSV
     if not path.is_file():
         return []
     out = []

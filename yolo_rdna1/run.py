@@ -28,15 +28,12 @@ from .faults import ENV_VAR as FAULTS_ENV
 from .faults import FaultProfile, load_profile, profile_from_env
 from .guard import ConvGuard, disable, enable
 from .options import PluginOptions
+from .runfiles import REPORT, VERDICTS_DB, WATCHDOG_LOG, breadcrumb_stem
 from .verdicts import breadcrumb as crumbs
 from .verdicts.store import Verdict, VerdictStore
 from .verdicts.table import VerdictRouteTable, device_key
 
 LOGGER = logging.getLogger("yolo_rdna1")
-
-
-def breadcrumb_stem(save_dir: str | os.PathLike, rank: int = -1) -> Path:
-    return Path(save_dir) / (f"rdna1_breadcrumb_rank{rank}" if rank > 0 else "rdna1_breadcrumb")
 
 
 def reduce_counts(counts: dict[str, int]) -> dict[str, int]:
@@ -96,7 +93,7 @@ class GuardedRun:
         profile: FaultProfile | None = load_profile(opts.faults) if opts.faults else profile_from_env()
         info = describe_device(self.device)
         self.device_key = device_key(info.fingerprint, profile)
-        self.store = VerdictStore(Path(opts.cache) / "verdicts.sqlite" if opts.cache else None)
+        self.store = VerdictStore(Path(opts.cache) / VERDICTS_DB if opts.cache else None)
         self._attribute_crash()
 
         routes = opts.guard == "auto" and (profile is not None or routes_by_default(info))
@@ -175,7 +172,7 @@ class GuardedRun:
             from .supervision import StallWatchdog
 
             self._watchdog = StallWatchdog(
-                self.options.stall_timeout, self.save_dir / "rdna1_watchdog.log", breadcrumb_stem(self.save_dir, self.rank)
+                self.options.stall_timeout, self.save_dir / WATCHDOG_LOG, breadcrumb_stem(self.save_dir, self.rank)
             ).start()
 
     def heartbeat(self) -> None:
@@ -283,7 +280,7 @@ class GuardedRun:
         }
 
     def write_report(self) -> Path:
-        path = self.save_dir / "rdna1_report.json"
+        path = self.save_dir / REPORT
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.report(), indent=1))
         tmp.replace(path)

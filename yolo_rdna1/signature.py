@@ -11,9 +11,10 @@ changing it needs a verdict-store migration.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
-import torch
+if TYPE_CHECKING:  # torch-free at run time: the verdict store and the CLI read keys without it
+    import torch
 
 from .errors import Rdna1Error
 
@@ -23,7 +24,6 @@ Pair = Tuple[int, int]
 #: (weight gradient) as separate vendor calls, and MIOpen picks separate solvers for them.
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd_data", "bwd_weight")
 
-_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float64: "float64"}
 _KEY_VERSION = "v1"
 #: The largest number a key may hold: MIOpen (and MIOpenDriver) take 32-bit ints.
 _MAX_INT = 2**31 - 1
@@ -62,7 +62,7 @@ def _numbers(text: str, prefix: str, sep: str, what: str, low: int) -> Pair:
 
 def dtype_name(dtype: torch.dtype) -> str:
     """The short, stable name of a floating dtype (``float32``), as used in keys and profiles."""
-    return _DTYPE_NAMES.get(dtype) or str(dtype).replace("torch.", "")
+    return str(dtype).replace("torch.", "")  # torch.half prints as torch.float16
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,33 @@ def split_options(kwargs: dict[str, Any]) -> tuple[PluginOptions, dict[str, Any]
 
 
 def check_ultralytics_args(args: dict[str, Any]) -> None:
-    """The same check (and message) ``yolo train`` gives an unknown argument."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT, check_dict_alignment
+    """The same checks (and messages) ``yolo train`` gives an unknown argument or a bad value (``epochs=abc``)."""
+    from ._ultralytics import check_args, message
 
     try:
-        check_dict_alignment(DEFAULT_CFG_DICT, args)
+        check_args(args)
     except SyntaxError as e:
-        raise OptionError(str(e).strip() + f"\nyolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
+        raise OptionError(message(e) + f" yolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
+    except (TypeError, ValueError) as e:
+        raise OptionError(message(e)) from None
+
+
+def check_data(data: str) -> None:
+    """Fail now, not after probing, on a dataset YAML Ultralytics cannot use (missing file, keys, images)."""
+    if not str(data).endswith((".yaml", ".yml")):
+        return  # a classification folder or a name Ultralytics resolves itself
+    import yaml
+
+    from ._ultralytics import check_dataset, is_input_error, message
+
+    try:
+        check_dataset(str(data))
+    except Exception as e:  # noqa: BLE001 - only Ultralytics' own dataset errors become a DatasetError
+        if not (is_input_error(e) or isinstance(e, yaml.YAMLError)):
+            raise
+        from .data.configs import DatasetError
+
+        raise DatasetError(f"data={data}: {message(e)}; pass data=<a dataset YAML with train, val and names>") from None
 
 
 def check_writable(args: dict[str, Any]) -> None:
@@ -106,6 +126,7 @@ def train(
     """
     options, args = split_options({"guard": guard, **kwargs})
     data, args = dataset_args(data, root, args)
+    check_data(data)
     check_writable(args)
     if supervise:
         from .supervision import RestartPolicy, supervise as run_supervised

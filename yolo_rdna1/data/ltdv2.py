@@ -333,9 +333,9 @@ def _items(path: Path, prefix: str, what: str, progress: bool) -> Iterator[Any]:
 
     bar = None
     if progress:
-        from ultralytics.utils import TQDM
+        from ..progress import ProgressBar
 
-        bar = TQDM(total=path.stat().st_size, desc=f"{path.name}: {what}", unit="B", unit_scale=True, unit_divisor=1024)
+        bar = ProgressBar(path.stat().st_size, f"{path.name}: {what}", binary=True)
     try:
         with path.open("rb") as f:
             yield from ijson.items(_Reader(f, bar), prefix, use_float=True)

@@ -24,6 +24,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
+from .. import _ultralytics as ul
 from ..configs_path import load_yaml_file
 from ..guard.router import build_signature
 from ..signature import ConvSignature
@@ -89,7 +90,7 @@ def read_dataset(data: str | os.PathLike) -> DatasetShape:
     return DatasetShape(len(names), len(train), sizes)
 
 
-def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = 0.5) -> list[tuple[int, int, int]]:
+def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = ul.RECT_PAD) -> list[tuple[int, int, int]]:
     """(batch size, height, width) of each validation batch, as Ultralytics' ``set_rectangle``."""
     if not sizes:
         return []
@@ -191,8 +192,8 @@ def discover(
         if shape and shape.n_train and shape.n_train % batch:
             train_sizes.add(shape.n_train % batch)
         add(_record(net, torch.zeros(1, 3, imgsz, imgsz), train=True), sorted(train_sizes, reverse=True))
-    if val:
-        vb = batch * 2
+    if val and ul.enabled(ul.VAL_SHAPES):  # else the validation shapes get the unknown policy when they first run
+        vb = ul.val_batch_size(batch)
         batches = rect_batches(shape.val_sizes, imgsz, vb, stride) if shape and shape.val_sizes else [(vb, imgsz, imgsz)]
         by_hw: dict[tuple[int, int], set[int]] = {}
         for n, h, w in batches:

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-JOURNAL_FILE = "journal.jsonl"
+from .. import runfiles
+
+JOURNAL_FILE = runfiles.JOURNAL
 
 
 def append(run_dir: str | os.PathLike, event: str, **fields: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import runfiles
 from ..verdicts import breadcrumb as crumbs
 from . import checkpoint, journal
 from .watchdog import STALL_EXIT_CODE
@@ -39,6 +40,12 @@ LOGGER = logging.getLogger("yolo_rdna1")
 
 class SupervisorError(Rdna1Error):
     """The supervisor gave up; the message summarises why and what was tried."""
+
+
+class SupervisorGaveUp(SupervisorError):
+    """Training kept failing (not bad input): restarts ran out or brought no progress."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def classify(returncode: int) -> str:
 
 def completed_epochs(run_dir: Path) -> int:
     """Epochs with a row in results.csv: the progress measure between restarts."""
-    csv = run_dir / "results.csv"
+    csv = run_dir / runfiles.RESULTS_CSV
     if not csv.is_file():
         return 0
     return max(0, len([line for line in csv.read_text().splitlines() if line.strip()]) - 1)
@@ -94,7 +101,7 @@ def supervise(
     kwargs.setdefault("name", "train")
     run_dir = Path(kwargs["project"]).resolve() / str(kwargs["name"])
     kwargs["project"] = str(Path(kwargs["project"]).resolve())
-    weights = run_dir / "weights"
+    weights = run_dir / runfiles.WEIGHTS
     resuming = bool(kwargs.pop("resume", False))
     held = [p.name for p in (weights / checkpoint.LAST_NAME, weights / checkpoint.MID_NAME, weights / checkpoint.PREV_NAME) if p.is_file()]
     if held and not resuming:
@@ -134,7 +141,7 @@ def supervise(
             raise SupervisorError(message or f"training stopped on bad input (exit {code}); see its output above")
         if cause == "killed":
             # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight.
-            for stem in run_dir.glob("rdna1_breadcrumb*.slot"):
+            for stem in run_dir.glob(f"{runfiles.BREADCRUMB}*.slot"):
                 crumbs.clear(stem.with_suffix(""))
         try:
             point = checkpoint.newest(weights)  # the next attempt's resume point, and the progress measure
@@ -147,14 +154,14 @@ def supervise(
         same = [h for h in history if h == (cause, progress)]
         if len(same) >= policy.same_failure_limit:
             journal.append(run_dir, "end", status="gave_up", reason="same failure without progress", cause=cause)
-            raise SupervisorError(
+            raise SupervisorGaveUp(
                 f"training ended with '{cause}' {len(same)} times at {epochs} completed epochs without progress; "
-                f"giving up. See {run_dir / 'rdna1_watchdog.log'} and {run_dir / journal.JOURNAL_FILE}; "
+                f"giving up. See {run_dir / runfiles.WATCHDOG_LOG} and {run_dir / journal.JOURNAL_FILE}; "
                 "'yolo-rdna1 verdicts list bad=True' shows what was attributed"
             )
         if restarts >= policy.max_restarts:
             journal.append(run_dir, "end", status="gave_up", reason="max_restarts", cause=cause)
-            raise SupervisorError(f"training failed {restarts + 1} times (last cause '{cause}'); max_restarts={policy.max_restarts} reached")
+            raise SupervisorGaveUp(f"training failed {restarts + 1} times (last cause '{cause}'); max_restarts={policy.max_restarts} reached")
         restarts += 1
         delay = policy.delay(restarts)
         LOGGER.warning("yolo_rdna1 supervisor: training ended with '%s' (exit %s); restart %d of %d in %.0f s", cause, code, restarts, policy.max_restarts, delay)

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..errors import Rdna1Error
 from ..files import atomic_write
+from ..runfiles import VERDICTS_DB
 from ..signature import ConvSignature, SignatureError
 
 LOGGER = logging.getLogger("yolo_rdna1")
@@ -275,7 +276,7 @@ class VerdictStore:
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self._lock = threading.Lock()
-        self.path: Path | str = ":memory:" if path == ":memory:" else Path(path) if path else default_cache_dir() / "verdicts.sqlite"
+        self.path: Path | str = ":memory:" if path == ":memory:" else Path(path) if path else default_cache_dir() / VERDICTS_DB
         self.read_only = False
         self.skipped = 0
         self._why_read_only = ""
