@@ -24,6 +24,8 @@ Pair = Tuple[int, int]
 #: (weight gradient) as separate vendor calls, and MIOpen picks separate solvers for them.
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd_data", "bwd_weight")
 
+#: The dtypes a key may name (torch-free, so the CLI reads keys without importing torch).
+KEY_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float64")
 _KEY_VERSION = "v1"
 #: The largest number a key may hold: MIOpen (and MIOpenDriver) take 32-bit ints.
 _MAX_INT = 2**31 - 1
@@ -178,8 +180,8 @@ class ConvSignature:
         groups = _number(parts[6], "g", "groups", 1)
         if cin % groups or cout % groups:
             raise SignatureError(f"groups {groups} do not divide the channels {cin}>{cout}")
-        if parts[9] not in _DTYPE_NAMES.values():
-            raise SignatureError(f"unknown dtype {parts[9][:20]!r}; known: {', '.join(_DTYPE_NAMES.values())}")
+        if parts[9] not in KEY_DTYPES:
+            raise SignatureError(f"unknown dtype {parts[9][:20]!r}; known: {', '.join(KEY_DTYPES)}")
         if parts[10] not in ("nchw", "nhwc"):
             raise SignatureError(f"unknown layout {parts[10][:20]!r}; known: nchw, nhwc")
         if parts[-1] not in DIRECTIONS:
