@@ -234,3 +234,35 @@ def test_defect11_a_signal_to_the_supervisor_stops_the_child_journals_the_end_an
     assert not os.path.exists(spec) and list(tmp.iterdir()) == [], "no temp file left"
     end = list(journal.read(tmp_path / "p" / "r"))[-1]
     assert end["event"] == "end" and end["status"] == "interrupted" and end["cause"] == signal.Signals(sig).name
+
+
+# -- attribution under the env profile in effect (defect 7) -------------------------------------
+@pytest.mark.slow
+def test_defect7_a_late_crash_under_an_auto_picked_env_profile_is_not_repeated_after_the_restart(tmp_path, tmp_path_factory):
+    import json
+
+    from yolo_rdna1.data import make_synthetic_thermal
+    from yolo_rdna1.verdicts import VerdictStore
+
+    rules = [
+        # seen by the probe under the profiles that keep MIOpen's GEMM solvers: auto picks one without (direct_only)
+        {"match": {"kernel": 3, "stride": 2}, "direction": "fwd", "effect": "error", "unless_env": {"MIOPEN_DEBUG_CONV_GEMM": "0"}},
+        # under every profile, unseen by the probe (3 calls a child): the 4th train batch of a process aborts
+        {"match": {"kernel": 1, "in_channels": 64, "out_channels": 64, "height": 2}, "direction": "bwd_weight", "effect": "abort", "after": 3},
+    ]
+    prof = tmp_path / "late-under-auto.yaml"
+    prof.write_text(yaml.safe_dump({"name": "late-under-auto", "rules": rules}))
+    data = make_synthetic_thermal(tmp_path_factory.mktemp("tiny7"), n_train=8, n_val=4, seed=1, size=(96, 72))
+    kwargs = dict(data=str(data), epochs=1, imgsz=64, batch=2, device="cpu", workers=0, project=str(tmp_path / "p"), name="r",
+                  faults=str(prof), cache=str(tmp_path / "cache"), env_profile="auto", stall_timeout=60, telemetry=0, thermal=False,
+                  plots=False, prefer_faster=False)  # CPU timings must not move the signature to the bypass before it aborts
+    run = supervise(kwargs, RestartPolicy(backoff_s=0), sleep=lambda s: None)
+    events = list(journal.read(run))
+    assert [e["cause"] for e in events if e["event"] == "restart"] == ["abort"], "one crash, not the same one again"
+    attributed = [e for e in events if e["event"] == "attributed"]
+    assert len(attributed) == 1 and ":c64>64:k1x1:" in attributed[0]["signature"] and attributed[0]["signature"].endswith(":bwd_weight")
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "completed"
+    crashes = [v for v in VerdictStore(tmp_path / "cache" / "verdicts.sqlite").query() if v.source == "crash"]
+    assert [(v.signature, v.env_profile) for v in crashes] == [(attributed[0]["signature"], "direct_only")], "under the profile in effect"
+    assert json.loads((run / "rdna1_report.json").read_text())["env_profile"] == "direct_only"
+    assert not (run / "rdna1_breadcrumb.env").exists(), "a clean end leaves no trail"
