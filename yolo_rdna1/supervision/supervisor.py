@@ -107,7 +107,7 @@ def classify(returncode: int) -> str:
 
 
 def completed_epochs(run_dir: Path) -> int:
-    """Epochs with a row in results.csv: the progress measure between restarts."""
+    """Epochs with a row in results.csv (journaled with each restart and end)."""
     csv = run_dir / "results.csv"
     if not csv.is_file():
         return 0
@@ -124,7 +124,6 @@ class _Stop(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-        self.name = signal.Signals(signum).name
 
 
 class _Stops:
@@ -210,16 +209,12 @@ def supervise(
     journal.append(run_dir, "start", supervised=True, resume=resuming, pid=os.getpid())
 
     stops = _Stops()
-    if attempt is None:
-        spec = run_dir / SPEC_FILE
-
-        def attempt(args: dict[str, Any]) -> int:
-            return _run_child(args, python, spec, stops, policy.stop_grace_s)
-
+    spec = run_dir / SPEC_FILE
+    run_attempt = attempt or (lambda args: _run_child(args, python, spec, stops, policy.stop_grace_s))
     state = _Restarts(point.position if point is not None else None)
     with stops:
         try:
-            return _loop(kwargs, run_dir, point, policy, sleep, clock, attempt, stops, state)
+            return _loop(kwargs, run_dir, point, policy, sleep, clock, run_attempt, stops, state)
         except (_Stop, KeyboardInterrupt) as e:
             signum = e.signum if isinstance(e, _Stop) else signal.SIGINT
             _clear_breadcrumbs(run_dir)  # the conv in flight was stopped, not faulty
