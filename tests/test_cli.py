@@ -57,8 +57,10 @@ def test_verdicts_list_export_import_clear_miopen(tmp_path, capsys):
 def test_demo_trains_guarded_and_says_how_many_convs_it_bypassed(tmp_path):
     import re
 
-    r = cli("demo", "epochs=1", "imgsz=64", "batch=4", "n_train=8", "n_val=4", f"project={tmp_path}", cwd=tmp_path)
+    (tmp_path / "tmp").mkdir()
+    r = cli("demo", "epochs=1", "imgsz=64", "batch=4", "n_train=8", "n_val=4", f"project={tmp_path}", cwd=tmp_path, env={"TMPDIR": str(tmp_path / "tmp")})
     assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if "probe" in p.name] == [], "every probe removed its temp folders"
     m = re.search(r"yolo_rdna1 demo: (\d+) of (\d+) conv calls in training and validation were bypassed \((\d+) of (\d+) conv signatures\)", r.stdout)
     assert m, r.stdout[-2000:]
     bypassed, calls, sigs_bypassed, sigs = map(int, m.groups())

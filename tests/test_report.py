@@ -63,3 +63,26 @@ def test_a_folder_that_is_not_a_run_gets_one_message(tmp_path):
         print_report(tmp_path / "empty")
     r = subprocess.run([sys.executable, "-m", "yolo_rdna1.cli", "report", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_defect12_report_keeps_every_complete_line_and_says_how_many_it_skipped(tmp_path, capsys):
+    """A crash mid-write leaves a torn line; the next writer's event landed on the same line. A line
+    without an event (or not an object) is skipped and counted, never a KeyError."""
+    run = tmp_path / "run"
+    write_run(run, report=False, journal=False)
+    t0 = 1_000_000.0
+    lines = [
+        json.dumps({"time": t0, "event": "start"}),
+        json.dumps({"time": t0 + 600, "event": "checkpoint", "epoch": 1, "batch": 10}),
+        '{"time": 1000700.0, "event": "restart", "cau' + json.dumps({"time": t0 + 780, "event": "restart", "cause": "hang"}),
+        json.dumps({"time": t0 + 790, "note": "no event"}),
+        json.dumps({"time": t0 + 791, "event": 7}),
+        json.dumps(["not", "an", "object"]),
+        json.dumps({"event": "restart", "cause": ["odd"]}),  # no time: counted, adds no lost time
+        json.dumps({"time": t0 + 1200, "event": "end", "status": "completed"}),
+    ]
+    (run / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    assert print_report(run) == 0
+    out = capsys.readouterr().out
+    assert "journal: 2 restart(s) (1 ['odd'], 1 hang), 3.0 min of training lost to them, ended: completed" in out
+    assert "journal: 4 line(s) skipped" in out

@@ -101,7 +101,9 @@ def journal_lines(run_dir: str | Path) -> list[str]:
     causes = ", ".join(f"{n} {cause}" for cause, n in sorted(j["causes"].items())) or "none"
     lines = [f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of training lost to them, "
              f"ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"]
-    lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"] if sig]
+    lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"]]
+    if j["skipped"]:
+        lines.append(f"yolo_rdna1: journal: {j['skipped']} line(s) skipped: torn by a crash mid-write, or not an event")
     return lines
 
 

@@ -22,6 +22,11 @@ WATCHDOG_LOG = "rdna1_watchdog.log"
 #: Stem of the crash trail (``.slot``, ``.log``, ``.cause``; ``_rank<N>`` for DDP ranks above 0):
 #: ``verdicts.breadcrumb`` writes it during training, the next start and the supervisor read it.
 BREADCRUMB = "rdna1_breadcrumb"
+#: Beside a breadcrumb (``<stem>.env``): the MIOpen env profile its trail was written under, so a
+#: conv left in flight is blamed (and, with ``env_profile=auto``, avoided) under that profile.
+TRAIL_ENV_SUFFIX = ".env"
+#: The supervisor's spec of the training child (its arguments); written at each start, removed on every exit.
+CHILD_SPEC = "rdna1_child.json"
 #: The supervisor's story of a run, one JSON object a line; ``supervision.journal`` appends, ``report`` reads.
 JOURNAL = "journal.jsonl"
 #: Mid-epoch checkpoint and the one before it, in :data:`WEIGHTS`; ``supervision.checkpoint`` writes and reads.

@@ -120,9 +120,10 @@ def train(
     arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ...) and yolo_rdna1 options
     (``faults``, ``env_profile``, ``unknown``, ``probe``, ``cache``, ``prefer_faster``, ...); an
     unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
-    With ``supervise=True`` training runs in a child process that is restarted (at most
-    ``max_restarts`` times, the first after ``backoff_s`` seconds, doubling) after a crash or a
-    hang; the run dir is returned.
+    With ``supervise=True`` training runs in a child process that is restarted after a crash or a
+    hang, ``backoff_s`` seconds later; only restarts in a row that made no progress double the wait
+    and count against ``max_restarts`` (see :class:`~yolo_rdna1.supervision.RestartPolicy`); the
+    run dir is returned.
     """
     options, args = split_options({"guard": guard, **kwargs})
     data, args = dataset_args(data, root, args)

@@ -46,9 +46,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -87,6 +90,18 @@ class CorruptCheckpoint(Rdna1Error):
     """A checkpoint file that cannot be resumed from: truncated, unpickleable or missing keys."""
 
 
+class CheckpointUnloadable(ResumeError):
+    """A checkpoint that this environment cannot load although the file looks intact (a module
+    missing or of another version, no memory, an I/O or permission error): it is kept as it is,
+    and the run stops with the message, since resuming from an older one would overwrite it."""
+
+
+#: Errors of ``torch.load`` that say the file itself is damaged (its bytes, not this environment).
+_DAMAGED = (pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
+#: Phrases of torch's zip reader about an archive that is not whole.
+_BAD_ARCHIVE = re.compile(r"PytorchStreamReader|zip archive|central directory|archive is corrupt|not a ZIP|failed finding", re.I)
+
+
 @dataclass(frozen=True, order=True)
 class Position:
     """Where training stands: ``batch`` batches of ``epoch`` (0-based) are done."""
@@ -118,8 +133,15 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, unpickling error, a class that no longer exists, ...
-        raise CorruptCheckpoint(f"{path.name} cannot be read ({type(e).__name__}: {str(e)[:200]})") from e
+    except Exception as e:
+        why = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        if _damaged(path, e):
+            raise CorruptCheckpoint(f"{path.name} cannot be read ({why})") from e
+        raise CheckpointUnloadable(
+            f"{path} cannot be loaded here ({why}), but the file does not look damaged, so it is kept as it is: fix what "
+            "the error names (a missing module or another torch/Ultralytics version than the one that wrote it, memory, "
+            "disk or permissions) and resume again"
+        ) from e
     if not isinstance(ckpt, dict):
         raise CorruptCheckpoint(f"{path.name} is not a checkpoint (a {type(ckpt).__name__}, not a dict)")
     if _finished(ckpt):
@@ -133,6 +155,49 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if missing or not isinstance(ckpt.get("ema"), torch.nn.Module) or ckpt.get("optimizer") is None:
         raise CorruptCheckpoint(f"{path.name} lacks what a resume needs ({', '.join(missing) or 'ema, optimizer'})")
     return ckpt
+
+
+def _damaged(path: Path, error: Exception) -> bool:
+    """Whether ``torch.load`` failed on the file's bytes (True) or on this environment (False).
+
+    Only a file known to be damaged is moved aside: an import, memory or I/O error says nothing
+    about the file, and moving an intact checkpoint aside loses it. Torch's zip reader reports
+    a truncated archive as ``OSError(EINVAL)`` or a ``RuntimeError``; which it is decides
+    :func:`_archive_damaged`, by reading the archive's own structure and checksums.
+    """
+    if isinstance(error, (ImportError, MemoryError)):
+        return False
+    if isinstance(error, _DAMAGED):
+        return True
+    if isinstance(error, RuntimeError) and _BAD_ARCHIVE.search(str(error)):
+        return True
+    return _archive_damaged(path) is True
+
+
+def _archive_damaged(path: Path) -> bool | None:
+    """True: a zip archive that is not whole or fails a checksum; False: an intact archive;
+    None: not a zip (torch's legacy format) or not readable here (the environment's problem)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return None
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is not None
+    except (zipfile.BadZipFile, EOFError, zlib.error):
+        return True
+    except (OSError, MemoryError):
+        return None
+
+
+def _aside(path: Path) -> Path:
+    """Move a damaged checkpoint out of the way under a name no earlier one has: ``mid.pt.corrupt``,
+    then ``mid.pt.corrupt.1``, ``.2``, ... (each may be the only copy of something)."""
+    aside, n = path.with_name(path.name + ".corrupt"), 0
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt.{n}")
+    os.replace(path, aside)
+    return aside
 
 
 def _finished(ckpt: dict[str, Any]) -> bool:
@@ -175,9 +240,10 @@ def _describe(arch: tuple | None) -> str:
 def newest(weights_dir: str | os.PathLike) -> Found | None:
     """The readable checkpoint of a run that is furthest along: last.pt, mid.pt or mid.prev.pt.
 
-    A file that cannot be read is renamed to ``<name>.corrupt`` (kept for inspection, never
-    tried again) with one warning naming the checkpoint used instead. Raises
-    :class:`ResumeError` when the readable ones hold different models.
+    A damaged file is renamed to ``<name>.corrupt`` (``.corrupt.1``, ... when that exists; kept
+    for inspection, never tried again) with one warning naming the checkpoint used instead. Raises
+    :class:`CheckpointUnloadable` (nothing renamed) when a file fails to load for a reason of this
+    environment, and :class:`ResumeError` when the readable ones hold different models.
     """
     wdir = Path(weights_dir)
     found: list[Found] = []
@@ -189,9 +255,7 @@ def newest(weights_dir: str | os.PathLike) -> Found | None:
         try:
             ckpt = load(path)
         except CorruptCheckpoint as e:
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
-            corrupt.append((aside, str(e)))
+            corrupt.append((_aside(path), str(e)))
             continue
         found.append(Found(path, position(ckpt), _finished(ckpt), architecture(ckpt)))
         del ckpt  # one checkpoint in memory at a time
