@@ -106,8 +106,10 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
 
 # -- provenance -------------------------------------------------------------------------------
 def git_commit() -> str:
-    """The commit the code came from: ``git rev-parse`` in a checkout, else ``$BENCH_COMMIT`` (a
-    device machine gets a copy without ``.git``; the caller names the commit it archived)."""
+    """The commit the code came from: ``$BENCH_COMMIT`` when set (a copy made by ``git archive``
+    has no ``.git`` of its own; the caller names the commit it archived), else ``git rev-parse``."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         if out.returncode == 0 and out.stdout.strip():
@@ -115,7 +117,7 @@ def git_commit() -> str:
             return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("BENCH_COMMIT", "unknown")
+    return "unknown"
 
 
 def _driver_version() -> str | None:
