@@ -16,10 +16,11 @@ so a slow drift of the machine cancels. Default list:
 
 Before the trainings the probe times itself cold on the GPU (:mod:`benchmarks.probe_time`, the
 training's own signatures, ``gfx1010``), into the verdict store the ``plugin_gfx1010`` trainings
-then read warm. Each training's last epoch of ``--epochs`` is measured. Ratios: the median epoch
-time of a configuration over its baseline's (``stock``, or ``stock-notf32`` for ``-notf32`` rows),
-and the range of the per-repetition ratios. ``--budget-s`` stops starting trainings that would not
-end in time; the tables are rewritten after every training.
+then read warm. Each training's last epoch of ``--epochs`` is measured. Ratio: each training's
+epoch time over its baseline's in the same repetition (``stock``, or ``stock-notf32`` for
+``-notf32`` rows); the table gives the median of those ratios and their range. ``--budget-s`` stops starting trainings that would not
+end in time; the tables are rewritten after every training. ``--pool`` prints the summary of
+saved runs of one machine taken as one (the headline table pools two calls).
 
     python3 -m benchmarks.headline --out "$OUT"                                     # on the GPU
     python3 -m benchmarks.headline --device cpu --imgsz 64 --n-train 16 --batch 8 --workers 0 \\
@@ -53,7 +54,7 @@ def order(configs: list[str], reps: int) -> list[tuple[int, str]]:
     return [(r, c) for r in range(reps) for c in (configs if r % 2 == 0 else configs[::-1])]
 
 
-def summary(rows: list[dict[str, Any]], probe: dict[str, Any] | None, meta: dict[str, Any]) -> str:
+def summary(rows: list[dict[str, Any]], probes: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """Markdown: the headline table (medians per configuration), then every training."""
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -63,22 +64,20 @@ def summary(rows: list[dict[str, Any]], probe: dict[str, Any] | None, meta: dict
              f"ultralytics {meta['ultralytics']}, {meta['host']['cpus']} CPUs; commit {meta['commit']}, {meta['date']}. "
              f"YOLOv8n `model.train`, {meta['n_train']} synthetic thermal images (384x288), imgsz {meta['imgsz']}, batch {meta['batch']}, "
              f"workers {meta['workers']}, cache=ram, amp=False, {meta['epochs']} epochs, the last measured; one fresh process per "
-             f"training, {meta['reps']} interleaved repetitions.", "",
-             "| configuration | trainings | images/s (median) | epoch time vs stock | per repetition | peak GPU MiB | convs bypassed (last epoch) |",
+             f"training, {len({r['rep'] for r in rows})} interleaved repetitions.", "",
+             "| configuration | trainings | images/s (median) | epoch time vs stock (median of the repetitions' ratios) | range | "
+             "peak GPU MiB | conv calls bypassed (last epoch) |",
              "|---|---|---|---|---|---|---|"]
     for label, rs in by.items():
-        ref = by.get(baseline(label), [])
-        epoch = statistics.median(r["last_epoch_s"] for r in rs)
-        ips = statistics.median(r["images_per_s"] for r in rs)
-        ratio = epoch / statistics.median(r["last_epoch_s"] for r in ref) if ref else float("nan")
-        ref_by_rep = {r["rep"]: r["last_epoch_s"] for r in ref}
+        ref_by_rep = {r["rep"]: r["last_epoch_s"] for r in by.get(baseline(label), [])}
         per = sorted(r["last_epoch_s"] / ref_by_rep[r["rep"]] for r in rs if r["rep"] in ref_by_rep)
+        ratio = f"**{statistics.median(per):.2f}x**" if per else "n/a"
         spread = f"{per[0]:.2f}-{per[-1]:.2f}" if per else "n/a"
         shares = [r["share"] for r in rs if r.get("share") is not None]
         share = f"{statistics.median(shares):.1%}" if shares else "none (no guard)"
-        lines.append(f"| {label} | {len(rs)} | {ips:.1f} | {'n/a' if ratio != ratio else f'**{ratio:.2f}x**'} | {spread} | "
+        lines.append(f"| {label} | {len(rs)} | {statistics.median(r['images_per_s'] for r in rs):.1f} | {ratio} | {spread} | "
                      f"{statistics.median(r['peak_mib'] for r in rs):.0f} | {share} |")
-    if probe:
+    for probe in probes:
         lines += ["", f"Probe, cold, on this GPU (`gfx1010`, the training's signatures at batch {meta['batch']}): **{probe['cold_s']:.1f} s** "
                   f"for {probe['pairs']} (signature, direction) pairs ({probe['summary']}); warm {probe['warm_s']:.2f} s."]
     lines += ["", "| # | repetition | configuration | last epoch s | images/s | first epoch s | whole process s | peak MiB | bypassed |",
@@ -90,6 +89,21 @@ def summary(rows: list[dict[str, Any]], probe: dict[str, Any] | None, meta: dict
         lines.append(f"| {i} | {r['rep']} | {r['label']} | {r['last_epoch_s']:.2f} | {r['images_per_s']:.1f} | {r['first_epoch_s']:.2f} | "
                      f"{r['process_s']:.1f} | {r['peak_mib']:.0f} | {r['bypassed']} |")
     return "\n".join(lines) + "\n"
+
+
+def pool(files: list[str]) -> str:
+    """The summary of several saved runs (``headline.json``) of one machine as one: their
+    repetitions numbered on, their cold probe times listed."""
+    rows: list[dict[str, Any]] = []
+    probes = []
+    meta: dict[str, Any] = {}
+    for f in files:
+        saved = json.loads(Path(f).read_text())
+        meta = meta or saved["meta"]
+        first = 1 + max((r["rep"] for r in rows), default=-1)
+        rows += [dict(r, rep=first + r["rep"]) for r in saved["rows"]]
+        probes += [saved["probe"]] if saved.get("probe") else []
+    return summary(rows, probes, meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-probe", action="store_true", help="skip the cold probe timing (plugin_gfx1010 then probes at its start)")
     ap.add_argument("--probe-timeout-s", type=float, default=240.0)
     ap.add_argument("--budget-s", type=float, default=float("inf"), help="start no training that would end after this many seconds")
+    ap.add_argument("--pool", nargs="+", metavar="JSON", help="only print the summary of saved runs (headline.json) taken as one")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     args = ap.parse_args(argv)
+    if args.pool:
+        print(pool(args.pool), end="")
+        return 0
     out = Path(args.out or tempfile.mkdtemp(prefix="headline_"))
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="headline_work_"))
@@ -160,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{i:2d} rep {rep} {label:24s} " + (f"epoch {row['last_epoch_s']:.2f} s, {row['images_per_s']:.1f} img/s, peak {row['peak_mib']:.0f} MiB, "
               f"bypassed {row['bypassed']}" if "error" not in row else row["error"]) + f" ({took[label]:.0f} s)", flush=True)
         harness.write_json(out / "headline.json", {"meta": meta, "probe": probe, "rows": rows})
-        (out / "headline.md").write_text(summary(rows, probe, meta))
+        (out / "headline.md").write_text(summary(rows, [probe] if probe else [], meta))
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
         tar.add(logs, arcname="logs")
-    text = summary(rows, probe, meta) if rows else "no training ran\n"
+    text = summary(rows, [probe] if probe else [], meta) if rows else "no training ran\n"
     print(text, flush=True)
     return 0 if rows and all("error" not in r for r in rows) else 1
 
