@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
-"""A bystander for the host-spell experiments (issue 5): times a fixed pure-Python workload
+"""Study: a bystander for the host-spell experiments (issue 5): times a fixed pure-Python workload
 every ``--every`` seconds and logs ``unix_time ms`` lines, so another process's slow rounds can
 be lined up with this one's. Run it pinned to a CPU the measured process does not use: if its
 slow periods coincide with the measured process's, the spells are the whole host's (a shared
 physical machine), not one vCPU's.
 
-    taskset -c 12 python3 benchmarks/bystander_canary.py --seconds 300 > bystander.txt
+    taskset -c 12 python3 -m benchmarks.studies.bystander_canary --seconds 300 > bystander.txt
 """
 
 from __future__ import annotations

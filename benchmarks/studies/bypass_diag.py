@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Where the bypass step's time goes: host overhead per call, device kernel time, GEMM modes.
 
-A diagnostic companion of ``bypass_step.py`` (issue 5), for tuning, not for the report:
+A diagnostic companion of :mod:`benchmarks.bypass_step` (issue 5), for tuning, not for the report:
 
 * ``host``: host microseconds per call of each bypass direction and of its building blocks,
   on tiny CUDA tensors (device work negligible, so this is Python + dispatcher + launch cost);
@@ -16,7 +15,7 @@ A diagnostic companion of ``bypass_step.py`` (issue 5), for tuning, not for the 
 * ``machinery``, ``cprofile``, ``sync``: a guarded conv's host time peeled layer by layer,
   whole-step host hotspots, and whether anything on the bypass path waits for the GPU.
 
-    python3 benchmarks/bypass_diag.py --out "$OUT"
+    python3 -m benchmarks.studies.bypass_diag --parts machinery --out "$OUT"
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import gc
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -35,48 +33,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bypass_step as bs  # noqa: E402
-from yolo_rdna1.bypass import ConvParams, im2col, nhwc_gemm, pointwise  # noqa: E402
-from yolo_rdna1.bypass import _common as C_  # noqa: E402
-
-
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def host_us(fn, n: int = 300) -> float:
-    for _ in range(20):
-        fn()
-    _sync()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    el = time.perf_counter() - t
-    _sync()
-    return round(el / n * 1e6, 1)
-
-
-def dev_ms(fn, n: int = 20) -> float:
-    if not torch.cuda.is_available():
-        t = time.perf_counter()
-        fn()
-        return round((time.perf_counter() - t) * 1e3, 4)
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    evs = []
-    for _ in range(n):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        evs.append((s, e))
-    torch.cuda.synchronize()
-    return round(statistics.median(s.elapsed_time(e) for s, e in evs), 4)
+from benchmarks import bypass_step as bs
+from benchmarks.harness import device_ms as dev_ms
+from benchmarks.harness import host_us
+from benchmarks.harness import sync as _sync
+from benchmarks.studies.host_spells import host_canary
+from yolo_rdna1.bypass import ConvParams, im2col, nhwc_gemm, pointwise
+from yolo_rdna1.bypass import _common as C_
 
 
 def host_table(dev) -> dict:
@@ -410,7 +373,7 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
         with bs.path_context(path, g):
             for _ in range(3):
                 step()
-    work = {"python": py, "launches": launches, "gemms": gemms, "views": lambda: bs.host_canary(dev, 1000), "allocs": allocs}
+    work = {"python": py, "launches": launches, "gemms": gemms, "views": lambda: host_canary(dev, 1000), "allocs": allocs}
     rows: dict[str, list[float]] = collections.defaultdict(list)
     gc_before = gc.get_count()
     for _ in range(rounds):
