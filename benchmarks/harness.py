@@ -110,22 +110,24 @@ def git_commit() -> str:
     has no ``.git`` of its own; the caller names the commit it archived), else ``git rev-parse``."""
     if os.environ.get("BENCH_COMMIT"):
         return os.environ["BENCH_COMMIT"]
+    head = _output(["git", "rev-parse", "--short=10", "HEAD"])
+    if not head:
+        return "unknown"
+    return head + ("+dirty" if _output(["git", "status", "--porcelain", "--untracked-files=no"]) else "")
+
+
+def _output(cmd: list[str]) -> str | None:
+    """A command's stripped output, or None when it is missing or fails."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-            return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def _driver_version() -> str | None:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
+    out = _output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return out.splitlines()[0] if out else None
 
 
 def meta(device: Any = None, **extra: Any) -> dict[str, Any]:
@@ -142,7 +144,7 @@ def meta(device: Any = None, **extra: Any) -> dict[str, Any]:
         ultra = None
     return {
         "commit": git_commit(),
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", module_name(sys.argv[0]), *sys.argv[1:]]),
+        "command": shlex.join([Path(sys.executable).name, "-m", module_name(sys.argv[0]), *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "host": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
         "python": platform.python_version(),
@@ -167,7 +169,8 @@ def module_name(path: str) -> str:
 
 
 # -- processes and files ----------------------------------------------------------------------
-def run_module(module: str, args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float | None = None) -> int:
+def run_module(module: str, args: list[str], log: Path, env: dict[str, str] | None = None,
+               timeout: float | None = None) -> int:
     """Run ``python -m <module> <args>`` from the repository root in a fresh process, its output
     to ``log``; returns the exit code. Why fresh: trainings that follow each other in one
     process drift (RAM caches, dataloader workers, allocator state)."""

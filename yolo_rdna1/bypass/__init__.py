@@ -99,7 +99,9 @@ def settings(
             bordered.BUDGET_BYTES = pad_budget_bytes
         yield
     finally:
-        PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES, bordered.BUDGET_BYTES = saved
+        (PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES,
+         bordered.BUDGET_BYTES) = saved
 
 
-__all__ = ["ALGORITHMS", "PREFERENCE", "ConvParams", "algorithm_for", "settings", "depthwise", "im2col", "nhwc_gemm", "pointwise"]
+__all__ = ["ALGORITHMS", "PREFERENCE", "ConvParams", "algorithm_for", "depthwise", "im2col", "nhwc_gemm", "pointwise",
+           "settings"]

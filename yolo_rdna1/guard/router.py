@@ -357,7 +357,7 @@ class ConvGuard:
         """One row per signature: routes, algorithm, calls, bypassed, fallbacks, reasons, and the
         labelled modules (:meth:`label`) that ran it, so a report can say which layers a signature is."""
         counts: dict[ConvSignature, list[int]] = {}
-        names = self._sig_names  # kept across calls: a module that is gone (a replaced model) still named its signatures
+        names = self._sig_names  # kept across calls: the names stay when a module goes (a replaced model)
         for module, per in list(self._entries.items()):
             name = self._names.get(module)
             for e in per.values():
