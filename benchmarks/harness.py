@@ -144,7 +144,7 @@ def meta(device: Any = None, **extra: Any) -> dict[str, Any]:
         ultra = None
     return {
         "commit": git_commit(),
-        "command": shlex.join([Path(sys.executable).name, "-m", module_name(sys.argv[0]), *sys.argv[1:]]),
+        "command": shlex.join(command_line()),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "host": {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
         "python": platform.python_version(),
@@ -158,14 +158,17 @@ def meta(device: Any = None, **extra: Any) -> dict[str, Any]:
     }
 
 
-def module_name(path: str) -> str:
-    """``benchmarks/x.py`` -> ``benchmarks.x`` (what ``-m`` takes); other names as given."""
-    p = Path(path).resolve()
+def command_line() -> list[str]:
+    """This process's command line as it was typed: ``python3 -m benchmarks.x ...`` for a module
+    of this repository (``sys.argv[0]`` is then its file), else the arguments as given."""
+    script = Path(sys.argv[0]).resolve()
     try:
-        rel = p.relative_to(ROOT)
+        rel = script.relative_to(ROOT)
     except ValueError:
-        return path
-    return ".".join(rel.with_suffix("").parts) if rel.suffix == ".py" else path
+        return [Path(sys.executable).name, *sys.argv]
+    if rel.suffix != ".py":
+        return [Path(sys.executable).name, *sys.argv]
+    return [Path(sys.executable).name, "-m", ".".join(rel.with_suffix("").parts), *sys.argv[1:]]
 
 
 # -- processes and files ----------------------------------------------------------------------
