@@ -4,7 +4,7 @@
     yolo-rdna1 train data=... [model=... guard=auto supervise=True recipe=ltdv2_yolov8n_long ...]
                      data=ltdv2|ltdv2-drift|ltdv2-sample [root=FOLDER]   a shipped dataset config by name
     yolo-rdna1 probe [model=yolov8n.yaml imgsz=640 batch=16 data=... device=0 env_profile=auto]
-    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=...]
+    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... replace=True]
     yolo-rdna1 report RUN_DIR                        what the guard did in a run (+ rdna1.png)
     yolo-rdna1 doctor [device=0]                     device, ROCm/MIOpen setup, what to change
     yolo-rdna1 data convert-ltdv2 src=DOWNLOAD dst=FOLDER [splits=Train,Valid link=symlink frames=...]
@@ -16,18 +16,23 @@
     yolo-rdna1 val model=best.pt [data=... imgsz=640 batch=16 device=0 guard=auto ...]   validate, guarded
     yolo-rdna1 predict model=best.pt source=FOLDER|FILE|VIDEO [imgsz=640 save=True guard=auto ...]   predict, guarded
     yolo-rdna1 export model=best.pt [format=torchscript imgsz=640 device=0 guard=auto ...]   export, guarded
+
+Errors print one line and exit 2 (fix the command line or an input file), 1 (the work failed) or
+130 (interrupted); YOLO_RDNA1_DEBUG=1 prints the traceback as well.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 from .errors import Rdna1Error
+from .runfiles import VERDICTS_DB
 
 USAGE = __doc__ or ""
 
@@ -127,43 +132,58 @@ def cmd_probe(tokens: list[str]) -> int:
     allowed = ["model", "imgsz", "batch", "data", "device", "amp", "env_profile", "refresh", "cache"]
     args = parse_kv(tokens, allowed, "probe")
     cache = args.pop("cache", None)
-    store = VerdictStore(Path(cache) / "verdicts.sqlite") if cache else None
+    store = VerdictStore(Path(cache) / VERDICTS_DB) if cache else None
     report = probe(store=store, **args)
     print_report(report)
     return 0
 
 
 def cmd_verdicts(tokens: list[str]) -> int:
-    from .verdicts import VerdictStore, miopen_driver_command
+    """Verdict management. What it prints may come from someone else's file, so every stored text
+    is escaped (no control characters, no new lines) and ``miopen`` prints only comments and
+    MIOpenDriver lines built from the validated numbers of a signature."""
+    from .verdicts.store import VerdictStore, miopen_driver_command, printable
 
     if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
-        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=...]")
-    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad"], f"verdicts {tokens[0]}")
-    store = VerdictStore(Path(args["cache"]) / "verdicts.sqlite") if args.get("cache") else VerdictStore()
+        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]")
+    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}")
+    store = VerdictStore(Path(args["cache"]) / VERDICTS_DB) if args.get("cache") else VerdictStore()
     device = args.get("device")
     if action == "list":
         rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
         for v in rows:
-            print(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  {v.detail}")
-        print(f"{len(rows)} verdicts in {store.path}")
+            origin = f" {v.origin}" if v.origin else ""
+            print(printable(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"))
+        print(printable(f"{len(rows)} verdicts in {store.path}"))
     elif action == "export":
         if not args.get("file"):
             raise UsageError("'verdicts export' needs file=<path.json>")
         n = store.export_json(args["file"], device)
-        print(f"exported {n} verdicts to {args['file']}")
+        print(printable(f"exported {n} verdicts to {args['file']}"))
     elif action == "import":
         if not args.get("file"):
             raise UsageError("'verdicts import' needs file=<path.json>")
-        n = store.import_json(args["file"])
-        print(f"imported {n} verdicts into {store.path}")
+        replace = args.get("replace", False)
+        if not isinstance(replace, bool):
+            raise UsageError(f"replace={printable(str(replace))} is not True or False")
+        for line in store.import_json(args["file"], replace=replace).lines():
+            print(line)
     elif action == "clear":
         n = store.clear(device)
-        print(f"removed {n} verdicts from {store.path}")
+        print(printable(f"removed {n} verdicts from {store.path}"))
     else:
         bad = [v for v in store.query(device) if v.bad]
+        shown = 0
         for v in bad:
-            print(f"# {v.verdict}: {v.detail}\n{miopen_driver_command(v)}")
-        print(f"# {len(bad)} bad conv signatures")
+            try:
+                line = miopen_driver_command(v)
+            except ValueError:  # a row no validation caught must not end the listing
+                store.skipped += 1
+                continue
+            print(f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}")
+            shown += 1
+        skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""
+        print(f"# {shown} bad conv signatures{skipped}")
     return 0
 
 
@@ -191,10 +211,23 @@ def _required(args: dict[str, Any], key: str, action: str) -> str:
 
 
 def cmd_data(tokens: list[str]) -> int:
-    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits."""
+    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits.
+
+    Ctrl-C (and SIGTERM during a conversion) ends with one line saying what a rerun does, exit
+    code 128 + the signal's number; every data action is safe to run again.
+    """
     if not tokens or tokens[0] not in DATA_ACTIONS:
         raise UsageError(f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)")
     action = tokens[0]
+    try:
+        return _data_action(action, tokens)
+    except KeyboardInterrupt as e:
+        again = "running the same command again resumes where it stopped" if action == "convert-ltdv2" else "run the same command again"
+        print(f"yolo-rdna1 data {action}: interrupted; {again}", file=sys.stderr)
+        return 128 + int(getattr(e, "signum", signal.SIGINT))
+
+
+def _data_action(action: str, tokens: list[str]) -> int:
     if action == "convert-ltdv2":
         from .data.ltdv2 import convert_ltdv2
 
@@ -233,18 +266,14 @@ def cmd_data(tokens: list[str]) -> int:
     return 0
 
 
-def _one_line(text: str) -> str:
-    """An Ultralytics message as one plain line (8.3 colours argument names; some span lines)."""
-    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
-
-
 def _lifecycle(kind: str, tokens: list[str]) -> int:
     """``yolo-rdna1 val|predict|export``: Ultralytics' own call on ``YOLO(model)`` with the plugin.
 
     Bad input (no model, a missing model file, an unknown key, a bad value) is a usage error
     (exit 2) before anything runs; a call that fails (a dataset or source that does not exist,
-    an export that cannot be made) prints its first line and exits 1. No traceback either way.
+    an export that cannot be made) is one line from :func:`main` too. No traceback either way.
     """
+    from ._ultralytics import message
     from .options import OptionError
     from .training import split_options
 
@@ -258,7 +287,7 @@ def _lifecycle(kind: str, tokens: list[str]) -> int:
 
         check_cfg(dict(args))  # value types and ranges, as 'yolo {kind}' checks them
     except (OptionError, TypeError, ValueError) as e:
-        raise UsageError(_one_line(str(e))) from None
+        raise UsageError(message(e)) from None
     if kind == "predict":
         args.setdefault("save", True)  # as 'yolo predict': results land in runs/<task>/predict
     path = Path(str(model))
@@ -271,21 +300,15 @@ def _lifecycle(kind: str, tokens: list[str]) -> int:
     try:
         yolo = YOLO(str(model))
     except FileNotFoundError as e:
-        raise UsageError(f"model {model} not found ({_one_line(str(e))}); pass model=<a .pt checkpoint or a model YAML>") from None
+        raise UsageError(f"model {model} not found ({message(e)}); pass model=<a .pt checkpoint or a model YAML>") from None
     add_callbacks(yolo, **options.as_dict())
-    try:
-        if kind == "val":
-            yolo.val(**args)
-        elif kind == "predict":
-            for _ in yolo.predict(stream=True, **args):  # streamed: a long video never piles up in memory
-                pass
-        else:
-            print(yolo.export(**args))
-    except Rdna1Error as e:  # the plugin's own input (a fault profile, an env profile): usage
-        raise UsageError(_one_line(str(e))) from None
-    except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one line
-        print(f"yolo-rdna1 {kind}: {type(e).__name__}: {_one_line(str(e).splitlines()[0] if str(e) else '')}", file=sys.stderr)
-        return 1
+    if kind == "val":
+        yolo.val(**args)
+    elif kind == "predict":
+        for _ in yolo.predict(stream=True, **args):  # streamed: a long video never piles up in memory
+            pass
+    else:
+        print(yolo.export(**args))
     return 0  # the call's one-line guard summary went to the log
 
 
@@ -325,19 +348,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yolo-rdna1: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _setup_logging()
-    from .data.configs import DatasetError
-    from .faults import FaultProfileError
-    from .options import OptionError
-    from .probe.discovery import DiscoveryError
-    from .probe.envprofiles import EnvProfileError
-    from .report import ReportError
-    from .verdicts import VerdictStoreError
-
     try:
         return command(argv[1:])
-    except (UsageError, OptionError, FaultProfileError, DiscoveryError, EnvProfileError, VerdictStoreError, ReportError, DatasetError, FileExistsError) as e:
-        print(f"yolo-rdna1 {argv[0]}: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        code, text = 130, "interrupted" + (RESUME_HINT if argv[0] == "train" else "")
+    except BrokenPipeError:  # the reader went away (``... | head``): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet
+        return 141
+    except Exception as e:  # noqa: BLE001 - the CLI shows one line, never a traceback
+        code, text = explain(e)
+        if os.environ.get("YOLO_RDNA1_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+    print(f"yolo-rdna1 {argv[0]}: {text}", file=sys.stderr)
+    return code
+
+
+RESUME_HINT = "; the same command with resume=True continues the training from its last checkpoint"
+
+
+def explain(e: Exception) -> tuple[int, str]:
+    """Exit code and one line for an error: 2 for bad input (what to change), 1 for a failure."""
+    from ._ultralytics import is_input_error, message
+
+    if isinstance(e, Rdna1Error):
+        return e.exit_code, message(e)
+    if is_input_error(e):  # Ultralytics' own check of an argument, dataset or file
+        return 2, f"{message(e)}; fix that argument and run again"
+    if isinstance(e, (FileNotFoundError, FileExistsError)):
+        return 2, message(e)
+    first = message(e)[:300] or "no message"
+    return 1, f"failed: {type(e).__name__}: {first} (YOLO_RDNA1_DEBUG=1 shows where)"
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ from typing import Iterable
 
 import torch
 import torch.nn as nn
-import yaml
 
+from .. import _ultralytics as ul
+from ..configs_path import load_yaml_file
 from ..guard.router import build_signature
 from ..signature import ConvSignature
 from ..errors import Rdna1Error
@@ -44,9 +45,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".d
 
 #: The model class of each task whose training discovery can derive (``ultralytics.nn.tasks``).
 TASK_MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel", "classify": "ClassificationModel"}
-#: Tasks whose trainer validates at the training batch size (BaseTrainer builds the others' val
-#: loader at ``2 * batch``).
-VAL_AT_TRAIN_BATCH = {"obb"}
 
 
 class DiscoveryError(Rdna1Error):
@@ -102,11 +100,8 @@ def read_dataset(data: str | os.PathLike, task: str | None = None) -> DatasetSha
     path = Path(data)
     if not path.is_file():
         raise DiscoveryError(f"dataset YAML {path} not found; pass data=<path to data.yaml>")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise DiscoveryError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(cfg, dict) or "names" not in cfg or "train" not in cfg or "val" not in cfg:
+    cfg = load_yaml_file(path, DiscoveryError, "dataset YAML")
+    if "names" not in cfg or "train" not in cfg or "val" not in cfg:
         raise DiscoveryError(f"{path}: a dataset YAML needs 'train', 'val' and 'names'")
     root = Path(cfg.get("path") or path.parent)
     root = root if root.is_absolute() else path.parent / root
@@ -139,7 +134,7 @@ def _read_classify_folder(root: Path) -> DatasetShape:
     return DatasetShape(len(classes), count(train), [], n_val=count(val))
 
 
-def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = 0.5) -> list[tuple[int, int, int]]:
+def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = ul.RECT_PAD) -> list[tuple[int, int, int]]:
     """(batch size, height, width) of each validation batch, as Ultralytics' ``set_rectangle``."""
     if not sizes:
         return []
@@ -308,8 +303,8 @@ def discover(
         if shape and shape.n_train and shape.n_train % batch:
             train_sizes.add(shape.n_train % batch)
         add(net, (imgsz, imgsz), sorted(train_sizes, reverse=True), True, _runs_nhwc(backend, on_gpu))
-    if val:
-        vb = batch if task in VAL_AT_TRAIN_BATCH else batch * 2
+    if val and ul.enabled(ul.VAL_SHAPES):  # else the validation shapes get the unknown policy when they first run
+        vb = ul.val_batch_size(batch, task)
         if task == "classify":
             n_val = shape.n_val if shape else vb
             batches = [(n, imgsz, imgsz) for n in {min(vb, n_val), n_val % vb} if n] or [(vb, imgsz, imgsz)]
