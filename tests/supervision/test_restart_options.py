@@ -21,6 +21,7 @@ def supervised(monkeypatch):
     import yolo_rdna1.supervision
 
     calls = []
+
     def supervise(kwargs, policy):
         calls.append((kwargs, policy))
         return "run-dir"
@@ -53,19 +54,22 @@ def test_restart_options_reach_the_policy_from_train_a_recipe_and_command_line(s
     assert len(supervised) == 3
 
 
-@pytest.mark.parametrize("key, value, says", [
-    ("max_restarts_per_hour", 0, "max_restarts_per_hour=0 must be an int >= 1, or None for no limit"),
-    ("max_restarts_per_hour", -2, "max_restarts_per_hour=-2 must be an int >= 1, or None for no limit"),
-    ("max_restarts_per_hour", 1.5, "max_restarts_per_hour=1.5 must be an int >= 1, or None for no limit"),
-    ("max_restarts_per_hour", True, "max_restarts_per_hour=True must be an int >= 1, or None for no limit"),
-    ("max_restarts_per_hour", "many", "max_restarts_per_hour='many' must be an int >= 1, or None for no limit"),
-    ("stop_grace_s", 0, "stop_grace_s=0 must be a number of seconds > 0"),
-    ("stop_grace_s", -1.0, "stop_grace_s=-1.0 must be a number of seconds > 0"),
-    ("stop_grace_s", None, "stop_grace_s=None must be a number of seconds > 0"),
-    ("stop_grace_s", math.inf, "stop_grace_s=inf must be a number of seconds > 0"),
-    ("stop_grace_s", math.nan, "stop_grace_s=nan must be a number of seconds > 0"),
-    ("stop_grace_s", "soon", "stop_grace_s='soon' must be a number of seconds > 0"),
-])
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("max_restarts_per_hour", 0, "max_restarts_per_hour=0 must be an int >= 1, or None for no limit"),
+        ("max_restarts_per_hour", -2, "max_restarts_per_hour=-2 must be an int >= 1, or None for no limit"),
+        ("max_restarts_per_hour", 1.5, "max_restarts_per_hour=1.5 must be an int >= 1, or None for no limit"),
+        ("max_restarts_per_hour", True, "max_restarts_per_hour=True must be an int >= 1, or None for no limit"),
+        ("max_restarts_per_hour", "many", "max_restarts_per_hour='many' must be an int >= 1, or None for no limit"),
+        ("stop_grace_s", 0, "stop_grace_s=0 must be a number of seconds > 0"),
+        ("stop_grace_s", -1.0, "stop_grace_s=-1.0 must be a number of seconds > 0"),
+        ("stop_grace_s", None, "stop_grace_s=None must be a number of seconds > 0"),
+        ("stop_grace_s", math.inf, "stop_grace_s=inf must be a number of seconds > 0"),
+        ("stop_grace_s", math.nan, "stop_grace_s=nan must be a number of seconds > 0"),
+        ("stop_grace_s", "soon", "stop_grace_s='soon' must be a number of seconds > 0"),
+    ],
+)
 def test_bad_restart_options_are_refused_before_anything_runs(synthetic_data, tmp_path, supervised, key, value, says):
     with pytest.raises(OptionError) as e:
         yolo_rdna1.train(data=str(synthetic_data), supervise=True, project=str(tmp_path), **{key: value})
