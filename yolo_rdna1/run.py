@@ -277,7 +277,7 @@ class GuardedRun:
         for key, (calls, bypassed) in sorted(self._sig_totals.items()):
             r = routes.get(key, {})
             signatures.append({"signature": key, "routes": r.get("routes"), "algorithm": r.get("algorithm"), "calls": calls,
-                               "bypassed": bypassed, "reasons": r.get("reasons", {})})
+                               "bypassed": bypassed, "reasons": r.get("reasons", {}), "modules": r.get("modules", [])})
         calls, bypassed = totals["calls"], totals["bypassed"]
         return {
             "device": self.device_key,

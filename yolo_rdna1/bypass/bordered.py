@@ -41,8 +41,10 @@ builds of torch 2.0+ have it) or while ``torch.compile`` traces, every call pads
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
+from typing import Iterator
 
 import torch
 
@@ -254,6 +256,35 @@ def kept_bytes(device: int | None = None) -> int:
     """Bytes of kept buffers on ``device`` (a CUDA index, -1 for the CPU), or on all devices."""
     with _LOCK:
         return sum(_BYTES.values()) if device is None else _BYTES.get(device, 0)
+
+
+class Pool:
+    """A set of kept buffers of its own, for :func:`pool`."""
+
+    __slots__ = ("slots", "bytes")
+
+    def __init__(self) -> None:
+        self.slots: "OrderedDict[tuple, list[_Slot]]" = OrderedDict()
+        self.bytes: dict[int, int] = {}
+
+    def kept_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+@contextlib.contextmanager
+def pool(own: Pool) -> Iterator[Pool]:
+    """Inside the block kept buffers come from and go to ``own``: a benchmark that compares
+    paths in one process gives each its own, so one path's buffers never serve another and
+    each path's memory is its own. Process-wide, like :data:`BUDGET_BYTES`."""
+    global _SLOTS, _BYTES
+    with _LOCK:
+        outer = _SLOTS, _BYTES
+        _SLOTS, _BYTES = own.slots, own.bytes
+    try:
+        yield own
+    finally:
+        with _LOCK:
+            _SLOTS, _BYTES = outer
 
 
 def release() -> None:

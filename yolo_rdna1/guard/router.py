@@ -159,6 +159,7 @@ class ConvGuard:
         self._entries: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]]" = weakref.WeakKeyDictionary()
         self._routes: dict[ConvSignature, SignatureRoute] = {}
         self._names: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+        self._sig_names: dict[ConvSignature, set[str]] = {}
         self._device_routes: dict[torch.device, bool] = {}
         #: Routes with a direction the table had no verdict for; :meth:`refresh` revisits them.
         self._provisional: dict[SignatureRoute, set[str]] = {}
@@ -352,17 +353,23 @@ class ConvGuard:
         return {"calls": calls, "bypassed": bypassed, "fallbacks": sum(r.fallbacks for r in self._routes.values())}
 
     def per_signature(self) -> list[dict]:
-        """One row per signature: routes, algorithm, calls, bypassed, fallbacks, reasons."""
+        """One row per signature: routes, algorithm, calls, bypassed, fallbacks, reasons, and the
+        labelled modules (:meth:`label`) that ran it, so a report can say which layers a signature is."""
         counts: dict[ConvSignature, list[int]] = {}
-        for per in list(self._entries.values()):
+        names = self._sig_names  # kept across calls: the names stay when a module goes (a replaced model)
+        for module, per in list(self._entries.items()):
+            name = self._names.get(module)
             for e in per.values():
                 c = counts.setdefault(e.route.sig, [0, 0])
                 c[0] += e.calls
                 c[1] += e.bypassed
+                if name:
+                    names.setdefault(e.route.sig, set()).add(name)
         rows = []
         for sig, route in self._routes.items():
             row = route.summary()
             row["calls"], row["bypassed"] = counts.get(sig, [0, 0])
+            row["modules"] = sorted(names.get(sig, ()))
             rows.append(row)
         return rows
 
