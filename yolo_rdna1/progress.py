@@ -25,7 +25,9 @@ def _amount(n: float, binary: bool) -> str:
 class ProgressBar:
     """``desc: 42% 1234/2938 img 3.1s``; ``binary=True`` shows a byte count in KiB/MiB/GiB."""
 
-    def __init__(self, total: int, desc: str, unit: str = "it", binary: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, desc: str, unit: str = "it", binary: bool = False, stream: TextIO | None = None
+    ) -> None:
         self.total = max(int(total), 0)
         self.desc = desc
         self.unit = "" if binary else f" {unit}"

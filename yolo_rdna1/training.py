@@ -84,7 +84,9 @@ def device_defaults(args: dict[str, Any]) -> dict[str, Any]:
         LOGGER.info("yolo_rdna1: amp=False on %s: fp16 convs give NaN on gfx101x (ROCm/ROCm#1857)", info.arch)
     if info.backend == "rocm" and "workers" not in args:
         out["workers"] = ROCM_WORKERS
-        LOGGER.info("yolo_rdna1: workers=%d on ROCm: many forked dataloader workers stalled long RDNA1 runs", ROCM_WORKERS)
+        LOGGER.info(
+            "yolo_rdna1: workers=%d on ROCm: many forked dataloader workers stalled long RDNA1 runs", ROCM_WORKERS
+        )
     return out
 
 
@@ -104,13 +106,21 @@ def dataset_args(data: str, root: str | os.PathLike[str] | None, args: dict[str,
     applied = {k: v for k, v in defaults.items() if k not in args}
     if applied:
         check_ultralytics_args(applied)
-        LOGGER.info("yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))
+        LOGGER.info(
+            "yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items())
+        )
     return data, {**applied, **args}
 
 
 def train(
-    data: str, model: str = "yolov8n.yaml", guard: str = "auto", supervise: bool = False, max_restarts: int = 10,
-    backoff_s: float = 10.0, root: str | os.PathLike[str] | None = None, **kwargs: Any
+    data: str,
+    model: str = "yolov8n.yaml",
+    guard: str = "auto",
+    supervise: bool = False,
+    max_restarts: int = 10,
+    backoff_s: float = 10.0,
+    root: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """Train a YOLO model with every conv guarded; returns what ``YOLO.train`` returns.
 
@@ -130,7 +140,8 @@ def train(
     check_data(data)
     check_writable(args)
     if supervise:
-        from .supervision import RestartPolicy, supervise as run_supervised
+        from .supervision import RestartPolicy
+        from .supervision import supervise as run_supervised
 
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise OptionError(f"max_restarts={max_restarts!r} must be an int >= 0")

@@ -12,7 +12,9 @@ from yolo_rdna1.verdicts.breadcrumb import in_flight
 
 def test_a_simulated_conv_hang_is_ended_and_attributed(tmp_path, run_child):
     prof = tmp_path / "hang.yaml"
-    prof.write_text(yaml.safe_dump({"name": "h", "rules": [{"match": {"kernel": 3}, "direction": "fwd", "effect": "hang"}]}))
+    prof.write_text(
+        yaml.safe_dump({"name": "h", "rules": [{"match": {"kernel": 3}, "direction": "fwd", "effect": "hang"}]})
+    )
     stem, log = tmp_path / "crumb", tmp_path / "run.log"
     code = textwrap.dedent(f"""
         import torch, torch.nn as nn

@@ -64,7 +64,7 @@ class StallWatchdog:
         self._log: TextIO | None = None
         self.fired = False
 
-    def start(self) -> "StallWatchdog":
+    def start(self) -> StallWatchdog:
         self._last = self._clock()
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
