@@ -411,7 +411,7 @@ def bench_signatures(
             for path, (guard, fb, times) in runs.items():
                 with path_context(path, guard):
                     times.append(harness.device_ms(fb, n=per_round, warmup=0))
-        for path, (guard, fb, times) in runs.items():
+        for path, (_guard, _fb, times) in runs.items():
             res[path] = statistics.median(times)
         res["algorithm"] = runs["bypass"][0].per_signature()[0]["algorithm"]
         out.append(res)
@@ -467,9 +467,7 @@ def check_signatures(rows: list[dict], device: torch.device) -> list[dict]:
         rgx, rgw = torch.autograd.grad(ref, [xr, wr], go)
         row = {"sig": sig_label(r), "algorithm": alg.__name__.rsplit(".", 1)[-1]}
         for dt in (torch.float64, torch.bfloat16):
-            def cast(t):
-                return t.to(dt).contiguous(memory_format=torch.channels_last)
-            xb, wb, gb = cast(x), cast(w), cast(go)
+            xb, wb, gb = (t.to(dt).contiguous(memory_format=torch.channels_last) for t in (x, w, go))
             outs = (
                 alg.forward(xb, wb, None if b is None else b.to(dt), prm),
                 alg.backward_data(gb, xb, wb, prm),
@@ -549,10 +547,11 @@ def configs_of(model_rows: list[dict]) -> list[tuple[int, int, str]]:
 
 def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: dict) -> str:
     lines = [
-        f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}; commit {meta['commit']}. Whole model: {meta['warmup']} "
-        f"warm-up steps per path, then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the "
-        f"steps' wall times (synced) (q25-q75 beside it); host ms = time to issue a step. Per signature: median of the rounds' "
-        f"median device times, {meta['sig_steps']} steps after 3 warm-up.",
+        f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}; commit "
+        f"{meta['commit']}. Whole model: {meta['warmup']} warm-up steps per path, then {meta['rounds']} "
+        f"rounds x {meta['per_round']} steps per path, paths interleaved; median of the steps' wall "
+        "times (synced) (q25-q75 beside it); host ms = time to issue a step. Per signature: median of "
+        f"the rounds' median device times, {meta['sig_steps']} steps after 3 warm-up.",
         "",
     ]
     for size, batch, dt in configs_of(model_rows):
@@ -563,14 +562,17 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
         lines += [
             f"### {size} px, batch {batch}, {dt}{'' if dt == 'fp32' else ' autocast'}",
             "",
-            f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | same, paired by round | fastest step vs fastest | host ms/step | peak MiB | peak vs cuDNN channels_last |",
+            f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | same, paired "
+            "by round | fastest step vs fastest | host ms/step | peak MiB | peak vs cuDNN channels_last |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             lines.append(
-                f"| {r['path']} | {fmt(r['ms'])} | {fmt(r.get('q25', float('nan')))}-{fmt(r.get('q75', float('nan')))} | {fmt(r['ms'] / best['ms'], 2)} | "
-                f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | {fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | "
-                f"{fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |"
+                f"| {r['path']} | {fmt(r['ms'])} | {fmt(r.get('q25', float('nan')))}-{fmt(r.get('q75', float('nan')))} "
+                f"| {fmt(r['ms'] / best['ms'], 2)} | {fmt(r['ms'] / cl['ms'], 2)} | "
+                f"{fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | "
+                f"{fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | {fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | "
+                f"{fmt(r['peak_mib'] / cl['peak_mib'], 2)} |"
             )
         lines.append("")
         ieee = [r for r in rows if "paired_vs_cudnn_cl_ieee" in r and r["path"] != "cudnn_cl_ieee"]
@@ -612,7 +614,8 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
         ]
         for k, v in prof["steps"].items():
             lines.append(
-                f"| {k} | {v['kernels']} | {v['vendor_conv_kernels']} | {', '.join(n[:60] for n in v['vendor_names'][:3]) or '-'} |"
+                f"| {k} | {v['kernels']} | {v['vendor_conv_kernels']} | "
+                f"{', '.join(n[:60] for n in v['vendor_names'][:3]) or '-'} |"
             )
         lines += [
             "",

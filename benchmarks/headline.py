@@ -18,9 +18,10 @@ Before the trainings the probe times itself cold on the GPU (:mod:`benchmarks.pr
 training's own signatures, ``gfx1010``), into the verdict store the ``plugin_gfx1010`` trainings
 then read warm. Each training's last epoch of ``--epochs`` is measured. Ratio: each training's
 epoch time over its baseline's in the same repetition (``stock``, or ``stock-notf32`` for
-``-notf32`` rows); the table gives the median of those ratios and their range. ``--budget-s`` stops starting trainings that would not
-end in time; the tables are rewritten after every training. ``--pool`` prints the summary of
-saved runs of one machine taken as one (the headline table pools two calls).
+``-notf32`` rows); the table gives the median of those ratios and their range. ``--budget-s``
+stops starting trainings that would not end in time; the tables are rewritten after every
+training. ``--pool`` prints the summary of saved runs of one machine taken as one (the headline
+table pools two calls).
 
     python3 -m benchmarks.headline --out "$OUT"                                     # on the GPU
     python3 -m benchmarks.headline --device cpu --imgsz 64 --n-train 16 --batch 8 --workers 0 \\
@@ -61,14 +62,15 @@ def summary(rows: list[dict[str, Any]], probes: list[dict[str, Any]], meta: dict
         if "error" not in r:
             by.setdefault(r["label"], []).append(r)
     lines = [
-        f"{meta['device']} (driver {meta['driver']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}), torch {meta['torch']}, "
-        f"ultralytics {meta['ultralytics']}, {meta['host']['cpus']} CPUs; commit {meta['commit']}, {meta['date']}. "
-        f"YOLOv8n `model.train`, {meta['n_train']} synthetic thermal images (384x288), imgsz {meta['imgsz']}, batch {meta['batch']}, "
-        f"workers {meta['workers']}, cache=ram, amp=False, {meta['epochs']} epochs, the last measured; one fresh process per "
-        f"training, {len({r['rep'] for r in rows})} interleaved repetitions.",
+        f"{meta['device']} (driver {meta['driver']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}), "
+        f"torch {meta['torch']}, ultralytics {meta['ultralytics']}, {meta['host']['cpus']} CPUs; "
+        f"commit {meta['commit']}, {meta['date']}. YOLOv8n `model.train`, {meta['n_train']} "
+        f"synthetic thermal images (384x288), imgsz {meta['imgsz']}, batch {meta['batch']}, workers "
+        f"{meta['workers']}, cache=ram, amp=False, {meta['epochs']} epochs, the last measured; one "
+        f"fresh process per training, {len({r['rep'] for r in rows})} interleaved repetitions.",
         "",
-        "| configuration | trainings | images/s (median) | epoch time vs stock (median of the repetitions' ratios) | range | "
-        "peak GPU MiB | conv calls bypassed (last epoch) |",
+        "| configuration | trainings | images/s (median) | epoch time vs stock (median of the "
+        "repetitions' ratios) | range | peak GPU MiB | conv calls bypassed (last epoch) |",
         "|---|---|---|---|---|---|---|",
     ]
     for label, rs in by.items():
@@ -85,12 +87,14 @@ def summary(rows: list[dict[str, Any]], probes: list[dict[str, Any]], meta: dict
     for probe in probes:
         lines += [
             "",
-            f"Probe, cold, on this GPU (`gfx1010`, the training's signatures at batch {meta['batch']}): **{probe['cold_s']:.1f} s** "
-            f"for {probe['pairs']} (signature, direction) pairs ({probe['summary']}); warm {probe['warm_s']:.2f} s.",
+            "Probe, cold, on this GPU (`gfx1010`, the training's signatures at batch "
+            f"{meta['batch']}): **{probe['cold_s']:.1f} s** for {probe['pairs']} (signature, "
+            f"direction) pairs ({probe['summary']}); warm {probe['warm_s']:.2f} s.",
         ]
     lines += [
         "",
-        "| # | repetition | configuration | last epoch s | images/s | first epoch s | whole process s | peak MiB | bypassed |",
+        "| # | repetition | configuration | last epoch s | images/s "
+        "| first epoch s | whole process s | peak MiB | bypassed |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows):
@@ -98,8 +102,8 @@ def summary(rows: list[dict[str, Any]], probes: list[dict[str, Any]], meta: dict
             lines.append(f"| {i} | {r['rep']} | {r['label']} | error: {r['error']} | | | | | |")
             continue
         lines.append(
-            f"| {i} | {r['rep']} | {r['label']} | {r['last_epoch_s']:.2f} | {r['images_per_s']:.1f} | {r['first_epoch_s']:.2f} | "
-            f"{r['process_s']:.1f} | {r['peak_mib']:.0f} | {r['bypassed']} |"
+            f"| {i} | {r['rep']} | {r['label']} | {r['last_epoch_s']:.2f} | {r['images_per_s']:.1f} | "
+            f"{r['first_epoch_s']:.2f} | {r['process_s']:.1f} | {r['peak_mib']:.0f} | {r['bypassed']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -155,7 +155,10 @@ def bypassed(row: dict[str, Any]) -> str:
     if not t:
         return "n/a (no guard)"
     if t.get("last_epoch_calls"):
-        return f"{t['last_epoch_bypassed']}/{t['last_epoch_calls']} ({t['last_epoch_bypassed'] / t['last_epoch_calls']:.0%})"
+        return (
+            f"{t['last_epoch_bypassed']}/{t['last_epoch_calls']} "
+            f"({t['last_epoch_bypassed'] / t['last_epoch_calls']:.0%})"
+        )
     return f"{t['bypassed']}/{t['calls']}"
 
 
@@ -163,10 +166,10 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """Markdown: one row per training, and medians per configuration when one repeats."""
     stock = next((r for r in rows if r["config"].split("#")[0] == "stock"), rows[0])
     lines = [
-        f"Device: {meta['device']}; torch {meta['torch']}; ultralytics {meta['ultralytics']}; commit {meta['commit']}; "
-        f"{meta['n_train']} train images (synthetic thermal), imgsz {meta['imgsz']}, batch {meta['batch']}, workers {meta['workers']}, "
-        f"cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the last epoch is measured; cuDNN TF32 "
-        f"{'on' if meta['cudnn_tf32'] else 'off (both sides plain float32)'}.",
+        f"Device: {meta['device']}; torch {meta['torch']}; ultralytics {meta['ultralytics']}; commit "
+        f"{meta['commit']}; {meta['n_train']} train images (synthetic thermal), imgsz {meta['imgsz']}, batch "
+        f"{meta['batch']}, workers {meta['workers']}, cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the "
+        f"last epoch is measured; cuDNN TF32 {'on' if meta['cudnn_tf32'] else 'off (both sides plain float32)'}.",
         "",
         "| config | last epoch s | images/s | vs stock | median batch ms | first epoch s | peak MiB | convs bypassed |",
         "|---|---|---|---|---|---|---|---|",

@@ -92,7 +92,8 @@ def test_demo_trains_guarded_and_says_how_many_convs_it_bypassed(tmp_path):
         "every probe removed its temp folders"
     )
     m = re.search(
-        r"yolo_rdna1 demo: (\d+) of (\d+) conv calls in training and validation were bypassed \((\d+) of (\d+) conv signatures\)",
+        r"yolo_rdna1 demo: (\d+) of (\d+) conv calls in training and "
+        r"validation were bypassed \((\d+) of (\d+) conv signatures\)",
         r.stdout,
     )
     assert m, r.stdout[-2000:]
@@ -195,7 +196,8 @@ def test_defect8_verdicts_miopen_survives_rows_that_are_not_verdicts(tmp_path, c
     VerdictStore(tmp_path / "verdicts.sqlite").put(Verdict("cardA", "default", sig.key(), "hang", source="crash"))
     conn = sqlite3.connect(tmp_path / "verdicts.sqlite")  # what the old attribution stored from a damaged breadcrumb
     conn.executemany(
-        "INSERT INTO verdicts (device, env_profile, signature, verdict, source, updated) VALUES ('cardA', 'default', ?, ?, 'crash', 0)",
+        "INSERT INTO verdicts (device, env_profile, signature, verdict, "
+        "source, updated) VALUES ('cardA', 'default', ?, ?, 'crash', 0)",
         [("not a key\n; rm -rf ~", "abort"), (sig.with_direction("bwd_data").key(), "sad")],
     )
     conn.commit()

@@ -78,10 +78,12 @@ def _raising(exc):
         ),
         (
             ResumeError(
-                "resume=True but runs/x finished training (last.pt): nothing to resume; start a new run with another name="
+                "resume=True but runs/x finished training (last.pt): "
+                "nothing to resume; start a new run with another name="
             ),
             2,
-            "yolo-rdna1 train: resume=True but runs/x finished training (last.pt): nothing to resume; start a new run with another name=",
+            "yolo-rdna1 train: resume=True but runs/x finished training "
+            "(last.pt): nothing to resume; start a new run with another name=",
         ),
         (
             SupervisorGaveUp("training failed 11 times (last cause 'hang'); max_restarts=10 reached"),
@@ -96,7 +98,8 @@ def _raising(exc):
         (
             RuntimeError("HIP error: an illegal memory access\nmore detail"),
             1,
-            "yolo-rdna1 train: failed: RuntimeError: HIP error: an illegal memory access more detail (YOLO_RDNA1_DEBUG=1 shows where)",
+            "yolo-rdna1 train: failed: RuntimeError: HIP error: an illegal "
+            "memory access more detail (YOLO_RDNA1_DEBUG=1 shows where)",
         ),
     ],
 )

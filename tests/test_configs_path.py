@@ -54,8 +54,10 @@ def test_unknown_names_and_bad_files_are_one_line_errors_of_the_callers_kind(kin
     name, load, error = LOADERS[kind]
     assert issubclass(error, Rdna1Error)
     cases = {
-        name[:-1]
-        + "9": rf"unknown .* '{name[:-1]}9'; did you mean '{name}'\? shipped .*{name}.*; for a file of your own give its path",
+        name[:-1] + "9": (
+            rf"unknown .* '{name[:-1]}9'; did you mean '{name}'\? "
+            rf"shipped .*{name}.*; for a file of your own give its path"
+        ),
         "nothing-like-it": r"shipped .*; for a file of your own give its path \(e\.g\. \./nothing-like-it\.yaml\)",
         f"{name}.yaml": rf"{name}.yaml: no such file; the shipped .* is named '{name}', without .yaml",
         str(tmp_path / "absent.yaml"): "absent.yaml: no such file",

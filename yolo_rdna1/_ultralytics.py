@@ -162,7 +162,8 @@ def check_contract(trainer: Any = None) -> dict[str, str]:
     parts = []
     if release is None or release > KNOWN[-1]:
         parts.append(
-            f"Ultralytics {ver} is newer than {'.'.join(map(str, KNOWN[-1]))}, the last release yolo_rdna1 was checked against"
+            f"Ultralytics {ver} is newer than {'.'.join(map(str, KNOWN[-1]))}, "
+            "the last release yolo_rdna1 was checked against"
         )
     elif release < KNOWN[0]:
         parts.append(

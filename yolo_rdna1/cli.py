@@ -135,9 +135,9 @@ def cmd_demo(tokens: list[str]) -> int:
     if report["probe"]:
         print(f"probe: {report['probe']}")
     print(
-        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were bypassed "
-        f"({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process fallbacks; "
-        f"fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
+        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were "
+        f"bypassed ({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process "
+        f"fallbacks; fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
     )
     return 0
 
@@ -207,7 +207,8 @@ def cmd_verdicts(tokens: list[str]) -> int:
                 store.skipped += 1
                 continue
             print(
-                f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}"
+                f"# {v.verdict} ({v.source}) on {printable(v.device)} "
+                f"[{printable(v.env_profile)}]: {printable(v.detail)}\n{line}"
             )
             shown += 1
         skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""

@@ -222,8 +222,9 @@ def _code_object_findings(info: DeviceInfo | None, arch_list: list[str] | None) 
             out.append(
                 _finding(
                     "bad",
-                    f"this PyTorch build has no code objects for {eff} (it has {', '.join(sorted(a for a in have if a))}): "
-                    "GPU kernels fail with 'HIP error: invalid device function'",
+                    f"this PyTorch build has no code objects for {eff} (it "
+                    f"has {', '.join(sorted(a for a in have if a))}): GPU "
+                    "kernels fail with 'HIP error: invalid device function'",
                     fix,
                 )
             )
@@ -249,11 +250,13 @@ def _miopen_findings(env: Mapping[str, str], dirs: Mapping[str, Any] | None) -> 
         out.append(
             _finding(
                 "warn",
-                f"{len(find_db)} MIOpen find-db file(s) in {folder} ({', '.join(find_db[:3])}{', ...' if len(find_db) > 3 else ''}): "
-                "MIOpen reuses the solver recorded there on every later run (a db hit skips benchmarking except in "
-                "NORMAL find mode), so a solver that hung or aborted in a crashed run, or one picked before the solver "
-                "filters changed, keeps being picked",
-                f"after a crashed run or a change of MIOPEN_DEBUG_* solver filters: rm -f {shlex.quote(folder)}/*.ufdb.txt",
+                f"{len(find_db)} MIOpen find-db file(s) in {folder} "
+                f"({', '.join(find_db[:3])}{', ...' if len(find_db) > 3 else ''}): MIOpen reuses "
+                "the solver recorded there on every later run (a db hit skips benchmarking "
+                "except in NORMAL find mode), so a solver that hung or aborted in a crashed "
+                "run, or one picked before the solver filters changed, keeps being picked",
+                "after a crashed run or a change of MIOPEN_DEBUG_* "
+                f"solver filters: rm -f {shlex.quote(folder)}/*.ufdb.txt",
             )
         )
 
@@ -273,8 +276,8 @@ def _miopen_findings(env: Mapping[str, str], dirs: Mapping[str, Any] | None) -> 
         out.append(
             _finding(
                 "info",
-                f"MIOpen solver filters in effect: {', '.join(f'{k}={env[k]}' for k in filters)}; they are read once per "
-                "process and conv verdicts are stored per env profile",
+                f"MIOpen solver filters in effect: {', '.join(f'{k}={env[k]}' for k in filters)}; "
+                "they are read once per process and conv verdicts are stored per env profile",
                 "after changing them, delete the user find-db (rm -f <user db>/*.ufdb.txt)",
             )
         )
@@ -366,12 +369,12 @@ def collect(device: DeviceLike = None) -> dict[str, Any]:
 def _size(n: int) -> str:
     if n < 1024:
         return f"{n} B"
-    value, unit = float(n), "B"
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
+    value = float(n) / 1024
+    for unit in ("KiB", "MiB"):
         if value < 1024:
-            break
-    return f"{value:.1f} {unit}"
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def _fmt_device(d: Mapping[str, Any]) -> list[str]:

@@ -88,7 +88,8 @@ class PluginOptions:
             or not 0 <= self.checkpoint_minutes <= 10080
         ):
             raise OptionError(
-                f"checkpoint_minutes={self.checkpoint_minutes!r} must be 0 (off) or a number of minutes up to 10080 (a week)"
+                f"checkpoint_minutes={self.checkpoint_minutes!r} must "
+                "be 0 (off) or a number of minutes up to 10080 (a week)"
             )
         for name in ("thermal_limit", "thermal_resume"):
             v = getattr(self, name)

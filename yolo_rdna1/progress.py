@@ -40,7 +40,10 @@ class ProgressBar:
     def _line(self) -> str:
         share = f"{100 * self.done / self.total:3.0f}% " if self.total else ""
         of = f"/{_amount(self.total, self.binary)}" if self.total else ""
-        return f"{self.desc}: {share}{_amount(self.done, self.binary)}{of}{self.unit} {time.monotonic() - self._start:.1f}s"
+        return (
+            f"{self.desc}: {share}{_amount(self.done, self.binary)}{of}{self.unit} "
+            f"{time.monotonic() - self._start:.1f}s"
+        )
 
     def update(self, n: int = 1) -> None:
         self.done += n

@@ -137,8 +137,8 @@ def journal_lines(run_dir: str | Path) -> list[str]:
     j = journal.summarize(run_dir)
     causes = ", ".join(f"{n} {cause}" for cause, n in sorted(j["causes"].items())) or "none"
     lines = [
-        f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of training lost to them, "
-        f"ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"
+        f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of "
+        f"training lost to them, ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"
     ]
     lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"]]
     if j["skipped"]:

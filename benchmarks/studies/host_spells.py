@@ -163,7 +163,8 @@ def spell_report(model_rows: list[dict[str, Any]]) -> str:
             f"### {size} px, batch {batch}, {dt}: by host spell (canary fastest {fmt(min(c), 2)} ms, median "
             f"{fmt(statistics.median(c), 2)}, slowest {fmt(max(c), 2)}; fast <= {FAST}x its fastest, slow >= {SLOW}x)",
             "",
-            "| path | fast rounds | ms/step, fast | paired vs cuDNN channels_last, fast | slow rounds | ms/step, slow | paired, slow |",
+            "| path | fast rounds | ms/step, fast | paired vs cuDNN "
+            "channels_last, fast | slow rounds | ms/step, slow | paired, slow |",
             "|---|---|---|---|---|---|---|",
         ]
         for r in rows:
@@ -181,7 +182,8 @@ def spell_report(model_rows: list[dict[str, Any]]) -> str:
             ]
             for name, v in spell_host(c, st).items():
                 lines.append(
-                    f"* {name} rounds ({v['rounds']}): steal {v['steal_pct']:.2f} %, switches {v['nivcsw']:g}, moved {v['moved']:.0%}"
+                    f"* {name} rounds ({v['rounds']}): steal {v['steal_pct']:.2f} %, "
+                    f"switches {v['nivcsw']:g}, moved {v['moved']:.0%}"
                 )
             lines.append("")
     return "\n".join(lines)
@@ -209,8 +211,8 @@ def pool_spells(files: list[str], path: str = "bypass") -> str:
         for key in sorted(pts):
             sel = [p for p in pts[key] if lo <= p[0] < hi]
             cells.append(
-                f"{statistics.median(p[1] for p in sel):.2f} ({len(sel)} rounds; {statistics.median(p[2] for p in sel):.1f} vs "
-                f"{statistics.median(p[3] for p in sel):.1f} ms)"
+                f"{statistics.median(p[1] for p in sel):.2f} ({len(sel)} rounds; "
+                f"{statistics.median(p[2] for p in sel):.1f} vs {statistics.median(p[3] for p in sel):.1f} ms)"
                 if sel
                 else "-"
             )

@@ -119,7 +119,9 @@ def _check(alg, c: dict, dtype: torch.dtype, tol: float, seed: int) -> None:
     for got, want, what in ((out, ref, "forward"), (gx, rgx, "bwd_data"), (gw, rgw, "bwd_weight")):
         assert got.shape == want.shape, (what, c)
         assert got.dtype == want.dtype, (what, c)
-        torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=lambda m: f"{alg.__name__} {what} {c}: {m}")
+        torch.testing.assert_close(
+            got, want, rtol=tol, atol=tol, msg=lambda m, what=what: f"{alg.__name__} {what} {c}: {m}"
+        )
     if alg is not im2col:
         # channels_last in -> channels_last out (a channel slice counts as channels_last)
         if c["layout"] != "nchw" and c["cin"] > 1 and min(out.shape[1], out.shape[2] * out.shape[3]) > 1:

@@ -18,7 +18,10 @@ CL = torch.channels_last
 
 pytestmark = pytest.mark.skipif(
     bordered._use_count is None,
-    reason="this torch build has no torch._C._storage_Use_Count (CPU-only builds); kept pad buffers are off there and every pad is a plain constant_pad_nd",
+    reason=(
+        "this torch build has no torch._C._storage_Use_Count (CPU-only builds); "
+        "kept pad buffers are off there and every pad is a plain constant_pad_nd"
+    ),
 )
 
 

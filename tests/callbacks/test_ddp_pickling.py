@@ -20,7 +20,8 @@ def test_callbacks_pickle_by_reference_and_install_the_guard_on_a_rank_above_0(t
         import torch.nn as nn
         cbs = cloudpickle.loads(base64.b64decode({payload!r}))["callbacks"]
         trainer = types.SimpleNamespace(save_dir={str(tmp_path / "run")!r}, device=torch.device("cpu"),
-                                        args=types.SimpleNamespace(resume=False, imgsz=32, batch=2, data=None, model="yolov8n.yaml", amp=False),
+                                        args=types.SimpleNamespace(resume=False, imgsz=32, batch=2, data=None,
+                                                                   model="yolov8n.yaml", amp=False),
                                         model=nn.Sequential(nn.Conv2d(3, 4, 3)), ema=None, metrics={{}})
         trainer.save_metrics = lambda metrics: None
         for fn in cbs["on_pretrain_routine_end"]:  # rank 1 never sees on_pretrain_routine_start

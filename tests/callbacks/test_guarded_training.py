@@ -41,7 +41,7 @@ def train_code(data, project, cache, faults, name="run", **extra):
 
 
 def result(stdout):
-    line = [l for l in stdout.splitlines() if l.startswith("RESULT ")][-1]
+    line = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT ") :])
 
 

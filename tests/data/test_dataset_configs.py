@@ -280,7 +280,10 @@ def test_defect5_dataset_train_settings_cannot_redirect_runs_load_weights_or_cha
     )
     with pytest.raises(
         DatasetError,
-        match=rf"received.yaml: train_settings may not set '{key}': a dataset config sets only augmentation and hyperparameters",
+        match=(
+            rf"received.yaml: train_settings may not set '{key}': "
+            r"a dataset config sets only augmentation and hyperparameters"
+        ),
     ) as info:
         yolo_rdna1.train(data=str(received), project=str(tmp_path), epochs=1)
     assert "\n" not in str(info.value)

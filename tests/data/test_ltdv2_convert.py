@@ -381,7 +381,10 @@ def test_defect6_file_name_outside_the_frames_folder_is_refused_before_anything_
     os.symlink(secret, src / "data" / "frames" / "20200514" / "clip_1_1200" / "escape.jpg")  # a frame link leading out
     with pytest.raises(
         FileNameError,
-        match=r"Train.json: images\[1\].file_name '.*' (is not a path inside|leads outside) the frames folder.*nothing was converted",
+        match=(
+            r"Train.json: images\[1\].file_name '.*' "
+            r"(is not a path inside|leads outside) the frames folder.*nothing was converted"
+        ),
     ) as info:
         convert_ltdv2(src, tmp_path / "yolo", splits=["Train"], progress=False)
     assert hostile.replace("SECRET", str(secret)).removeprefix("frames/") in str(info.value)

@@ -132,7 +132,8 @@ def test_short_training_survives_a_vendor_error_and_its_checkpoint_loads_without
         model = (ckpt.get("ema") or ckpt["model"]).float().eval()  # strip_optimizer moved ema to model
         out = model(torch.rand(1, 3, 64, 64))
         YOLO({str(last)!r})
-        print("loaded", tuple(out[0].shape), [m for m, mod in sys.modules.items() if m.startswith("yolo_rdna1") and mod is not None])
+        loaded = [m for m, mod in sys.modules.items() if m.startswith("yolo_rdna1") and mod is not None]
+        print("loaded", tuple(out[0].shape), loaded)
     """)
     )
     assert r.returncode == 0, r.stderr[-2000:]

@@ -94,7 +94,8 @@ def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path):
     key = "v1:c3>4:k1x1:s1x1:p0x0:d1x1:g1:n1:4x4:float32:nchw:fwd"
     code = textwrap.dedent(f"""
         import json, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-m", "yolo_rdna1.probe.child", "cpu"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen([sys.executable, "-m", "yolo_rdna1.probe.child", "cpu"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         child.stdout.readline()  # ready
         child.stdin.write(json.dumps({{"id": 0, "sig": {key!r}}}) + "\\n")
         child.stdin.flush()

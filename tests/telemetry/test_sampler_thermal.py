@@ -28,9 +28,9 @@ class ScriptedReader:
 
     source = "scripted"
 
-    def __init__(self, script: list[SensorReading], tail: SensorReading = SensorReading()) -> None:
+    def __init__(self, script: list[SensorReading], tail: SensorReading | None = None) -> None:
         self.script = list(script)
-        self.tail = tail
+        self.tail = SensorReading() if tail is None else tail
         self.done = threading.Event()
         self.reads = 0
 

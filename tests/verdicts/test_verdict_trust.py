@@ -239,7 +239,8 @@ def test_defect10_a_store_of_a_newer_schema_is_read_never_moved_or_written(tmp_p
     conn = sqlite3.connect(path)  # what a future version might write: a new column, a new verdict name
     conn.execute("ALTER TABLE verdicts ADD COLUMN confidence REAL")
     conn.execute(
-        "INSERT INTO verdicts (device, env_profile, signature, verdict, source, updated) VALUES ('cardA', 'default', ?, 'flaky', 'probe', 0)",
+        "INSERT INTO verdicts (device, env_profile, signature, verdict, "
+        "source, updated) VALUES ('cardA', 'default', ?, 'flaky', 'probe', 0)",
         (key(2),),
     )
     conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
@@ -350,7 +351,8 @@ def test_a_verdict_measured_here_is_never_lost_to_its_detail_or_timing(tmp_path)
         tmp_path / "v.sqlite"
     )  # text that is not UTF-8 in a stored row: read escaped, not a failed read
     conn.execute(
-        "INSERT INTO verdicts (device, env_profile, signature, verdict, source, updated) VALUES (CAST(X'ff' AS TEXT), 'default', ?, 'ok', 'probe', 0)",
+        "INSERT INTO verdicts (device, env_profile, signature, verdict, source, "
+        "updated) VALUES (CAST(X'ff' AS TEXT), 'default', ?, 'ok', 'probe', 0)",
         (key(1),),
     )
     conn.commit()

@@ -48,9 +48,10 @@ shape; the functional API caches them in ``_PLANS``, bounded by ``_common.MAX_PL
 then issues the ops listed above plus a few view ops: the weight-matrix views are kept while the
 weight keeps its memory (``_common.WeightView``) and the im2col view of a kept pad buffer is
 made once per buffer. The plan's ``forward`` hands back the padded input as the tensor to save,
-so bwd_weight rebuilds its columns without padding again. Pads and column copies of channels_last tensors of at least
-``_common.WIDE_MIN_BYTES`` move 16-byte units (``complex128`` views of the channel vectors): same bytes, 4-8x fewer elements for the
-strided copy kernel (measured on an H100: a YOLOv8n step's copies take 5.5 ms this way, 8.7 ms element by element).
+so bwd_weight rebuilds its columns without padding again. Pads and column copies of channels_last
+tensors of at least ``_common.WIDE_MIN_BYTES`` move 16-byte units (``complex128`` views of the
+channel vectors): same bytes, 4-8x fewer elements for the strided copy kernel (measured on an
+H100: a YOLOv8n step's copies take 5.5 ms this way, 8.7 ms element by element).
 """
 
 from __future__ import annotations

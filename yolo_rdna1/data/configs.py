@@ -135,7 +135,8 @@ def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None)
     data = dataset_config(path)
     if "names" not in data:
         raise DatasetError(
-            f"{path} is not a dataset config (it has no names); dataset configs: {', '.join(_dataset_names()) or 'none'}"
+            f"{path} is not a dataset config (it has no names); "
+            f"dataset configs: {', '.join(_dataset_names()) or 'none'}"
         )
     raw_path = data.get("path")
     variable = _PLACEHOLDER.fullmatch(str(raw_path)) if raw_path is not None else None
@@ -180,14 +181,16 @@ def train_settings(config: dict[str, Any], source: str | os.PathLike = "dataset 
     if isinstance(value, str):
         if not is_name(value):
             raise DatasetError(
-                f"{source}: train_settings {value!r} must be the name of a shipped dataset config (e.g. ltdv2), not a file"
+                f"{source}: train_settings {value!r} must be the name "
+                "of a shipped dataset config (e.g. ltdv2), not a file"
             )
         source, value = resolve_named("datasets", value, DatasetError), dataset_config(value).get("train_settings")
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise DatasetError(
-            f"{source}: train_settings must be a mapping of augmentation and hyperparameter keys (or a shipped dataset config's name), got {value!r:.80}"
+            f"{source}: train_settings must be a mapping of augmentation and "
+            f"hyperparameter keys (or a shipped dataset config's name), got {value!r:.80}"
         )
     return {str(k): _setting(source, k, v) for k, v in value.items()}
 
@@ -197,8 +200,8 @@ def _setting(source: str | os.PathLike, key: Any, value: Any) -> Any:
     kind = TRAIN_SETTINGS.get(key) if isinstance(key, str) else None
     if kind is None:
         raise DatasetError(
-            f"{source}: train_settings may not set {key!r}: a dataset config sets only augmentation and hyperparameters "
-            f"({', '.join(TRAIN_SETTINGS)}); give other arguments on the command line or in a recipe"
+            f"{source}: train_settings may not set {key!r}: a dataset config sets only augmentation and "
+            f"hyperparameters ({', '.join(TRAIN_SETTINGS)}); give other arguments on the command line or in a recipe"
         )
     integer = isinstance(value, int) and not isinstance(value, bool)
     if kind == _NUMBER:
@@ -231,7 +234,8 @@ def resolve_training_data(spec: str | os.PathLike, root: str | os.PathLike | Non
     if path is None:
         if root is not None:
             raise DatasetError(
-                f"root={os.fspath(root)} applies to dataset configs ({', '.join(_dataset_names())}); data={os.fspath(spec)!r} is not one"
+                f"root={os.fspath(root)} applies to dataset configs "
+                f"({', '.join(_dataset_names())}); data={os.fspath(spec)!r} is not one"
             )
         return os.fspath(spec), {}
     config = dataset_config(path)

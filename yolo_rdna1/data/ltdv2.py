@@ -291,11 +291,13 @@ def _locate(src: Path, splits: Sequence[str]) -> dict[str, Path]:
         split = next((y for prefix, y in _SPLIT_PREFIXES if stem.lower().startswith(prefix)), None)
         if split is None:
             raise ConversionError(
-                f"split {name!r}: expected a name starting with Train, Valid or Test (LTDV2: Train, Valid, TestNoLabels)"
+                f"split {name!r}: expected a name starting with Train, "
+                "Valid or Test (LTDV2: Train, Valid, TestNoLabels)"
             )
         if split in jobs:
             raise ConversionError(
-                f"splits {jobs[split].stem!r} and {stem!r} would both become {split!r}; convert them into different folders"
+                f"splits {jobs[split].stem!r} and {stem!r} would both "
+                f"become {split!r}; convert them into different folders"
             )
         candidates = [src / f"{stem}.json", src / "data" / f"{stem}.json"]
         found = next((p for p in candidates if p.is_file()), None)
@@ -328,7 +330,8 @@ def _frame_roots(src: Path, json_dirs: set[Path], frames: str | os.PathLike | No
             "The converter does not read frames from the zip."
         )
     raise FramesNotFoundError(
-        f"no extracted frames/ folder found next to the annotations (looked in {', '.join(str(p) for p in candidates[::2])}); pass frames=<folder>"
+        "no extracted frames/ folder found next to the annotations (looked in "
+        f"{', '.join(str(p) for p in candidates[::2])}); pass frames=<folder>"
     )
 
 
@@ -339,7 +342,8 @@ def _sniff(path: Path) -> None:
     if not head.startswith(b"{"):
         what = "a JSON list" if head.startswith(b"[") else "empty" if not head else "not a JSON object"
         raise NotCocoError(
-            f"{path} is not a COCO annotation file: it is {what}; expected an object with images, annotations and categories"
+            f"{path} is not a COCO annotation file: it is {what}; "
+            "expected an object with images, annotations and categories"
         )
 
 
@@ -481,9 +485,9 @@ def _claim(dst: Path, jobs: dict[str, Path]) -> None:
         )
         if old is not None and old != new and has_frames:
             raise DestinationError(
-                f"{dst} holds the {split} split converted from another {old.get('json')} ({old.get('size')} bytes; "
-                f"{path} has {new['size']}); nothing was changed: convert into a new dst, or delete {dst / 'images' / split} "
-                f"and {dst / 'labels' / split} to convert this file there"
+                f"{dst} holds the {split} split converted from another {old.get('json')} ({old.get('size')} "
+                f"bytes; {path} has {new['size']}); nothing was changed: convert into a new dst, or delete "
+                f"{dst / 'images' / split} and {dst / 'labels' / split} to convert this file there"
             )
         marker["splits"][split] = new
     dst.mkdir(parents=True, exist_ok=True)
@@ -530,7 +534,8 @@ def _yolo_lines(values: array | None, width: float, height: float) -> tuple[list
         clipped += (x0, y0, x1, y1) != (x, y, x + w, y + h)
         classes.append(int(cls))
         lines.append(
-            f"{int(cls)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} {(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}"
+            f"{int(cls)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+            f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}"
         )
     return lines, classes, clipped, dropped
 
@@ -578,7 +583,8 @@ def _entry(path: Path, n: int, img: Any) -> tuple[str, float, float]:
     )
     if why:
         raise FileNameError(
-            f"{path}: images[{n}].file_name {file_name!r:.200} is not a path inside the frames folder ({why}); nothing was converted: fix the annotation file"
+            f"{path}: images[{n}].file_name {file_name!r:.200} is not a path inside "
+            f"the frames folder ({why}); nothing was converted: fix the annotation file"
         )
     return rel, width, height
 
@@ -602,8 +608,9 @@ def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
         other = stems.setdefault(stem, rel)
         if other != rel:
             raise FileNameError(
-                f"{path}: images[{n}].file_name {rel!r:.200} and {other!r:.200} would share the label file {stem}.txt "
-                "(Ultralytics finds a frame's labels by its name without the extension); nothing was converted: rename one of the frames"
+                f"{path}: images[{n}].file_name {rel!r:.200} and {other!r:.200} would share "
+                f"the label file {stem}.txt (Ultralytics finds a frame's labels by its name "
+                "without the extension); nothing was converted: rename one of the frames"
             )
         if root is None:
             root = next((r for r in roots if (r / rel).is_file()), None)
@@ -619,8 +626,9 @@ def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
             target = os.path.realpath(target)
         if os.path.commonpath([root_real, target]) != root_real:
             raise FileNameError(
-                f"{path}: images[{n}].file_name {rel!r:.200} leads outside the frames folder {root} through a symbolic link "
-                f"(to {target}); nothing was converted: replace the link with the frame, or convert from a folder without it"
+                f"{path}: images[{n}].file_name {rel!r:.200} leads outside the frames folder "
+                f"{root} through a symbolic link (to {target}); nothing was converted: "
+                "replace the link with the frame, or convert from a folder without it"
             )
     if not stems:
         raise NotCocoError(f"{path} is not a COCO annotation file: it has no 'images' entries")
@@ -843,7 +851,8 @@ class DriftSplits:
 
     def summary(self) -> str:
         lines = [
-            f"train on {', '.join(self.train_months)}: {self.train_frames} frames (val {self.val_frames}); {self.train_yaml}"
+            f"train on {', '.join(self.train_months)}: {self.train_frames} "
+            f"frames (val {self.val_frames}); {self.train_yaml}"
         ]
         lines += [
             f"  {p.name:12} {p.frames:7d} frames{'  (Valid frames of a training month)' if p.trained else ''}  {p.yaml}"
@@ -872,7 +881,8 @@ def make_drift_splits(
     months = sorted({r["month"] for r in rows})
     if n >= len(months):
         raise ConversionError(
-            f"train_months={n} leaves no later month to evaluate: the labelled frames span {len(months)} month(s) ({', '.join(months) or 'none'})"
+            f"train_months={n} leaves no later month to evaluate: the labelled "
+            f"frames span {len(months)} month(s) ({', '.join(months) or 'none'})"
         )
     trained = set(months[:n])
     period = _period_of(scheme, cfg["seasons"])

@@ -78,12 +78,14 @@ def make_inputs(sig: ConvSignature, device: torch.device, seed: int = 0):
     b = torch.randn(sig.out_channels, generator=g)
     oh, ow = sig.output_size
     go = torch.randn(sig.batch, sig.out_channels, oh, ow, generator=g)
+
     def move(t):
         return (
             t.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
             if t.dim() == 4
             else t.to(device=device, dtype=dtype)
-        )  # noqa: E731
+        )
+
     return move(x), move(w), move(b), move(go)
 
 

@@ -140,9 +140,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         if _damaged(path, e):
             raise CorruptCheckpoint(f"{path.name} cannot be read ({why})") from e
         raise CheckpointUnloadable(
-            f"{path} cannot be loaded here ({why}), but the file does not look damaged, so it is kept as it is: fix what "
-            "the error names (a missing module or another torch/Ultralytics version than the one that wrote it, memory, "
-            "disk or permissions) and resume again"
+            f"{path} cannot be loaded here ({why}), but the file does not look damaged, so it is "
+            "kept as it is: fix what the error names (a missing module or another torch/Ultralytics "
+            "version than the one that wrote it, memory, disk or permissions) and resume again"
         ) from e
     if not isinstance(ckpt, dict):
         raise CorruptCheckpoint(f"{path.name} is not a checkpoint (a {type(ckpt).__name__}, not a dict)")
@@ -280,7 +280,8 @@ def resume_point(run_dir: str | os.PathLike) -> Found:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResumeError(
-            f"resume=True but {run_dir} does not exist: nothing to resume; drop resume=True to start a new run, or fix project=/name="
+            f"resume=True but {run_dir} does not exist: nothing to resume; "
+            "drop resume=True to start a new run, or fix project=/name="
         )
     if not (run_dir / runfiles.ARGS_YAML).is_file() and not (run_dir / runfiles.WEIGHTS).is_dir():
         raise ResumeError(
@@ -290,12 +291,13 @@ def resume_point(run_dir: str | os.PathLike) -> Found:
     found = newest(run_dir / runfiles.WEIGHTS)
     if found is None:
         raise ResumeError(
-            f"resume=True but {run_dir} holds no readable checkpoint: nothing to resume (training ended before its first "
-            f"checkpoint); start it again without resume=True (same name=, exist_ok=True) or with another name="
+            f"resume=True but {run_dir} holds no readable checkpoint: nothing to resume (training ended before its "
+            "first checkpoint); start it again without resume=True (same name=, exist_ok=True) or with another name="
         )
     if found.finished:
         raise ResumeError(
-            f"resume=True but {run_dir} finished training ({found.path.name}): nothing to resume; start a new run with another name="
+            f"resume=True but {run_dir} finished training ({found.path.name}): "
+            "nothing to resume; start a new run with another name="
         )
     return found
 
@@ -324,15 +326,16 @@ def check_dataset(ckpt: dict[str, Any], names: dict, train_images: int, data: An
     then = ckpt.get("train_args", {}).get("data")
     if have and have != want:
         raise ResumeError(
-            f"the checkpoint was trained on classes {list(have.values())}, but data={data} has {list(want.values())}: it is a "
-            f"checkpoint of another dataset. Resume with the run's dataset (data={then}), or start a new run (another name=)"
+            f"the checkpoint was trained on classes {list(have.values())}, but data={data} "
+            f"has {list(want.values())}: it is a checkpoint of another dataset. Resume "
+            f"with the run's dataset (data={then}), or start a new run (another name=)"
         )
     state = ckpt.get(RESUME_KEY)
     if state is not None and int(state["train_images"]) != int(train_images):
         raise ResumeError(
-            f"the mid-epoch checkpoint was written for {state['train_images']} training images, data={data} has {train_images}: "
-            f"the epoch cannot be continued on another set of images. Resume with the run's dataset (data={then}), "
-            "or start a new run (another name=)"
+            f"the mid-epoch checkpoint was written for {state['train_images']} training images, "
+            f"data={data} has {train_images}: the epoch cannot be continued on another set of "
+            f"images. Resume with the run's dataset (data={then}), or start a new run (another name=)"
         )
 
 

@@ -94,7 +94,8 @@ class RestartPolicy:
 
 
 def classify(returncode: int) -> str:
-    """Why a training child ended: ``ok``, ``hang``, ``abort``, ``killed``, ``signal:NAME``, ``bad_input`` or ``error``."""
+    """Why a training child ended: ``ok``, ``hang``, ``abort``, ``killed``, ``signal:NAME``, ``bad_input`` or
+    ``error``."""
     if returncode == 0:
         return "ok"
     if returncode == STALL_EXIT_CODE:
@@ -211,7 +212,8 @@ def supervise(
     ]
     if held and not resuming:
         raise SupervisorError(
-            f"{run_dir} already holds a run (weights/{', '.join(held)}); pass resume=True to continue it, or another name="
+            f"{run_dir} already holds a run (weights/{', '.join(held)}); "
+            "pass resume=True to continue it, or another name="
         )
     try:
         point = checkpoint.resume_point(run_dir) if resuming else None
@@ -335,8 +337,8 @@ def _loop(
             reason = "same failure without progress"
         elif state.stalled > policy.max_restarts:
             why = (
-                f"training ended with '{cause}' and {state.stalled} restarts in a row made no progress (no checkpoint further "
-                f"along); max_restarts={policy.max_restarts} reached. See {run_dir / journal.JOURNAL_FILE}"
+                f"training ended with '{cause}' and {state.stalled} restarts in a row made no progress (no checkpoint "
+                f"further along); max_restarts={policy.max_restarts} reached. See {run_dir / journal.JOURNAL_FILE}"
             )
             reason = "max_restarts without progress"
         else:

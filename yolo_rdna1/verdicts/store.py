@@ -402,8 +402,8 @@ class VerdictStore:
         else:
             self._select, count = None, 0
         LOGGER.warning(
-            "yolo_rdna1: %s; routing from its %d stored verdicts, new verdicts are kept in memory for this process only. "
-            "To keep them, %s, or set %s to another folder.",
+            "yolo_rdna1: %s; routing from its %d stored verdicts, new verdicts are kept in "
+            "memory for this process only. To keep them, %s, or set %s to another folder.",
             self._why_read_only,
             count,
             self._fix_read_only,
@@ -553,7 +553,8 @@ class VerdictStore:
     def _writable(self, action: str) -> None:
         if self.read_only:
             raise VerdictStoreError(
-                f"{self._why_read_only}; nothing was {action}. To change it, {self._fix_read_only}, or give another cache=FOLDER"
+                f"{self._why_read_only}; nothing was {action}. To change "
+                f"it, {self._fix_read_only}, or give another cache=FOLDER"
             )
 
     def clear(self, device: str | None = None, env_profile: str | None = None) -> int:

@@ -43,7 +43,8 @@ def route_of(v: Verdict, prefer_faster: bool = True, margin: float = 0.9) -> Rou
 
 
 class VerdictRouteTable:
-    """``sig -> Route`` from stored verdicts; called once per signature-direction (a :class:`~yolo_rdna1.route.RouteTable`).
+    """``sig -> Route`` from stored verdicts; called once per signature-direction (a
+    :class:`~yolo_rdna1.route.RouteTable`).
 
     Args:
         verdicts: signature key -> verdict, for one device and env profile.
