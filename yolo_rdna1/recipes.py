@@ -25,5 +25,8 @@ def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
     valid = set(DEFAULT_CFG_DICT) | set(PluginOptions.names()) | set(RUN_KEYS)
     unknown = sorted(str(k) for k in data if k not in valid)
     if unknown:
-        raise OptionError(f"recipe {path}: unknown key(s) {unknown}; keys are Ultralytics train arguments, yolo_rdna1 options ({', '.join(PluginOptions.names())}) or {', '.join(RUN_KEYS)}")
+        raise OptionError(
+            f"recipe {path}: unknown key(s) {unknown}; keys are Ultralytics train arguments, "
+            f"yolo_rdna1 options ({', '.join(PluginOptions.names())}) or {', '.join(RUN_KEYS)}"
+        )
     return data

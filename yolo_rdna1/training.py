@@ -87,7 +87,9 @@ def device_defaults(args: dict[str, Any]) -> dict[str, Any]:
         LOGGER.info("yolo_rdna1: amp=False on %s: fp16 convs give NaN on gfx101x (ROCm/ROCm#1857)", info.arch)
     if info.backend == "rocm" and "workers" not in args:
         out["workers"] = ROCM_WORKERS
-        LOGGER.info("yolo_rdna1: workers=%d on ROCm: many forked dataloader workers stalled long RDNA1 runs", ROCM_WORKERS)
+        LOGGER.info(
+            "yolo_rdna1: workers=%d on ROCm: many forked dataloader workers stalled long RDNA1 runs", ROCM_WORKERS
+        )
     return out
 
 
@@ -107,7 +109,9 @@ def dataset_args(data: str, root: str | os.PathLike[str] | None, args: dict[str,
     applied = {k: v for k, v in defaults.items() if k not in args}
     if applied:
         check_ultralytics_args(applied)
-        LOGGER.info("yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))
+        LOGGER.info(
+            "yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items())
+        )
     return data, {**applied, **args}
 
 

@@ -48,8 +48,15 @@ def test_ema_copy_is_routed_and_runs_its_own_weights():
 @pytest.mark.parametrize(
     "build",
     [
-        "Conv(8, 16, 3, 2)", "DWConv(8, 8, 3)", "Conv2(8, 16, 3)", "RepConv(8, 16, 3)", "Focus(8, 16, 3)",
-        "GhostConv(8, 16, 3)", "LightConv(8, 16, 3)", "ConvTranspose(8, 16, 2, 2)", "DWConvTranspose2d(8, 8, 2, 2)",
+        "Conv(8, 16, 3, 2)",
+        "DWConv(8, 8, 3)",
+        "Conv2(8, 16, 3)",
+        "RepConv(8, 16, 3)",
+        "Focus(8, 16, 3)",
+        "GhostConv(8, 16, 3)",
+        "LightConv(8, 16, 3)",
+        "ConvTranspose(8, 16, 2, 2)",
+        "DWConvTranspose2d(8, 8, 2, 2)",
         "CBAM(8)",
     ],
 )
@@ -85,11 +92,24 @@ def test_short_training_survives_a_vendor_error_and_its_checkpoint_loads_without
     from ultralytics import YOLO
 
     prof = tmp_path / "err.yaml"
-    prof.write_text(yaml.safe_dump({"name": "err", "rules": [{"match": {"kernel": 3, "stride": 2}, "effect": "error"}]}))
+    prof.write_text(
+        yaml.safe_dump({"name": "err", "rules": [{"match": {"kernel": 3, "stride": 2}, "effect": "error"}]})
+    )
     with guarded(policy="auto", faults=str(prof)) as g:
         model = YOLO("yolov8n.yaml")
-        model.train(data=str(synthetic_data), epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
-                    project=str(tmp_path), name="run", plots=False, amp=False, verbose=False)
+        model.train(
+            data=str(synthetic_data),
+            epochs=1,
+            imgsz=64,
+            batch=4,
+            device="cpu",
+            workers=0,
+            project=str(tmp_path),
+            name="run",
+            plots=False,
+            amp=False,
+            verbose=False,
+        )
         totals = g.totals()
         routes = g.per_signature()
     assert totals["fallbacks"] >= 1 and totals["bypassed"] > 0

@@ -14,8 +14,20 @@ import pytest
 from yolo_rdna1.supervision import journal
 
 #: Checkpoint after every batch (0.0001 min = 6 ms), no probes, no sensors: tiny CPU trainings.
-FAST = dict(model="yolov8n.yaml", imgsz=64, batch=2, nbs=2, device="cpu", workers=0, plots=False, verbose=False,
-            telemetry=0, thermal=False, probe=False, checkpoint_minutes=0.0001)
+FAST = dict(
+    model="yolov8n.yaml",
+    imgsz=64,
+    batch=2,
+    nbs=2,
+    device="cpu",
+    workers=0,
+    plots=False,
+    verbose=False,
+    telemetry=0,
+    thermal=False,
+    probe=False,
+    checkpoint_minutes=0.0001,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +72,9 @@ def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted
             assert g["loss"] == pytest.approx(w["loss"], rel=1e-5, abs=1e-8), "the same losses"
     assert "mid.pt cannot be read" in r.stderr and "resuming from mid.prev.pt (epoch 2, batch 1)" in r.stderr
     assert r.stderr.count("cannot be read") == 1, "one warning"
-    assert "mid.pt.corrupt" in out["files_after_D"] and "mid.pt" not in out["files_after_D"], "finished: mid-epoch checkpoints removed"
+    assert "mid.pt.corrupt" in out["files_after_D"] and "mid.pt" not in out["files_after_D"], (
+        "finished: mid-epoch checkpoints removed"
+    )
     assert epochs_in(tmp_path / "runs" / "r") == [1, 2]
 
 
@@ -72,7 +86,9 @@ def kill_plan(seed: int) -> list[dict]:
     plan = []
     for kind in kinds:
         if kind == "train":
-            plan.append({"kind": kind, "after": 1, "call": rng.randint(2, 150)})  # the 2nd real batch, somewhere in its forward
+            plan.append(
+                {"kind": kind, "after": 1, "call": rng.randint(2, 150)}
+            )  # the 2nd real batch, somewhere in its forward
         elif kind == "val":
             plan.append({"kind": kind})
         else:
@@ -116,7 +132,9 @@ def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each
             assert done(e) - done(previous) in (0, 1), f"a checkpoint after every batch: {previous} -> {e}"
             last_saved = done(e)
         elif e["event"] == "resume":
-            assert last_saved <= done(e) <= last_saved + 1, f"restart from {e}, last journaled checkpoint at {last_saved} batches"
+            assert last_saved <= done(e) <= last_saved + 1, (
+                f"restart from {e}, last journaled checkpoint at {last_saved} batches"
+            )
         if e["event"] in ("checkpoint", "resume"):
             previous = e
     resumes = [e for e in events if e["event"] == "resume"]
@@ -184,8 +202,12 @@ def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_
     events = list(journal.read(run))
     restarts = [e for e in events if e["event"] == "restart"]
     assert len(kills) == 2 and [e["cause"] for e in restarts] == ["killed"] * len(kills)
-    waited = [b["time"] - a["time"] for a, b in zip(events, events[1:]) if a["event"] == "restart"]  # restart .. resume: the sleep
+    waited = [
+        b["time"] - a["time"] for a, b in zip(events, events[1:]) if a["event"] == "restart"
+    ]  # restart .. resume: the sleep
     assert len(waited) == 2 and all(1.0 <= w < 1.8 for w in waited), f"every restart after the base backoff: {waited}"
-    assert [e["wait_s"] for e in restarts] == [1.0] * len(kills) and [e["progress"] for e in restarts] == [True] * len(kills)
+    assert [e["wait_s"] for e in restarts] == [1.0] * len(kills) and [e["progress"] for e in restarts] == [True] * len(
+        kills
+    )
     assert events[-1]["event"] == "end" and events[-1]["status"] == "completed"
     assert epochs_in(run) == [1, 2]

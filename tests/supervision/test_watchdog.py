@@ -11,7 +11,9 @@ from yolo_rdna1.verdicts.breadcrumb import in_flight
 
 def test_a_simulated_conv_hang_is_ended_and_attributed(tmp_path, run_child_file):
     prof = tmp_path / "hang.yaml"
-    prof.write_text(yaml.safe_dump({"name": "h", "rules": [{"match": {"kernel": 3}, "direction": "fwd", "effect": "hang"}]}))
+    prof.write_text(
+        yaml.safe_dump({"name": "h", "rules": [{"match": {"kernel": 3}, "direction": "fwd", "effect": "hang"}]})
+    )
     stem, log = tmp_path / "crumb", tmp_path / "run.log"
     t = time.monotonic()
     r = run_child_file("watchdog_hang", prof, stem, log, 2.0, timeout=60)

@@ -106,7 +106,9 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
         tmp = csv.with_suffix(".csv.tmp")
         tmp.write_text("\n".join(keep) + "\n")
         tmp.replace(csv)
-        LOGGER.warning("yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep))
+        LOGGER.warning(
+            "yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep)
+        )
 
 
 def on_train_start(trainer: Any) -> None:
@@ -195,7 +197,10 @@ def teardown(trainer: Any) -> None:
         _LAST, _RUN = _RUN, None
 
 
-_NEEDS_OPTIONS = {"on_pretrain_routine_start": on_pretrain_routine_start, "on_pretrain_routine_end": on_pretrain_routine_end}
+_NEEDS_OPTIONS = {
+    "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_pretrain_routine_end": on_pretrain_routine_end,
+}
 
 callbacks = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
@@ -228,7 +233,9 @@ def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     opts = PluginOptions.from_mapping(options)
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
-        raise TypeError(f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}")
+        raise TypeError(
+            f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}"
+        )
     for event, fn in callbacks.items():
         registry.setdefault(event, [])
         registry[event] = [f for f in registry[event] if not _ours(f)]
