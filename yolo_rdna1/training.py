@@ -136,15 +136,24 @@ def restart_policy(max_restarts: Any, backoff_s: Any, max_restarts_per_hour: Any
     if not seconds(stop_grace_s) or not 0 < stop_grace_s < float("inf"):
         raise OptionError(f"stop_grace_s={stop_grace_s!r} must be a number of seconds > 0")
     return RestartPolicy(
-        max_restarts=max_restarts, backoff_s=float(backoff_s), max_restarts_per_hour=max_restarts_per_hour,
+        max_restarts=max_restarts,
+        backoff_s=float(backoff_s),
+        max_restarts_per_hour=max_restarts_per_hour,
         stop_grace_s=float(stop_grace_s),
     )
 
 
 def train(
-    data: str, model: str = "yolov8n.yaml", guard: str = "auto", supervise: bool = False, max_restarts: int = 10,
-    backoff_s: float = 10.0, max_restarts_per_hour: int | None = 12, stop_grace_s: float = 60.0,
-    root: str | os.PathLike[str] | None = None, **kwargs: Any
+    data: str,
+    model: str = "yolov8n.yaml",
+    guard: str = "auto",
+    supervise: bool = False,
+    max_restarts: int = 10,
+    backoff_s: float = 10.0,
+    max_restarts_per_hour: int | None = 12,
+    stop_grace_s: float = 60.0,
+    root: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """Train a YOLO model with every conv guarded; returns what ``YOLO.train`` returns.
 

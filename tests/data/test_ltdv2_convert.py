@@ -413,9 +413,13 @@ def test_frames_folder_that_is_itself_a_link_and_repeated_entries_still_convert(
 
 # -- interrupted conversions (defect 11) ---------------------------------------------------------
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_resumes(sample, converted, tmp_path, signum, child_command):
+def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_resumes(
+    sample, converted, tmp_path, signum, child_command
+):
     dst = tmp_path / "yolo"
-    child = subprocess.Popen(child_command("convert_ltdv2", sample, dst), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        child_command("convert_ltdv2", sample, dst), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not (list(dst.glob(".index.jsonl.*.tmp")) and len(list(dst.glob("labels/train/*.txt"))) > 5):

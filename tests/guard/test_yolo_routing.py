@@ -88,7 +88,9 @@ def test_ultralytics_conv_modules_match_torch_forward_backward_and_fused(build):
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_short_training_survives_a_vendor_error_and_its_checkpoint_loads_without_the_plugin(synthetic_data, tmp_path, run_child_file):
+def test_short_training_survives_a_vendor_error_and_its_checkpoint_loads_without_the_plugin(
+    synthetic_data, tmp_path, run_child_file
+):
     from ultralytics import YOLO
 
     prof = tmp_path / "err.yaml"

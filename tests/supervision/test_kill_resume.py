@@ -40,7 +40,7 @@ def tiny_data(tmp_path_factory):
 
 def python_wrapper(path: Path, argv: list[str]) -> str:
     """An executable at ``path`` that the supervisor runs as ``python``: it execs ``argv`` with its arguments."""
-    path.write_text(f"#!/bin/sh\nexec {shlex.join(argv)} \"$@\"\n")
+    path.write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n')
     path.chmod(0o755)
     return str(path)
 
@@ -51,12 +51,16 @@ def epochs_in(run):
 
 
 @pytest.mark.slow
-def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted_run(tiny_data, tmp_path, run_child_file):
+def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted_run(
+    tiny_data, tmp_path, run_child_file
+):
     """Four trainings in one child (tests/children/resume_segments.py): A uninterrupted; B stopped
     after 3 batches; C resumed from B's mid.pt, stopped after 3 more batches (across the epoch
     boundary); D resumed as a user would (resume=True with last.pt) after C's newest checkpoint
     was truncated."""
-    kw = dict(FAST, data=str(tiny_data), epochs=2, close_mosaic=0, cache=str(tmp_path / "cache"))  # mosaic on: its buffer counts too
+    kw = dict(
+        FAST, data=str(tiny_data), epochs=2, close_mosaic=0, cache=str(tmp_path / "cache")
+    )  # mosaic on: its buffer counts too
     r = run_child_file("resume_segments", json.dumps(kw), tmp_path / "runs", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads((tmp_path / "runs" / "segments.json").read_text())
@@ -97,11 +101,21 @@ def kill_plan(seed: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each(tiny_data, tmp_path, run_child_file, child_command):
+def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each(
+    tiny_data, tmp_path, run_child_file, child_command
+):
     plan = kill_plan(seed=6)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     python = python_wrapper(tmp_path / "python", child_command("kill_harness"))  # arms the next moment of the plan
-    kw = dict(FAST, data=str(tiny_data), epochs=4, project=str(tmp_path / "p"), name="r", cache=str(tmp_path / "cache"), stall_timeout=60)
+    kw = dict(
+        FAST,
+        data=str(tiny_data),
+        epochs=4,
+        project=str(tmp_path / "p"),
+        name="r",
+        cache=str(tmp_path / "cache"),
+        stall_timeout=60,
+    )
     policy = dict(max_restarts=12, backoff_s=0)
     env = {"KILL_PLAN": str(tmp_path / "plan.json")}
     r = run_child_file("supervise", json.dumps(kw), json.dumps(policy), python, "--no-sleep", env=env, timeout=900)
@@ -143,7 +157,9 @@ def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each
 
 
 @pytest.mark.slow
-def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_waits_the_base_backoff(tmp_path, tmp_path_factory, child_command):
+def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_waits_the_base_backoff(
+    tmp_path, tmp_path_factory, child_command
+):
     """SIGKILL from outside 10-20 s after each of the first two trainers starts (and not before it
     saved a checkpoint: a restart that made no progress rightly waits longer); two, not more, to keep
     the suite short: the old policy already doubled the second wait. The trainer
