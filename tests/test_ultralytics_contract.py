@@ -111,7 +111,6 @@ def test_ultralytics_input_errors_are_told_from_bugs():
     )
 
 
-@pytest.mark.slow
 def test_training_finishes_guarded_when_an_internal_is_gone(fresh, monkeypatch, caplog, synthetic_data, tmp_path):
     """``_load_checkpoint_state`` removed: no mid-epoch checkpoints (one warning), the rest of the plugin works."""
     from ultralytics import YOLO

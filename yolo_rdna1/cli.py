@@ -40,14 +40,15 @@ class UsageError(Rdna1Error):
 
 
 def parse_kv(tokens: list[str], allowed: list[str] | None = None, command: str = "") -> dict[str, Any]:
-    """``["epochs=3", "amp=False"]`` -> ``{"epochs": 3, "amp": False}`` (YAML scalars)."""
+    """``["epochs=3", "amp=False", "max_restarts_per_hour=None"]`` -> ``{"epochs": 3, "amp": False,
+    "max_restarts_per_hour": None}`` (YAML scalars; ``None`` in any case is None, as on ``yolo``'s command line)."""
     out: dict[str, Any] = {}
     for tok in tokens:
         if "=" not in tok:
             raise UsageError(f"'{tok}' is not a key=value argument of 'yolo-rdna1 {command}'")
         key, _, raw = tok.partition("=")
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = yaml.safe_load(raw) if raw and raw.lower() != "none" else None
         except yaml.YAMLError:
             value = raw
         out[key.strip()] = raw if isinstance(value, (dict,)) else value

@@ -10,7 +10,7 @@ from .configs_path import load_named_yaml, shipped_configs
 from .options import OptionError, PluginOptions
 
 #: Keys a recipe may hold besides Ultralytics' own arguments and the plugin options.
-RUN_KEYS = ("model", "data", "supervise", "max_restarts")
+RUN_KEYS = ("model", "data", "supervise", "max_restarts", "backoff_s", "max_restarts_per_hour", "stop_grace_s")
 
 
 def shipped_recipes() -> dict[str, Path]:

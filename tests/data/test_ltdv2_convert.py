@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -413,16 +412,13 @@ def test_frames_folder_that_is_itself_a_link_and_repeated_entries_still_convert(
 
 
 # -- interrupted conversions (defect 11) ---------------------------------------------------------
-CHILD = Path(__file__).with_name("convert_child.py")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_resumes(
-    sample, converted, tmp_path, signum
+    sample, converted, tmp_path, signum, child_command
 ):
     dst = tmp_path / "yolo"
     child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(sample), str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        child_command("convert_ltdv2", sample, dst), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 120

@@ -75,14 +75,11 @@ def test_results_stream_as_they_finish(tmp_path, monkeypatch):
     assert seen == ["ok", "ok"]
 
 
-def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path):
+def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path, child_command):
     """A training that exits while a background probe hangs must not leave the child running."""
     import os
     import signal
     import subprocess
-    import sys
-    import textwrap
-    import time
 
     import yaml
 
@@ -92,21 +89,8 @@ def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path):
         yaml.safe_dump({"name": "hang-all", "rules": [{"match": {}, "direction": "fwd", "effect": "hang"}]})
     )
     key = "v1:c3>4:k1x1:s1x1:p0x0:d1x1:g1:n1:4x4:float32:nchw:fwd"
-    code = textwrap.dedent(f"""
-        import json, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-m", "yolo_rdna1.probe.child", "cpu"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        child.stdout.readline()  # ready
-        child.stdin.write(json.dumps({{"id": 0, "sig": {key!r}}}) + "\\n")
-        child.stdin.flush()
-        while '"vendor"' not in child.stdout.readline():  # the child is now in the hung vendor call
-            pass
-        open({str(pidfile)!r}, "w").write(str(child.pid))
-        time.sleep(60)  # the parent is killed here
-    """)
-    parent = subprocess.Popen(
-        [sys.executable, "-c", code], env={**os.environ, "YOLO_RDNA1_FAULTS": str(profile)}, start_new_session=True
-    )
+    env = {**os.environ, "YOLO_RDNA1_FAULTS": str(profile)}
+    parent = subprocess.Popen(child_command("probe_parent", pidfile, key), env=env, start_new_session=True)
     try:
         for _ in range(600):
             if pidfile.exists() and pidfile.read_text():

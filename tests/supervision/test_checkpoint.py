@@ -270,7 +270,6 @@ def test_the_supervisor_refuses_bad_resumes_before_training_and_overwrites_nothi
     assert (weights / ck.MID_NAME).read_bytes() == before and not (tmp_path / "p" / "r" / "journal.jsonl").exists()
 
 
-@pytest.mark.slow
 def test_resuming_on_another_dataset_stops_the_supervisor_with_the_message_not_restarts(tmp_path, synthetic_data):
     from ultralytics.cfg import DEFAULT_CFG_DICT
     from ultralytics.nn.tasks import DetectionModel
