@@ -20,7 +20,9 @@ def is_compiling() -> bool:
 any_autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", None) or (lambda: True)
 
 
-if "device_type" in (getattr(torch.is_autocast_enabled, "__text_signature__", None) or "") or hasattr(torch, "get_autocast_dtype"):
+if "device_type" in (getattr(torch.is_autocast_enabled, "__text_signature__", None) or "") or hasattr(
+    torch, "get_autocast_dtype"
+):
 
     def autocast_dtype(device_type: str) -> torch.dtype | None:
         """The dtype autocast would run a conv in on this device type, or None when it is off."""

@@ -91,7 +91,11 @@ def _source_lacks(obj: Any, needles: Iterable[str]) -> str | None:
     except (OSError, TypeError):  # an install without sources: nothing to compare
         return None
     missing = [n for n in needles if n not in source]
-    return f"{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', obj)} no longer has {missing[0]!r}" if missing else None
+    return (
+        f"{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', obj)} no longer has {missing[0]!r}"
+        if missing
+        else None
+    )
 
 
 def _first(*reasons: str | None) -> str | None:
@@ -114,9 +118,13 @@ def _why_off(cls: type) -> dict[str, str]:
         _method(cls, "plot_training_samples", 2),
         _method(tasks.BaseModel, "loss", 1),
         _method(tasks.BaseModel, "init_criterion", 0),
-        None if callable(getattr(getattr(build, "InfiniteDataLoader", None), "reset", None)) else "InfiniteDataLoader.reset is missing",
+        None
+        if callable(getattr(getattr(build, "InfiniteDataLoader", None), "reset", None))
+        else "InfiniteDataLoader.reset is missing",
         _method(base.BaseDataset, "load_image", 1),
-        _source_lacks(cls.save_model, [f'"{k}"' for k in _PAYLOAD_KEYS]) if callable(getattr(cls, "save_model", None)) else "save_model is missing",
+        _source_lacks(cls.save_model, [f'"{k}"' for k in _PAYLOAD_KEYS])
+        if callable(getattr(cls, "save_model", None))
+        else "save_model is missing",
     )
     if why:
         off[MID_EPOCH] = why
@@ -125,8 +133,12 @@ def _why_off(cls: type) -> dict[str, str]:
         off[CSV_COLUMNS] = why
     why = _first(
         _source_lacks(trainer, ["batch_size * 2"]),  # the val loader's batch (_setup_train, 8.4: _build_train_pipeline)
-        _source_lacks(build.build_yolo_dataset, ['else 0.5']) if hasattr(build, "build_yolo_dataset") else "build_yolo_dataset is missing",
-        _source_lacks(base.BaseDataset.set_rectangle, ["self.imgsz / self.stride + self.pad"]) if hasattr(base.BaseDataset, "set_rectangle") else "BaseDataset.set_rectangle is missing",
+        _source_lacks(build.build_yolo_dataset, ["else 0.5"])
+        if hasattr(build, "build_yolo_dataset")
+        else "build_yolo_dataset is missing",
+        _source_lacks(base.BaseDataset.set_rectangle, ["self.imgsz / self.stride + self.pad"])
+        if hasattr(base.BaseDataset, "set_rectangle")
+        else "BaseDataset.set_rectangle is missing",
     )
     if why:
         off[VAL_SHAPES] = why
@@ -149,13 +161,25 @@ def check_contract(trainer: Any = None) -> dict[str, str]:
     release = _release(ver)
     parts = []
     if release is None or release > KNOWN[-1]:
-        parts.append(f"Ultralytics {ver} is newer than {'.'.join(map(str, KNOWN[-1]))}, the last release yolo_rdna1 was checked against")
+        parts.append(
+            f"Ultralytics {ver} is newer than {'.'.join(map(str, KNOWN[-1]))}, "
+            "the last release yolo_rdna1 was checked against"
+        )
     elif release < KNOWN[0]:
-        parts.append(f"Ultralytics {ver} is older than {'.'.join(map(str, KNOWN[0]))}, the first release yolo_rdna1 supports")
+        parts.append(
+            f"Ultralytics {ver} is older than {'.'.join(map(str, KNOWN[0]))}, the first release yolo_rdna1 supports"
+        )
     if off:
-        parts.append(f"Ultralytics {ver} changed what yolo_rdna1 relies on: " + ", ".join(f"{f} off ({why})" for f, why in off.items()))
+        parts.append(
+            f"Ultralytics {ver} changed what yolo_rdna1 relies on: "
+            + ", ".join(f"{f} off ({why})" for f, why in off.items())
+        )
     if parts:
-        message = "yolo_rdna1: " + "; ".join(parts) + f"; training goes on guarded (every feature works with Ultralytics {TESTED})"
+        message = (
+            "yolo_rdna1: "
+            + "; ".join(parts)
+            + f"; training goes on guarded (every feature works with Ultralytics {TESTED})"
+        )
         if message not in _warned:
             _warned.add(message)
             LOGGER.warning(message)

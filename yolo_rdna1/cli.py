@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
 from .errors import Rdna1Error
 from .runfiles import VERDICTS_DB
 
@@ -42,14 +43,15 @@ class UsageError(Rdna1Error):
 
 
 def parse_kv(tokens: list[str], allowed: list[str] | None = None, command: str = "") -> dict[str, Any]:
-    """``["epochs=3", "amp=False"]`` -> ``{"epochs": 3, "amp": False}`` (YAML scalars)."""
+    """``["epochs=3", "amp=False", "max_restarts_per_hour=None"]`` -> ``{"epochs": 3, "amp": False,
+    "max_restarts_per_hour": None}`` (YAML scalars; ``None`` in any case is None, as on ``yolo``'s command line)."""
     out: dict[str, Any] = {}
     for tok in tokens:
         if "=" not in tok:
             raise UsageError(f"'{tok}' is not a key=value argument of 'yolo-rdna1 {command}'")
         key, _, raw = tok.partition("=")
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = yaml.safe_load(raw) if raw and raw.lower() != "none" else None
         except yaml.YAMLError:
             value = raw
         out[key.strip()] = raw if isinstance(value, (dict,)) else value
@@ -76,7 +78,9 @@ def cmd_train(tokens: list[str]) -> int:
 
         args = {**load_recipe(args.pop("recipe")), **args}  # the command line wins
     if "data" not in args:
-        raise UsageError("'yolo-rdna1 train' needs data=<dataset YAML> or a dataset config name (data=ltdv2 root=<converted folder>)")
+        raise UsageError(
+            "'yolo-rdna1 train' needs data=<dataset YAML> or a dataset config name (data=ltdv2 root=<converted folder>)"
+        )
     train(**args)
     return 0
 
@@ -104,11 +108,28 @@ def cmd_demo(tokens: list[str]) -> int:
     from .training import train
 
     project = Path(args["project"]).resolve()
-    data = make_synthetic_thermal(project / "synthetic-thermal", n_train=int(args["n_train"]), n_val=int(args["n_val"]), seed=int(args["seed"]), overwrite=True)
+    data = make_synthetic_thermal(
+        project / "synthetic-thermal",
+        n_train=int(args["n_train"]),
+        n_val=int(args["n_val"]),
+        seed=int(args["seed"]),
+        overwrite=True,
+    )
     train(
-        data=str(data), model="yolov8n.yaml", guard=args["guard"], faults=args["faults"], epochs=args["epochs"],
-        imgsz=args["imgsz"], batch=args["batch"], device=args["device"], project=str(project), name=args["name"],
-        exist_ok=True, plots=False, workers=0, seed=int(args["seed"]),
+        data=str(data),
+        model="yolov8n.yaml",
+        guard=args["guard"],
+        faults=args["faults"],
+        epochs=args["epochs"],
+        imgsz=args["imgsz"],
+        batch=args["batch"],
+        device=args["device"],
+        project=str(project),
+        name=args["name"],
+        exist_ok=True,
+        plots=False,
+        workers=0,
+        seed=int(args["seed"]),
     )
     run = last_run()
     report = run.report() if run else {"calls": 0, "bypassed": 0, "fallbacks": 0, "signatures": [], "probe": ""}
@@ -118,9 +139,9 @@ def cmd_demo(tokens: list[str]) -> int:
     if report["probe"]:
         print(f"probe: {report['probe']}")
     print(
-        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were bypassed "
-        f"({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process fallbacks; "
-        f"fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
+        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were "
+        f"bypassed ({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process "
+        f"fallbacks; fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
     )
     return 0
 
@@ -145,15 +166,24 @@ def cmd_verdicts(tokens: list[str]) -> int:
     from .verdicts.store import VerdictStore, miopen_driver_command, printable
 
     if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
-        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]")
-    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}")
+        raise UsageError(
+            "usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]"
+        )
+    action, args = (
+        tokens[0],
+        parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}"),
+    )
     store = VerdictStore(Path(args["cache"]) / VERDICTS_DB) if args.get("cache") else VerdictStore()
     device = args.get("device")
     if action == "list":
         rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
         for v in rows:
             origin = f" {v.origin}" if v.origin else ""
-            print(printable(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"))
+            print(
+                printable(
+                    f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"
+                )
+            )
         print(printable(f"{len(rows)} verdicts in {store.path}"))
     elif action == "export":
         if not args.get("file"):
@@ -180,7 +210,10 @@ def cmd_verdicts(tokens: list[str]) -> int:
             except ValueError:  # a row no validation caught must not end the listing
                 store.skipped += 1
                 continue
-            print(f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}")
+            print(
+                f"# {v.verdict} ({v.source}) on {printable(v.device)} "
+                f"[{printable(v.env_profile)}]: {printable(v.detail)}\n{line}"
+            )
             shown += 1
         skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""
         print(f"# {shown} bad conv signatures{skipped}")
@@ -217,12 +250,18 @@ def cmd_data(tokens: list[str]) -> int:
     code 128 + the signal's number; every data action is safe to run again.
     """
     if not tokens or tokens[0] not in DATA_ACTIONS:
-        raise UsageError(f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)")
+        raise UsageError(
+            f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)"
+        )
     action = tokens[0]
     try:
         return _data_action(action, tokens)
     except KeyboardInterrupt as e:
-        again = "running the same command again resumes where it stopped" if action == "convert-ltdv2" else "run the same command again"
+        again = (
+            "running the same command again resumes where it stopped"
+            if action == "convert-ltdv2"
+            else "run the same command again"
+        )
         print(f"yolo-rdna1 data {action}: interrupted; {again}", file=sys.stderr)
         return 128 + int(getattr(e, "signum", signal.SIGINT))
 
@@ -234,9 +273,12 @@ def _data_action(action: str, tokens: list[str]) -> int:
         args = parse_kv(tokens[1:], ["src", "dst", "splits", "link", "frames", "progress"], "data convert-ltdv2")
         splits = args.get("splits", "Train,Valid")
         report = convert_ltdv2(
-            _required(args, "src", action), _required(args, "dst", action),
+            _required(args, "src", action),
+            _required(args, "dst", action),
             splits=[str(s) for s in splits] if isinstance(splits, list) else str(splits),
-            link=str(args.get("link", "symlink")), progress=bool(args.get("progress", True)), frames=args.get("frames"),
+            link=str(args.get("link", "symlink")),
+            progress=bool(args.get("progress", True)),
+            frames=args.get("frames"),
         )
         print(report.table())
         return 1 if report.problems else 0
@@ -244,14 +286,20 @@ def _data_action(action: str, tokens: list[str]) -> int:
         from .data.check import check_dataset
 
         args = parse_kv(tokens[1:], ["data", "root", "hashes", "progress"], "data check")
-        result = check_dataset(_required(args, "data", action), root=args.get("root"), hashes=bool(args.get("hashes", True)),
-                               progress=bool(args.get("progress", True)))
+        result = check_dataset(
+            _required(args, "data", action),
+            root=args.get("root"),
+            hashes=bool(args.get("hashes", True)),
+            progress=bool(args.get("progress", True)),
+        )
         print(result.summary())
         return 0 if result.ok else 1
     if action == "sample":
         from .data.ltdv2_sample import make_ltdv2_sample
 
-        args = parse_kv(tokens[1:], ["dst", "months", "clips_per_day", "frames_per_clip", "days_per_month", "seed"], "data sample")
+        args = parse_kv(
+            tokens[1:], ["dst", "months", "clips_per_day", "frames_per_clip", "days_per_month", "seed"], "data sample"
+        )
         dst = _required(args, "dst", action)
         try:
             root = make_ltdv2_sample(dst, **{k: v for k, v in args.items() if k != "dst"})
@@ -262,7 +310,11 @@ def _data_action(action: str, tokens: list[str]) -> int:
     from .data.ltdv2 import make_drift_splits
 
     args = parse_kv(tokens[1:], ["dst", "scheme", "train_months"], "data drift")
-    print(make_drift_splits(_required(args, "dst", action), scheme=args.get("scheme"), train_months=args.get("train_months")).summary())
+    print(
+        make_drift_splits(
+            _required(args, "dst", action), scheme=args.get("scheme"), train_months=args.get("train_months")
+        ).summary()
+    )
     return 0
 
 

@@ -131,7 +131,11 @@ class GuardedRun:
 
                 scores = {n: flops_ok_share(probe_signatures(sigs, n).verdicts) for n in shipped_env_profiles()}
                 env_name = max(scores, key=lambda n: (scores[n], n == "default"))
-                LOGGER.info("yolo_rdna1: MIOpen env profile %s (ok share of conv FLOPs: %s)", env_name, ", ".join(f"{k} {v:.0%}" for k, v in scores.items()))
+                LOGGER.info(
+                    "yolo_rdna1: MIOpen env profile %s (ok share of conv FLOPs: %s)",
+                    env_name,
+                    ", ".join(f"{k} {v:.0%}" for k, v in scores.items()),
+                )
             report = probe_signatures(sigs, env_name)
             self.probe_summary = report.summary()
             LOGGER.info("yolo_rdna1: %s", self.probe_summary)
@@ -151,7 +155,9 @@ class GuardedRun:
             table = VerdictRouteTable(
                 self.store.table(self.device_key, env_name),
                 unknown="bypass" if opts.unknown == "probe" else opts.unknown,
-                prober=lambda sigs: run_probe(sigs, self.device, env, self.store, progress=False, faults=profile or False).verdicts,
+                prober=lambda sigs: (
+                    run_probe(sigs, self.device, env, self.store, progress=False, faults=profile or False).verdicts
+                ),
                 prefer_faster=opts.prefer_faster,
             )
         self._table = table
@@ -159,7 +165,9 @@ class GuardedRun:
         if routes:
             atomic_write(Path(str(stem) + TRAIL_ENV_SUFFIX), env_name + "\n")  # before the first conv can be in flight
             self._crumb = crumbs.Breadcrumb(stem)
-        self.guard = ConvGuard(policy=opts.guard, faults=profile or False, route_table=table, counting=False, breadcrumb=self._crumb)
+        self.guard = ConvGuard(
+            policy=opts.guard, faults=profile or False, route_table=table, counting=False, breadcrumb=self._crumb
+        )
         enable(self.guard)
         self._start_telemetry(info)
         return self.guard
@@ -279,8 +287,17 @@ class GuardedRun:
         signatures = []
         for key, (calls, bypassed) in sorted(self._sig_totals.items()):
             r = routes.get(key, {})
-            signatures.append({"signature": key, "routes": r.get("routes"), "algorithm": r.get("algorithm"), "calls": calls,
-                               "bypassed": bypassed, "reasons": r.get("reasons", {}), "modules": r.get("modules", [])})
+            signatures.append(
+                {
+                    "signature": key,
+                    "routes": r.get("routes"),
+                    "algorithm": r.get("algorithm"),
+                    "calls": calls,
+                    "bypassed": bypassed,
+                    "reasons": r.get("reasons", {}),
+                    "modules": r.get("modules", []),
+                }
+            )
         calls, bypassed = totals["calls"], totals["bypassed"]
         return {
             "device": self.device_key,
@@ -297,7 +314,10 @@ class GuardedRun:
             "telemetry_source": self._telemetry_source,
             "epochs": self._epochs,
             "signatures": signatures,
-            "modules": {name: {"calls": c, "bypassed": b, "bypass_share": b / c if c else 0.0} for name, (c, b) in sorted(self._module_totals.items())},
+            "modules": {
+                name: {"calls": c, "bypassed": b, "bypass_share": b / c if c else 0.0}
+                for name, (c, b) in sorted(self._module_totals.items())
+            },
             "written": time.time(),
         }
 
@@ -321,13 +341,19 @@ class GuardedRun:
             if env is None:
                 from .probe.envprofiles import load_env_profile
 
-                env = load_env_profile(self.options.env_profile).name if self.options.env_profile != "auto" else "default"
-            self.store.put(Verdict(self.device_key, env, key, cause, "in flight when the training process died", source="crash"))
+                env = (
+                    load_env_profile(self.options.env_profile).name if self.options.env_profile != "auto" else "default"
+                )
+            self.store.put(
+                Verdict(self.device_key, env, key, cause, "in flight when the training process died", source="crash")
+            )
             self.attributed.append((key, cause))
             from .supervision import journal
 
             journal.append(self.save_dir, "attributed", signature=key, cause=cause)
-            LOGGER.warning("yolo_rdna1: the last training process died (%s) in %s; it takes the bypass from now on", cause, key)
+            LOGGER.warning(
+                "yolo_rdna1: the last training process died (%s) in %s; it takes the bypass from now on", cause, key
+            )
         crumbs.clear(stem)
 
     def record_runtime_failures(self) -> int:

@@ -16,7 +16,13 @@ from yolo_rdna1.guard import guarded
 
 CL = torch.channels_last
 
-pytestmark = pytest.mark.skipif(bordered._use_count is None, reason="this torch build has no torch._C._storage_Use_Count (CPU-only builds); kept pad buffers are off there and every pad is a plain constant_pad_nd")
+pytestmark = pytest.mark.skipif(
+    bordered._use_count is None,
+    reason=(
+        "this torch build has no torch._C._storage_Use_Count (CPU-only builds); "
+        "kept pad buffers are off there and every pad is a plain constant_pad_nd"
+    ),
+)
 
 
 @pytest.fixture(autouse=True)
@@ -210,6 +216,7 @@ def test_a_shape_that_stopped_coming_is_dropped_and_the_current_one_kept(monkeyp
         step(2, 0)
         step(3, 1)  # the "last batch"
         assert {k[0][0] for k in bordered._SLOTS} == {2, 3}
+
         def current() -> set[int]:
             return {sl.cdata for k, v in bordered._SLOTS.items() if k[0][0] == 2 for sl in v}
 

@@ -113,7 +113,9 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
         tmp = csv.with_suffix(".csv.tmp")
         tmp.write_text("\n".join(keep) + "\n")
         tmp.replace(csv)
-        LOGGER.warning("yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep))
+        LOGGER.warning(
+            "yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep)
+        )
 
 
 def on_train_start(trainer: Any) -> None:
@@ -291,7 +293,9 @@ def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     opts = PluginOptions.from_mapping(options)
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
-        raise TypeError(f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}")
+        raise TypeError(
+            f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}"
+        )
     for event, fn in callbacks.items():
         registry.setdefault(event, [])
         registry[event] = [f for f in registry[event] if not _ours(f)]

@@ -30,16 +30,15 @@ import os
 import platform
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn as nn
 
 from .. import _ultralytics as ul
 from ..configs_path import load_yaml_file
+from ..errors import Rdna1Error
 from ..guard.router import build_signature
 from ..signature import ConvSignature
-from ..errors import Rdna1Error
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"}
 
@@ -85,7 +84,9 @@ def _list_images(root: Path, spec: str | list | None) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            raise DiscoveryError(f"dataset split {item!r} not found (looked at {p}); fix 'path'/'train'/'val' in the dataset YAML")
+            raise DiscoveryError(
+                f"dataset split {item!r} not found (looked at {p}); fix 'path'/'train'/'val' in the dataset YAML"
+            )
     return files
 
 
@@ -134,14 +135,16 @@ def _read_classify_folder(root: Path) -> DatasetShape:
     return DatasetShape(len(classes), count(train), [], n_val=count(val))
 
 
-def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = ul.RECT_PAD) -> list[tuple[int, int, int]]:
+def rect_batches(
+    sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = ul.RECT_PAD
+) -> list[tuple[int, int, int]]:
     """(batch size, height, width) of each validation batch, as Ultralytics' ``set_rectangle``."""
     if not sizes:
         return []
     ar = sorted(h / w for h, w in sizes)
     out = []
     for start in range(0, len(ar), batch):
-        chunk = ar[start:start + batch]
+        chunk = ar[start : start + batch]
         lo, hi = min(chunk), max(chunk)
         shape = [1.0, 1.0]
         if hi < 1:
@@ -163,11 +166,15 @@ def _record(model: nn.Module, x: torch.Tensor, train: bool) -> list[tuple[ConvSi
         transposed = isinstance(module, nn.ConvTranspose2d)
         op = (0, 0)
         if transposed:
-            op = tuple(module._output_padding(inp, None, module.stride, module.padding, module.kernel_size, 2, module.dilation))
+            op = tuple(
+                module._output_padding(inp, None, module.stride, module.padding, module.kernel_size, 2, module.dilation)
+            )
         sig = build_signature(module, inp, module.weight, None, transposed, op)[0]
         seen.append((sig, train and inp.requires_grad, train and module.weight.requires_grad))
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    handles = [
+        m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
     try:
         model.train(train)
         with torch.set_grad_enabled(train):
