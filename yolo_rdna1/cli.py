@@ -352,7 +352,9 @@ def _lifecycle(kind: str, tokens: list[str]) -> int:
     try:
         yolo = YOLO(str(model))
     except FileNotFoundError as e:
-        raise UsageError(f"model {model} not found ({message(e)}); pass model=<a .pt checkpoint or a model YAML>") from None
+        raise UsageError(
+            f"model {model} not found ({message(e)}); pass model=<a .pt checkpoint or a model YAML>"
+        ) from None
     add_callbacks(yolo, **options.as_dict())
     if kind == "val":
         yolo.val(**args)

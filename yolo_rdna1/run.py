@@ -113,7 +113,9 @@ class GuardedRun:
         task = getattr(args, "task", None)
         data = getattr(args, "data", None)
         # a dataset YAML, or a classification dataset's folder; a dataset name Ultralytics downloads is not read
-        data = data if data and (Path(str(data)).is_file() or (task == "classify" and Path(str(data)).is_dir())) else None
+        data = (
+            data if data and (Path(str(data)).is_file() or (task == "classify" and Path(str(data)).is_dir())) else None
+        )
 
         def probe_signatures(sigs, env_name: str):
             return run_probe(sigs, self.device, env_name, self.store, progress=self.rank <= 0, faults=profile or False)
@@ -124,8 +126,15 @@ class GuardedRun:
             env_name = before
             LOGGER.info("yolo_rdna1: MIOpen env profile %s, as in the earlier process of this run", env_name)
         if routes and opts.probe and args is not None:
-            sigs = discover(getattr(args, "model", "yolov8n.yaml"), imgsz=int(args.imgsz), batch=int(args.batch), data=data, backend=info.backend, amp=amp,
-                            task=task)
+            sigs = discover(
+                getattr(args, "model", "yolov8n.yaml"),
+                imgsz=int(args.imgsz),
+                batch=int(args.batch),
+                data=data,
+                backend=info.backend,
+                amp=amp,
+                task=task,
+            )
             if env_name == "auto":
                 from .probe.api import flops_ok_share
 

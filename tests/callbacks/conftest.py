@@ -71,7 +71,9 @@ def make_task_dataset(root: Path, task: str, seed: int = 0) -> Path:
                 label = "0 " + " ".join(f"{v:.5f}" for v in (_corners(cx, cy, w, h, angle) / [W, H]).ravel())
             else:  # pose: box + the 4 corners as visible keypoints
                 kpts = _corners(cx, cy, w, h, 0.0) / [W, H]
-                label = f"0 {cx / W:.5f} {cy / H:.5f} {w / W:.5f} {h / H:.5f} " + " ".join(f"{x:.5f} {y:.5f} 2" for x, y in kpts)
+                label = f"0 {cx / W:.5f} {cy / H:.5f} {w / W:.5f} {h / H:.5f} " + " ".join(
+                    f"{x:.5f} {y:.5f} 2" for x, y in kpts
+                )
             (root / "labels" / split).mkdir(parents=True, exist_ok=True)
             (root / "labels" / split / f"{split}_{i}.txt").write_text(label + "\n")
     if task == "classify":
@@ -84,8 +86,13 @@ def make_task_dataset(root: Path, task: str, seed: int = 0) -> Path:
 
 
 #: The model YAML each task trains (Ultralytics' default YOLO11 for detection).
-TASK_MODELS = {"detect": "yolo11n.yaml", "segment": "yolov8n-seg.yaml", "pose": "yolov8n-pose.yaml", "obb": "yolov8n-obb.yaml",
-               "classify": "yolov8n-cls.yaml"}
+TASK_MODELS = {
+    "detect": "yolo11n.yaml",
+    "segment": "yolov8n-seg.yaml",
+    "pose": "yolov8n-pose.yaml",
+    "obb": "yolov8n-obb.yaml",
+    "classify": "yolov8n-cls.yaml",
+}
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +113,10 @@ def task_runs(tmp_path_factory, shared_cache) -> dict:
         import json, yolo_rdna1
         from yolo_rdna1.callbacks import last_run
         for task, model in {TASK_MODELS!r}.items():
-            yolo_rdna1.train(data={data!r}[task], model=model, guard="auto", faults="gfx1010", cache={str(shared_cache)!r},
-                             epochs=1, imgsz=64, batch=4, device="cpu", workers=0, project={str(project)!r}, name=task,
-                             exist_ok=True, plots=False, verbose=False, telemetry=0)
+            yolo_rdna1.train(data={data!r}[task], model=model, guard="auto", faults="gfx1010",
+                             cache={str(shared_cache)!r}, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
+                             project={str(project)!r}, name=task, exist_ok=True, plots=False, verbose=False,
+                             telemetry=0)
             run = last_run()
             print("RESULT " + json.dumps({{"task": task, "device": run.device_key, "env": run.env_profile,
                                            "probe": run.probe_summary}}), flush=True)
@@ -118,8 +126,7 @@ def task_runs(tmp_path_factory, shared_cache) -> dict:
     out = {}
     for line in r.stdout.splitlines():
         if line.startswith("RESULT "):
-            row = json.loads(line[len("RESULT "):])
+            row = json.loads(line[len("RESULT ") :])
             out[row["task"]] = {**row, "dir": project / row["task"], "data": data[row["task"]]}
     assert set(out) == set(TASK_MODELS), r.stdout[-3000:]
     return out
-

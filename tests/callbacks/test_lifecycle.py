@@ -49,8 +49,13 @@ HANG_WATCH = textwrap.dedent(f"""
 
 
 def child(code: str, timeout: float = 300) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HANG_WATCH + textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ})
+    return subprocess.Popen(
+        [sys.executable, "-c", HANG_WATCH + textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -76,9 +81,11 @@ def calls_code(best: Path, data: str, images: Path, out: Path, **options) -> str
         def report(tag):
             print("RESULT " + json.dumps({{"tag": tag, "patched": is_patched(), **last_run().as_dict()}}), flush=True)
         if kind in ("all", "val"):
-            model.val(data={data!r}, imgsz=64, batch=8, plots=False, verbose=False, project={str(out)!r}, name="val64", exist_ok=True)
+            model.val(data={data!r}, imgsz=64, batch=8, plots=False, verbose=False, project={str(out)!r},
+                      name="val64", exist_ok=True)
             report("val64")
-            model.val(data={data!r}, imgsz=192, batch=8, plots=False, verbose=False, project={str(out)!r}, name="val", exist_ok=True)
+            model.val(data={data!r}, imgsz=192, batch=8, plots=False, verbose=False, project={str(out)!r},
+                      name="val", exist_ok=True)
             report("val")
         if kind in ("all", "predict"):
             results = model.predict({str(images)!r}, imgsz=192, verbose=False)
@@ -91,7 +98,10 @@ def calls_code(best: Path, data: str, images: Path, out: Path, **options) -> str
 
 
 def results(stdout: str) -> dict[str, dict]:
-    return {r["tag"]: r for r in (json.loads(line[len("RESULT "):]) for line in stdout.splitlines() if line.startswith("RESULT "))}
+    return {
+        r["tag"]: r
+        for r in (json.loads(line[len("RESULT ") :]) for line in stdout.splitlines() if line.startswith("RESULT "))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +115,16 @@ def detect_run(task_runs, tmp_path_factory):
 
 @pytest.mark.slow
 def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(detect_run, shared_cache, tmp_path):
-    code = calls_code(detect_run["best"], detect_run["data"], detect_run["images"], tmp_path, guard="auto", faults="gfx1010",
-                      cache=str(shared_cache), unknown="bypass")
+    code = calls_code(
+        detect_run["best"],
+        detect_run["data"],
+        detect_run["images"],
+        tmp_path,
+        guard="auto",
+        faults="gfx1010",
+        cache=str(shared_cache),
+        unknown="bypass",
+    )
     rc, out, err = finish(child("import sys\n" + code))
     assert rc == 0, (out + err)[-4000:]
     got = results(out)
@@ -117,22 +135,37 @@ def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(dete
         assert r["calls"] > 0 and r["bypassed"] > 0 and r["fallbacks"] == 0, (tag, r["calls"], r["bypassed"])
         for row in r["signatures"]:
             if profile.rules_for(ConvSignature.from_key(row["signature"])):
-                assert row["routes"]["fwd"] == "bypass", f"{tag}: {row['signature']} ran on the simulated card's vendor route"
+                assert row["routes"]["fwd"] == "bypass", (
+                    f"{tag}: {row['signature']} ran on the simulated card's vendor route"
+                )
     # at the training's size the final evaluation's signatures are known: routed by verdict, not by unknown=
     assert got["val64"]["unknown"] == [] and any(row["routes"]["fwd"] == "vendor" for row in got["val64"]["signatures"])
     for tag in ("val", "predict", "export"):  # at 192 px 3x3 convs see maps above 42 px: gfx1010's hang, bypassed above
-        hangs = [row for row in got[tag]["signatures"] if any(rule.effect == "hang" for rule in profile.rules_for(ConvSignature.from_key(row["signature"])))]
+        hangs = [
+            row
+            for row in got[tag]["signatures"]
+            if any(rule.effect == "hang" for rule in profile.rules_for(ConvSignature.from_key(row["signature"])))
+        ]
         assert hangs, f"{tag} at 192 px never met gfx1010's hanging 3x3 convs"
     assert "IMAGES 4" in out
     exported = out.split("EXPORTED ", 1)[1].split()[0]
     # the TorchScript file loads and runs in a process that never imported the plugin
-    check = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, torch
         m = torch.jit.load({exported!r})
         y = m(torch.zeros(1, 3, 192, 192))
         graph = str(m.inlined_graph)
         print(type(y).__name__, "PythonOp" in graph, "yolo_rdna1" in sys.modules, "aten::_convolution" in graph)
-    """)], capture_output=True, text=True, timeout=300)
+    """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     vendor = any(row["routes"]["fwd"] == "vendor" for row in got["export"]["signatures"])
     # an ordinary conv where the vendor route was chosen, the bypass's GEMMs elsewhere; no Python ops
     assert check.stdout.split() == ["Tensor", "False", "False", str(vendor)], check.stderr[-2000:]
@@ -144,11 +177,29 @@ def test_the_same_calls_on_the_vendor_route_hit_the_simulated_hang(detect_run, s
     # the first bad conv on the vendor route is the hang the guard bypasses
     gfx = yaml.safe_load(Path(load_profile("gfx1010").source).read_text())
     hang_only = tmp_path / "gfx1010-hang.yaml"
-    hang_only.write_text(yaml.safe_dump({**gfx, "name": "gfx1010-without-error", "rules": [r for r in gfx["rules"] if r["effect"] != "error"]}))
-    vendor = calls_code(detect_run["best"], detect_run["data"], detect_run["images"], tmp_path, guard="vendor", faults=str(hang_only),
-                        cache=str(shared_cache))
-    full = calls_code(detect_run["best"], detect_run["data"], detect_run["images"], tmp_path, guard="vendor", faults="gfx1010",
-                      cache=str(shared_cache))
+    hang_only.write_text(
+        yaml.safe_dump(
+            {**gfx, "name": "gfx1010-without-error", "rules": [r for r in gfx["rules"] if r["effect"] != "error"]}
+        )
+    )
+    vendor = calls_code(
+        detect_run["best"],
+        detect_run["data"],
+        detect_run["images"],
+        tmp_path,
+        guard="vendor",
+        faults=str(hang_only),
+        cache=str(shared_cache),
+    )
+    full = calls_code(
+        detect_run["best"],
+        detect_run["data"],
+        detect_run["images"],
+        tmp_path,
+        guard="vendor",
+        faults="gfx1010",
+        cache=str(shared_cache),
+    )
     procs = {kind: child(f"import sys\nsys.argv[1:] = [{kind!r}]\n" + vendor) for kind in ("val", "predict", "export")}
     procs["error"] = child("import sys\nsys.argv[1:] = ['predict']\n" + full)
     done = {kind: finish(p) for kind, p in procs.items()}
@@ -265,9 +316,13 @@ def test_signatures_without_a_verdict_follow_the_unknown_option(tmp_path, monkey
     # a profile that makes the guard route (auto) but matches no conv of the model
     profile = tmp_path / "none.yaml"
     profile.write_text(yaml.safe_dump({"name": "nothing", "rules": [{"match": {"kernel": 7}, "effect": "error"}]}))
-    monkeypatch.setenv("YOLO_RDNA1_FAULTS", "")  # the session exports its profile for probe children; undone after the test
+    monkeypatch.setenv(
+        "YOLO_RDNA1_FAULTS", ""
+    )  # the session exports its profile for probe children; undone after the test
     for unknown in ("vendor", "bypass"):
-        model = yolo_rdna1.add_callbacks(YOLO("yolov8n.yaml"), guard="auto", faults=str(profile), unknown=unknown, cache=str(tmp_path / unknown))
+        model = yolo_rdna1.add_callbacks(
+            YOLO("yolov8n.yaml"), guard="auto", faults=str(profile), unknown=unknown, cache=str(tmp_path / unknown)
+        )
         model.predict(IMAGES, imgsz=64, verbose=False)
         summary = last_run()
         assert summary.unknown and len(summary.unknown) == len(summary.final_routes)
@@ -298,7 +353,9 @@ def test_a_dead_processes_crash_trail_becomes_a_verdict(tmp_path):
     from yolo_rdna1.verdicts.breadcrumb import Breadcrumb
     from yolo_rdna1.verdicts.store import VerdictStore
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     trail = tmp_path / INFLIGHT / f"pid{dead}@{socket.gethostname()}"
     crumb = Breadcrumb(breadcrumb_stem(trail))
     key = ConvSignature(16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, 48, 48, 1).key()
@@ -341,16 +398,23 @@ def test_cli_predict_and_export_run_guarded(tmp_path, capsys, caplog):
     assert any(m.startswith("yolo_rdna1 export: ") for m in lines) and not is_patched()
 
 
-@pytest.mark.parametrize("argv,code,message", [
-    (["val"], 2, "'yolo-rdna1 val' needs model=<a .pt checkpoint or a model YAML>"),
-    (["predict", "model=/nowhere/best.pt", "source=."], 2, "model file /nowhere/best.pt not found"),
-    (["export", "model=yolov8n.yaml", "formt=torchscript"], 2, "'formt' is not a valid YOLO argument"),
-    (["val", "model=yolov8n.yaml", "batch=x"], 2, "'batch=x' is of invalid type str"),
-    (["predict", "model=yolov8n.yaml", "conf=3"], 2, "'conf=3' is an invalid value"),
-    (["val", "model=yolov8n.yaml", "guard=fast"], 2, "guard='fast' is not a policy"),
-    (["predict", "model=yolov8n.yaml", "faults=/nowhere/profile.yaml"], 2, "/nowhere/profile.yaml"),
-    (["predict", "model=yolov8n.yaml", "source=/nowhere/images", "guard=bypass"], 2, "/nowhere/images does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv,code,message",
+    [
+        (["val"], 2, "'yolo-rdna1 val' needs model=<a .pt checkpoint or a model YAML>"),
+        (["predict", "model=/nowhere/best.pt", "source=."], 2, "model file /nowhere/best.pt not found"),
+        (["export", "model=yolov8n.yaml", "formt=torchscript"], 2, "'formt' is not a valid YOLO argument"),
+        (["val", "model=yolov8n.yaml", "batch=x"], 2, "'batch=x' is of invalid type str"),
+        (["predict", "model=yolov8n.yaml", "conf=3"], 2, "'conf=3' is an invalid value"),
+        (["val", "model=yolov8n.yaml", "guard=fast"], 2, "guard='fast' is not a policy"),
+        (["predict", "model=yolov8n.yaml", "faults=/nowhere/profile.yaml"], 2, "/nowhere/profile.yaml"),
+        (
+            ["predict", "model=yolov8n.yaml", "source=/nowhere/images", "guard=bypass"],
+            2,
+            "/nowhere/images does not exist",
+        ),
+    ],
+)
 def test_cli_bad_input_gives_one_line_and_the_exit_code(argv, code, message, capsys):
     assert main(argv) == code
     err = capsys.readouterr().err.strip().splitlines()
@@ -365,5 +429,7 @@ def test_tune_says_its_trainings_are_unguarded(yolo, monkeypatch, caplog, tmp_pa
 
     started = []
     monkeypatch.setattr(tuner.Tuner, "__call__", lambda self, *args, **kwargs: started.append(kwargs.get("iterations")))
-    yolo.tune(data="coco8.yaml", iterations=1, project=str(tmp_path))  # the Tuner's 'yolo train' processes are stubbed out
+    yolo.tune(
+        data="coco8.yaml", iterations=1, project=str(tmp_path)
+    )  # the Tuner's 'yolo train' processes are stubbed out
     assert started == [1] and TUNE_WARNING in caplog.text

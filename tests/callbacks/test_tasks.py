@@ -14,8 +14,16 @@ import pytest
 from yolo_rdna1.probe.discovery import autobackend_channels_last
 from yolo_rdna1.verdicts.store import VerdictStore
 
-RDNA1_COLUMNS = ["rdna1/bypass_rate", "rdna1/fallbacks", "rdna1/temp_edge_max", "rdna1/temp_junction_max",
-                 "rdna1/temp_mem_max", "rdna1/power_mean_w", "rdna1/busy_mean", "rdna1/thermal_pause_s"]
+RDNA1_COLUMNS = [
+    "rdna1/bypass_rate",
+    "rdna1/fallbacks",
+    "rdna1/temp_edge_max",
+    "rdna1/temp_junction_max",
+    "rdna1/temp_mem_max",
+    "rdna1/power_mean_w",
+    "rdna1/busy_mean",
+    "rdna1/thermal_pause_s",
+]
 TASKS = ["detect", "segment", "pose", "obb", "classify"]
 
 
@@ -62,10 +70,21 @@ def test_transposed_convs_follow_the_fault_formats_transposed_key(tmp_path):
     from yolo_rdna1.guard import guarded
 
     profile = tmp_path / "transposed.yaml"
-    profile.write_text(yaml.safe_dump({"name": "t", "rules": [
-        {"match": {"transposed": True}, "direction": "bwd_weight", "effect": "error"},  # seg's Proto upsampling
-        {"match": {"transposed": False, "kernel": 2}, "direction": "fwd", "effect": "error"},
-    ]}))
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "rules": [
+                    {
+                        "match": {"transposed": True},
+                        "direction": "bwd_weight",
+                        "effect": "error",
+                    },  # seg's Proto upsampling
+                    {"match": {"transposed": False, "kernel": 2}, "direction": "fwd", "effect": "error"},
+                ],
+            }
+        )
+    )
     torch.manual_seed(0)
     up, conv = nn.ConvTranspose2d(8, 4, 2, 2), nn.Conv2d(4, 4, 2)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
@@ -81,7 +100,11 @@ def test_transposed_convs_follow_the_fault_formats_transposed_key(tmp_path):
         got = step()
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
     routes = {r["signature"].split(":")[1]: r for r in guard.per_signature()}
-    assert routes["c8>4"]["routes"] == {"fwd": "vendor", "bwd_data": "vendor", "bwd_weight": "bypass"}  # its own directions
+    assert routes["c8>4"]["routes"] == {
+        "fwd": "vendor",
+        "bwd_data": "vendor",
+        "bwd_weight": "bypass",
+    }  # its own directions
     assert routes["c4>4"]["routes"]["fwd"] == "bypass" and routes["c4>4"]["routes"]["bwd_weight"] == "vendor"
     with guarded(policy="vendor", faults=str(profile)), pytest.raises(RuntimeError, match="miopenStatusUnknownError"):
         up(x).sum().backward()

@@ -34,7 +34,9 @@ def test_discover_yolov8n_train_and_val(synthetic_data):
     # through AutoBackend, which makes it channels_last on 8.4 on an x86 CPU: the same val shapes in NHWC
     nhwc = [s for s in sigs if s.channels_last]
     if autobackend_channels_last("cpu"):
-        assert nhwc and all(s.direction == "fwd" and s.batch == 8 and replace(s, channels_last=False) in set(sigs) for s in nhwc)
+        assert nhwc and all(
+            s.direction == "fwd" and s.batch == 8 and replace(s, channels_last=False) in set(sigs) for s in nhwc
+        )
     else:
         assert not nhwc
 
@@ -73,17 +75,31 @@ def _tiny_dataset(root, kpt_shape=None):
 
 
 def test_every_task_gets_its_model_head_and_validation_batches(tmp_path):
-    assert [model_task(m) for m in ("yolo11n.yaml", "yolov8n-seg.yaml", "yolov8n-pose.yaml", "yolov8n-obb.yaml", "yolov8n-cls.yaml")] == [
-        "detect", "segment", "pose", "obb", "classify"]
+    assert [
+        model_task(m)
+        for m in ("yolo11n.yaml", "yolov8n-seg.yaml", "yolov8n-pose.yaml", "yolov8n-obb.yaml", "yolov8n-cls.yaml")
+    ] == ["detect", "segment", "pose", "obb", "classify"]
     # segmentation: the mask head's ConvTranspose2d, with both of its backward directions in training
     seg = discover("yolov8n-seg.yaml", imgsz=64, batch=2)
     up = [s for s in seg if s.transposed]
-    assert {(s.batch, s.direction) for s in up if not s.channels_last} >= {(2, "fwd"), (2, "bwd_data"), (2, "bwd_weight"), (4, "fwd")}
+    assert {(s.batch, s.direction) for s in up if not s.channels_last} >= {
+        (2, "fwd"),
+        (2, "bwd_data"),
+        (2, "bwd_weight"),
+        (4, "fwd"),
+    }
     # pose: the keypoint head is sized by the dataset's kpt_shape (4 keypoints x 3 = 12 channels)
     pose = discover("yolov8n-pose.yaml", imgsz=64, batch=2, data=_tiny_dataset(tmp_path / "pose", [4, 3]))
-    assert any(s.out_channels == 12 and s.kernel == (1, 1) for s in pose) and not any(s.out_channels == 51 for s in pose)
-    # 3 val images of 96x72 at 2 x 2: one rectangular 64x96 batch of 3; 3 train images at batch 2 leave a last batch of 1
-    assert {(s.batch, s.height, s.width) for s in pose if s.in_channels == 3 and s.direction == "fwd"} == {(2, 64, 64), (1, 64, 64), (3, 64, 96)}
+    assert any(s.out_channels == 12 and s.kernel == (1, 1) for s in pose) and not any(
+        s.out_channels == 51 for s in pose
+    )
+    # 3 val images of 96x72 at 2 x 2: one rectangular 64x96 batch of 3;
+    # 3 train images at batch 2 leave a last batch of 1
+    assert {(s.batch, s.height, s.width) for s in pose if s.in_channels == 3 and s.direction == "fwd"} == {
+        (2, 64, 64),
+        (1, 64, 64),
+        (3, 64, 96),
+    }
     # OBB validates at the training batch size, the other tasks at twice it
     obb = discover("yolov8n-obb.yaml", imgsz=64, batch=2, train=False)
     assert {s.batch for s in obb} == {2}

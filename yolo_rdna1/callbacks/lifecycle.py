@@ -44,9 +44,10 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ..options import PluginOptions
 
@@ -85,8 +86,10 @@ class CallSummary:
         """One line: ``yolo_rdna1 val: 2112 conv calls, 640 bypassed (30.3%), 0 in-process fallbacks; guard auto``."""
         t = self.final_totals
         rate = t["bypassed"] / t["calls"] if t["calls"] else 0.0
-        line = (f"yolo_rdna1 {self.kind}: {t['calls']} conv calls, {t['bypassed']} bypassed ({rate:.1%}), "
-                f"{t['fallbacks']} in-process fallbacks; guard {self.policy}")
+        line = (
+            f"yolo_rdna1 {self.kind}: {t['calls']} conv calls, {t['bypassed']} bypassed ({rate:.1%}), "
+            f"{t['fallbacks']} in-process fallbacks; guard {self.policy}"
+        )
         if self.unknown:
             line += f"; {len(self.unknown)} signature(s) without a verdict took unknown={self.unknown_policy}"
         return line
@@ -94,9 +97,17 @@ class CallSummary:
     def as_dict(self) -> dict[str, Any]:
         t = self.final_totals
         return {
-            "kind": self.kind, "device": self.device, "env_profile": self.env_profile, "policy": self.policy,
-            "unknown_policy": self.unknown_policy, **t, "bypass_rate": t["bypassed"] / t["calls"] if t["calls"] else 0.0,
-            "seconds": self.seconds, "signatures": self.final_routes, "unknown": self.unknown, "written": self.written,
+            "kind": self.kind,
+            "device": self.device,
+            "env_profile": self.env_profile,
+            "policy": self.policy,
+            "unknown_policy": self.unknown_policy,
+            **t,
+            "bypass_rate": t["bypassed"] / t["calls"] if t["calls"] else 0.0,
+            "seconds": self.seconds,
+            "signatures": self.final_routes,
+            "unknown": self.unknown,
+            "written": self.written,
         }
 
 
@@ -156,10 +167,20 @@ def attribute_dead_sessions(options: PluginOptions) -> list[tuple[str, str]]:
         if hit is not None:
             key, cause = hit
             store = VerdictStore(_cache_root(options) / "verdicts.sqlite")
-            store.put(Verdict(str(meta["device"]), str(meta["env_profile"]), key, cause,
-                              "in flight when a val/predict/export process died", source="crash"))
+            store.put(
+                Verdict(
+                    str(meta["device"]),
+                    str(meta["env_profile"]),
+                    key,
+                    cause,
+                    "in flight when a val/predict/export process died",
+                    source="crash",
+                )
+            )
             found.append((key, cause))
-            LOGGER.warning("yolo_rdna1: a val/predict/export process died (%s) in %s; it takes the bypass from now on", cause, key)
+            LOGGER.warning(
+                "yolo_rdna1: a val/predict/export process died (%s) in %s; it takes the bypass from now on", cause, key
+            )
         shutil.rmtree(trail, ignore_errors=True)
     return found
 
@@ -177,7 +198,9 @@ class _Session:
         attribute_dead_sessions(options)  # before the route table reads the store
         self.trail = _trail_root(options) / _process_tag()
         # a call is no training: no sensors, thermal pauses, stall watchdog or mid-epoch checkpoints
-        runtime = replace(options, telemetry=0.0, thermal=False, stall_timeout=0.0, checkpoint_minutes=0.0, serial_backward=False)
+        runtime = replace(
+            options, telemetry=0.0, thermal=False, stall_timeout=0.0, checkpoint_minutes=0.0, serial_backward=False
+        )
         self.run = GuardedRun(runtime, self.trail, device)
         before = current()
         try:
@@ -188,7 +211,10 @@ class _Session:
         if self.trail.is_dir():  # a breadcrumb is kept (routing device): say whose it is
             from ..files import atomic_write
 
-            atomic_write(self.trail / SESSION_FILE, json.dumps({"device": self.run.device_key, "env_profile": self.run.env_profile}))
+            atomic_write(
+                self.trail / SESSION_FILE,
+                json.dumps({"device": self.run.device_key, "env_profile": self.run.env_profile}),
+            )
 
     @property
     def guard(self):
@@ -283,14 +309,36 @@ class _Call:
         for key, (calls, bypassed) in sorted(self._calls.items()):
             known = table is None or table.lookup(ConvSignature.from_key(key)) is not None
             r = routes.get(key, {})
-            rows.append({"signature": key, "routes": r.get("routes"), "algorithm": r.get("algorithm"), "calls": calls,
-                         "bypassed": bypassed, "reasons": r.get("reasons", {}), "verdict": known})
+            rows.append(
+                {
+                    "signature": key,
+                    "routes": r.get("routes"),
+                    "algorithm": r.get("algorithm"),
+                    "calls": calls,
+                    "bypassed": bypassed,
+                    "reasons": r.get("reasons", {}),
+                    "verdict": known,
+                }
+            )
             if not known:
                 unknown.append(key)
-        totals = {"calls": sum(r["calls"] for r in rows), "bypassed": sum(r["bypassed"] for r in rows), "fallbacks": self._fallbacks}
+        totals = {
+            "calls": sum(r["calls"] for r in rows),
+            "bypassed": sum(r["bypassed"] for r in rows),
+            "fallbacks": self._fallbacks,
+        }
         opts = self.session.options
-        return CallSummary(self.kind, opts.guard, run.device_key, run.env_profile, opts.unknown, totals, rows, unknown,
-                           time.perf_counter() - self._t0)
+        return CallSummary(
+            self.kind,
+            opts.guard,
+            run.device_key,
+            run.env_profile,
+            opts.unknown,
+            totals,
+            rows,
+            unknown,
+            time.perf_counter() - self._t0,
+        )
 
 
 _LOCK = threading.Lock()
@@ -298,7 +346,7 @@ _SESSION: _Session | None = None
 #: The call whose guard is on now (a suspended stream's call is not).
 _ACTIVE: _Call | None = None
 #: Event-owned calls by engine (predictor, validator, exporter built without a Model).
-_EVENT_CALLS: "weakref.WeakKeyDictionary[Any, _Call]" = weakref.WeakKeyDictionary()
+_EVENT_CALLS: weakref.WeakKeyDictionary[Any, _Call] = weakref.WeakKeyDictionary()
 _LAST: CallSummary | None = None
 
 

@@ -242,7 +242,13 @@ def teardown(trainer: Any) -> None:
         lifecycle.forget_last_call()
 
 
-_NEEDS_OPTIONS = {"on_pretrain_routine_start", "on_pretrain_routine_end", "on_val_start", "on_predict_start", "on_export_start"}
+_NEEDS_OPTIONS = {
+    "on_pretrain_routine_start",
+    "on_pretrain_routine_end",
+    "on_val_start",
+    "on_predict_start",
+    "on_export_start",
+}
 
 callbacks = {
     "on_pretrain_routine_start": on_pretrain_routine_start,

@@ -278,7 +278,15 @@ class ConvGuard:
         return self._run(e, x, w, b, ac)
 
     # -- slow path: once per module and shape ---------------------------------------------------
-    def _resolve(self, module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool, output_padding: tuple = (0, 0)) -> _Entry:
+    def _resolve(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        ac: torch.dtype | None,
+        transposed: bool,
+        output_padding: tuple = (0, 0),
+    ) -> _Entry:
         if _tracing_state() is not None:
             # torch.jit.trace hands out sizes as tensors; a signature is a constant of the traced
             # graph by design (the export is made for one input shape), so its warnings say nothing

@@ -28,6 +28,7 @@ import inspect
 import math
 import os
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -43,7 +44,13 @@ from ..signature import ConvSignature
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"}
 
 #: The model class of each task whose training discovery can derive (``ultralytics.nn.tasks``).
-TASK_MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel", "classify": "ClassificationModel"}
+TASK_MODELS = {
+    "detect": "DetectionModel",
+    "segment": "SegmentationModel",
+    "pose": "PoseModel",
+    "obb": "OBBModel",
+    "classify": "ClassificationModel",
+}
 
 
 class DiscoveryError(Rdna1Error):
@@ -116,17 +123,23 @@ def read_dataset(data: str | os.PathLike, task: str | None = None) -> DatasetSha
         with Image.open(f) as im:
             sizes.append((im.height, im.width))
     kpt = cfg.get("kpt_shape")
-    return DatasetShape(len(names), len(train), sizes, kpt_shape=list(kpt) if kpt else None, channels=int(cfg.get("channels", 3)))
+    return DatasetShape(
+        len(names), len(train), sizes, kpt_shape=list(kpt) if kpt else None, channels=int(cfg.get("channels", 3))
+    )
 
 
 def _read_classify_folder(root: Path) -> DatasetShape:
     """Class count and image counts of a classification folder, with Ultralytics' split names."""
     if not root.is_dir():
-        raise DiscoveryError(f"classification dataset folder {root} not found; pass data=<folder with train/ and val/ class folders>")
+        raise DiscoveryError(
+            f"classification dataset folder {root} not found; pass data=<folder with train/ and val/ class folders>"
+        )
     train = root / "train"
     val = next((root / n for n in ("val", "validation", "valid", "test") if (root / n).is_dir()), None)
     if not train.is_dir() or val is None:
-        raise DiscoveryError(f"{root}: a classification dataset needs train/ and val/ (or test/) folders of class folders")
+        raise DiscoveryError(
+            f"{root}: a classification dataset needs train/ and val/ (or test/) folders of class folders"
+        )
 
     def count(split: Path) -> int:
         return sum(1 for f in split.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -200,7 +213,9 @@ def model_task(model: str | os.PathLike | nn.Module) -> str:
     return model_task(load_model(text))
 
 
-def load_model(model: str | os.PathLike | nn.Module, nc: int | None = None, kpt_shape: list[int] | None = None, channels: int = 3) -> nn.Module:
+def load_model(
+    model: str | os.PathLike | nn.Module, nc: int | None = None, kpt_shape: list[int] | None = None, channels: int = 3
+) -> nn.Module:
     """The task's model (detect, segment, pose, obb, classify) from a YAML name/path, or a .pt file (CPU, float32)."""
     if isinstance(model, nn.Module):
         return model
@@ -283,7 +298,9 @@ def discover(
     shape = read_dataset(data, task) if data is not None else None
     channels = shape.channels if shape else 3
     if net is None:
-        net = load_model(model, nc=shape.nc if shape else None, kpt_shape=shape.kpt_shape if shape else None, channels=channels)
+        net = load_model(
+            model, nc=shape.nc if shape else None, kpt_shape=shape.kpt_shape if shape else None, channels=channels
+        )
     stride = int(max(getattr(net, "stride", torch.tensor([32])).max().item(), 32))
     imgsz = math.ceil(imgsz / stride) * stride  # Ultralytics' check_imgsz
     on_gpu = backend in ("cuda", "rocm")
@@ -316,7 +333,9 @@ def discover(
             n_val = shape.n_val if shape else vb
             batches = [(n, imgsz, imgsz) for n in {min(vb, n_val), n_val % vb} if n] or [(vb, imgsz, imgsz)]
         else:
-            batches = rect_batches(shape.val_sizes, imgsz, vb, stride) if shape and shape.val_sizes else [(vb, imgsz, imgsz)]
+            batches = (
+                rect_batches(shape.val_sizes, imgsz, vb, stride) if shape and shape.val_sizes else [(vb, imgsz, imgsz)]
+            )
         by_hw: dict[tuple[int, int], set[int]] = {}
         for n, h, w in batches:
             by_hw.setdefault((h, w), set()).add(n)
