@@ -13,6 +13,9 @@
     yolo-rdna1 data sample dst=FOLDER [months=3 clips_per_day=2 frames_per_clip=20 seed=0]
                                                      a tiny LTDV2 look-alike in LTDV2's own format
     yolo-rdna1 data drift dst=FOLDER [scheme=month|season train_months=4]   train early, val per later period
+    yolo-rdna1 val model=best.pt [data=... imgsz=640 batch=16 device=0 guard=auto ...]   validate, guarded
+    yolo-rdna1 predict model=best.pt source=FOLDER|FILE|VIDEO [imgsz=640 save=True guard=auto ...]   predict, guarded
+    yolo-rdna1 export model=best.pt [format=torchscript imgsz=640 device=0 guard=auto ...]   export, guarded
 
 Errors print one line and exit 2 (fix the command line or an input file), 1 (the work failed) or
 130 (interrupted); YOLO_RDNA1_DEBUG=1 prints the traceback as well.
@@ -315,6 +318,66 @@ def _data_action(action: str, tokens: list[str]) -> int:
     return 0
 
 
+def _lifecycle(kind: str, tokens: list[str]) -> int:
+    """``yolo-rdna1 val|predict|export``: Ultralytics' own call on ``YOLO(model)`` with the plugin.
+
+    Bad input (no model, a missing model file, an unknown key, a bad value) is a usage error
+    (exit 2) before anything runs; a call that fails (a dataset or source that does not exist,
+    an export that cannot be made) is one line from :func:`main` too. No traceback either way.
+    """
+    from ._ultralytics import message
+    from .options import OptionError
+    from .training import split_options
+
+    args = parse_kv(tokens, command=kind)
+    model = args.pop("model", None)
+    if not model:
+        raise UsageError(f"'yolo-rdna1 {kind}' needs model=<a .pt checkpoint or a model YAML>")
+    try:
+        options, args = split_options(args)
+        from ultralytics.cfg import check_cfg
+
+        check_cfg(dict(args))  # value types and ranges, as 'yolo {kind}' checks them
+    except (OptionError, TypeError, ValueError) as e:
+        raise UsageError(message(e)) from None
+    if kind == "predict":
+        args.setdefault("save", True)  # as 'yolo predict': results land in runs/<task>/predict
+    path = Path(str(model))
+    if path.suffix not in (".yaml", ".yml") and path.parent != Path(".") and not path.exists():
+        raise UsageError(f"model file {model} not found; pass model=<a .pt checkpoint or a model YAML>")
+    from ultralytics import YOLO
+
+    from .callbacks import add_callbacks
+
+    try:
+        yolo = YOLO(str(model))
+    except FileNotFoundError as e:
+        raise UsageError(
+            f"model {model} not found ({message(e)}); pass model=<a .pt checkpoint or a model YAML>"
+        ) from None
+    add_callbacks(yolo, **options.as_dict())
+    if kind == "val":
+        yolo.val(**args)
+    elif kind == "predict":
+        for _ in yolo.predict(stream=True, **args):  # streamed: a long video never piles up in memory
+            pass
+    else:
+        print(yolo.export(**args))
+    return 0  # the call's one-line guard summary went to the log
+
+
+def cmd_val(tokens: list[str]) -> int:
+    return _lifecycle("val", tokens)
+
+
+def cmd_predict(tokens: list[str]) -> int:
+    return _lifecycle("predict", tokens)
+
+
+def cmd_export(tokens: list[str]) -> int:
+    return _lifecycle("export", tokens)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "demo": cmd_demo,
     "train": cmd_train,
@@ -323,6 +386,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "report": cmd_report,
     "doctor": cmd_doctor,
     "data": cmd_data,
+    "val": cmd_val,
+    "predict": cmd_predict,
+    "export": cmd_export,
 }
 
 

@@ -45,6 +45,9 @@ class PluginOptions:
             a bypassed conv's backward is Python, and the hand-off cost a YOLOv8n epoch on the
             bypass a fifth of its speed on an H200 (docs/benchmarks.md). Only while the guard
             is on.
+        report: ``val``, ``predict`` and ``export`` on a model with the plugin's callbacks also
+            write ``rdna1_report.json`` (what the guard did in that call) into their output
+            folder; off, they write nothing Ultralytics does not (a training always writes it).
     """
 
     guard: str = "auto"
@@ -61,13 +64,14 @@ class PluginOptions:
     stall_timeout: float = 1200.0
     checkpoint_minutes: float = 15.0
     serial_backward: bool = True
+    report: bool = False
 
     def __post_init__(self) -> None:
         if self.guard not in POLICIES:
             raise OptionError(f"guard={self.guard!r} is not a policy; valid: {', '.join(POLICIES)}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise OptionError(f"unknown={self.unknown!r} is not valid; valid: {', '.join(UNKNOWN_POLICIES)}")
-        for name in ("probe", "prefer_faster", "thermal", "serial_backward"):
+        for name in ("probe", "prefer_faster", "thermal", "serial_backward", "report"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name}={getattr(self, name)!r} must be True or False")
         if (

@@ -98,9 +98,9 @@ class GuardedRun:
         from .probe.envprofiles import apply_env_profile, load_env_profile, shipped_env_profiles
 
         opts = self.options
-        if opts.faults:
-            os.environ[FAULTS_ENV] = opts.faults  # probe children and DDP ranks simulate the same
         profile: FaultProfile | None = load_profile(opts.faults) if opts.faults else profile_from_env()
+        if opts.faults:  # once it loads: a bad one must not stay in this process's environment
+            os.environ[FAULTS_ENV] = opts.faults  # probe children and DDP ranks simulate the same
         info = describe_device(self.device)
         self.device_key = device_key(info.fingerprint, profile)
         self.store = VerdictStore(Path(opts.cache) / VERDICTS_DB if opts.cache else None)
@@ -110,8 +110,12 @@ class GuardedRun:
 
         routes = opts.guard == "auto" and (profile is not None or routes_by_default(info))
         amp = bool(getattr(args, "amp", False)) and self.device.type == "cuda"
+        task = getattr(args, "task", None)
         data = getattr(args, "data", None)
-        data = data if data and Path(str(data)).is_file() else None
+        # a dataset YAML, or a classification dataset's folder; a dataset name Ultralytics downloads is not read
+        data = (
+            data if data and (Path(str(data)).is_file() or (task == "classify" and Path(str(data)).is_dir())) else None
+        )
 
         def probe_signatures(sigs, env_name: str):
             return run_probe(sigs, self.device, env_name, self.store, progress=self.rank <= 0, faults=profile or False)
@@ -129,6 +133,7 @@ class GuardedRun:
                 data=data,
                 backend=info.backend,
                 amp=amp,
+                task=task,
             )
             if env_name == "auto":
                 from .probe.api import flops_ok_share

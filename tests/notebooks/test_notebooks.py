@@ -100,6 +100,7 @@ def test_drift_notebook_converts_trains_on_early_months_and_plots_map_by_month(k
     results = json.loads((out / "drift_map.json").read_text())
     assert [r["period"] for r in results] == ["2020-05", "2020-06", "2020-07"]
     assert [r["trained"] for r in results] == [True, True, False] and all(r["temperature"] is not None for r in results)
+    assert all(r["conv_calls"] > 0 for r in results)  # each model.val() ran under the plugin's guard (add_callbacks)
     args = (out / "early-months" / "args.yaml").read_text()
     assert "hsv_h: 0.0" in args and "hsv_s: 0.0" in args and "mosaic: 1.0" in args  # the dataset config's thermal settings
 

@@ -10,6 +10,7 @@ a bypass algorithm) happens once per module and shape in :meth:`ConvGuard._resol
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from collections.abc import Iterable
 
@@ -27,6 +28,9 @@ from ..verdicts.breadcrumb import Breadcrumb
 from .routes import BYPASS, VENDOR, PlannedConv, RoutedConv, SignatureRoute, is_vendor_error
 
 POLICIES = ("off", "vendor", "bypass", "auto")
+
+#: Not None while torch.jit.trace records; one C call (bypassed and checked routes only).
+_tracing_state = torch._C._get_tracing_state
 
 # The original methods, captured at import so unpatching restores them exactly.
 ORIGINAL_CONV2D_FORWARD = nn.Conv2d._conv_forward
@@ -251,6 +255,8 @@ class ConvGuard:
     @staticmethod
     def _apply(e: _Entry, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         route = e.route
+        if _tracing_state() is not None:  # torch.jit.trace (export): no autograd Function in the graph
+            return route.traced(x, w, b)
         if route.planned:
             plan = e.plan
             # the entry's key fixes x; a weight whose layout changed (model.to(channels_last)
@@ -281,7 +287,14 @@ class ConvGuard:
         transposed: bool,
         output_padding: tuple = (0, 0),
     ) -> _Entry:
-        route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
+        if _tracing_state() is not None:
+            # torch.jit.trace hands out sizes as tensors; a signature is a constant of the traced
+            # graph by design (the export is made for one input shape), so its warnings say nothing
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
+        else:
+            route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
         return _Entry(route, pre_pad, pad_mode)
 
     def _route_for(

@@ -201,6 +201,19 @@ class SignatureRoute:
             return self.algorithm.forward(x, w, b, self.params)
         return self.run("fwd", lambda: self.vendor_call("fwd", x, w, b), lambda: self.bypass_call("fwd", x, w, b))
 
+    def traced(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """The forward while ``torch.jit.trace`` records (TorchScript/ONNX export): plain aten ops only.
+
+        A trace records ops, not Python: an autograd Function becomes a ``PythonOp`` that cannot be
+        saved, and a kept pad buffer becomes a constant the graph writes into. So a vendor route is
+        the library's conv (the graph holds an ordinary conv) and a bypassed one is the im2col
+        reference (unfold + GEMM): the exported file loads and runs without this package, and never
+        calls the vendor library for a signature this device cannot run.
+        """
+        from ..bypass import im2col
+
+        return self.run("fwd", lambda: self.vendor_call("fwd", x, w, b), lambda: im2col.forward(x, w, b, self.params))
+
     def backward(
         self, grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, need_x: bool, need_w: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
