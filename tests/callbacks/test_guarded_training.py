@@ -3,7 +3,6 @@
 import csv
 import json
 import signal
-import textwrap
 
 import pytest
 import yaml
@@ -11,7 +10,8 @@ import yaml
 from yolo_rdna1.options import OptionError
 
 
-def train_code(data, project, cache, faults, name="run", **extra):
+def train_kwargs(data, project, cache, faults, name="run", **extra) -> str:
+    """The ``tests/children/train.py`` argument for one guarded training (JSON)."""
     kwargs = dict(
         data=str(data),
         model="yolov8n.yaml",
@@ -30,14 +30,7 @@ def train_code(data, project, cache, faults, name="run", **extra):
         verbose=False,
     )
     kwargs.update(extra)
-    return textwrap.dedent(f"""
-        import json, yolo_rdna1
-        from yolo_rdna1.callbacks import last_run
-        yolo_rdna1.train(**{kwargs!r})
-        run = last_run()
-        print("RESULT " + json.dumps({{"totals": run.final_totals, "routes": run.final_routes,
-                                       "attributed": run.attributed, "summary": run.probe_summary}}))
-    """)
+    return json.dumps([kwargs])
 
 
 def result(stdout):
@@ -47,14 +40,15 @@ def result(stdout):
 
 @pytest.mark.slow
 def test_training_under_gfx1010_with_auto_finishes_without_hang_abort_or_nan(
-    synthetic_data, tmp_path, run_child, shared_cache
+    synthetic_data, tmp_path, run_child_file, shared_cache
 ):
     # imgsz 192: C2f's 3x3 convs see 48 px maps (hang), the stem errors, wide 1x1 weight grads abort
-    r = run_child(train_code(synthetic_data, tmp_path, shared_cache, "gfx1010", imgsz=192, batch=2), timeout=600)
+    kwargs = train_kwargs(synthetic_data, tmp_path, shared_cache, "gfx1010", imgsz=192, batch=2)
+    r = run_child_file("train", kwargs, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = result(r.stdout)
     assert out["totals"]["bypassed"] > 0 and out["totals"]["fallbacks"] == 0
-    assert "hang" in out["summary"] and "abort" in out["summary"]
+    assert "hang" in out["probe"] and "abort" in out["probe"]
     hung = [x for x in out["routes"] if ":k3x3:s1x1:" in x["signature"] and ":n2:48x48:" in x["signature"]]
     assert hung and all(x["routes"]["fwd"] == "bypass" for x in hung)
     rows = list(csv.DictReader(open(tmp_path / "run" / "results.csv")))
@@ -62,7 +56,9 @@ def test_training_under_gfx1010_with_auto_finishes_without_hang_abort_or_nan(
 
 
 @pytest.mark.slow
-def test_a_fault_the_probe_cannot_see_is_attributed_and_bypassed_after_restart(synthetic_data, tmp_path, run_child):
+def test_a_fault_the_probe_cannot_see_is_attributed_and_bypassed_after_restart(
+    synthetic_data, tmp_path, run_child_file
+):
     prof = tmp_path / "late.yaml"
     # one signature only: "after" counts the calls of every signature the rule matches
     rule = {
@@ -73,10 +69,10 @@ def test_a_fault_the_probe_cannot_see_is_attributed_and_bypassed_after_restart(s
     }
     prof.write_text(yaml.safe_dump({"name": "late-abort", "rules": [rule]}))
     # prefer_faster=False: the CPU timing must not move the signature to the bypass before it faults
-    code = train_code(synthetic_data, tmp_path, tmp_path / "cache", str(prof), epochs=2, prefer_faster=False)
-    first = run_child(code, timeout=600)
+    kwargs = train_kwargs(synthetic_data, tmp_path, tmp_path / "cache", str(prof), epochs=2, prefer_faster=False)
+    first = run_child_file("train", kwargs, timeout=600)
     assert first.returncode == -signal.SIGABRT, first.stderr[-2000:]
-    second = run_child(code, timeout=600)  # a simple restart of the same run
+    second = run_child_file("train", kwargs, timeout=600)  # a simple restart of the same run
     assert second.returncode == 0, second.stderr[-3000:]
     out = result(second.stdout)
     assert len(out["attributed"]) == 1
