@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -67,9 +66,9 @@ def check_run(run, expect_bypass: bool):
 
 
 @pytest.mark.slow
-def test_train_api_under_gfx1010(synthetic_data, tmp_path, run_child, shared_cache):
-    kw = {**common(synthetic_data, tmp_path, "api", shared_cache), "faults": "gfx1010"}
-    r = run_child(f"import yolo_rdna1\nyolo_rdna1.train(model='yolov8n.yaml', **{kw!r})", timeout=900)
+def test_train_api_under_gfx1010(synthetic_data, tmp_path, run_child_file, shared_cache):
+    kw = {**common(synthetic_data, tmp_path, "api", shared_cache), "faults": "gfx1010", "model": "yolov8n.yaml"}
+    r = run_child_file("train", json.dumps([kw]), timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = check_run(tmp_path / "api", expect_bypass=True)
     assert report["bypassed"] > 0 and report["policy"] == "auto"
@@ -78,41 +77,24 @@ def test_train_api_under_gfx1010(synthetic_data, tmp_path, run_child, shared_cac
 
 
 @pytest.mark.slow
-def test_add_callbacks_on_a_yolo_model_without_profile_bypasses_nothing(synthetic_data, tmp_path, run_child):
+def test_add_callbacks_on_a_yolo_model_without_profile_bypasses_nothing(synthetic_data, tmp_path, run_child_file):
     kw = common(synthetic_data, tmp_path, "cb", tmp_path / "cache")
-    cache = kw.pop("cache")
-    code = textwrap.dedent(f"""
-        from ultralytics import YOLO
-        import yolo_rdna1
-        model = yolo_rdna1.add_callbacks(YOLO("yolov8n.yaml"), guard="auto", cache={cache!r})
-        model.train(**{kw!r})
-    """)
-    r = run_child(code, env={"YOLO_RDNA1_FAULTS": ""}, timeout=900)
+    plugin = {"guard": "auto", "cache": kw.pop("cache")}
+    args = ("yolov8n.yaml", json.dumps(plugin), json.dumps(kw))
+    r = run_child_file("train_add_callbacks", *args, env={"YOLO_RDNA1_FAULTS": ""}, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     report = check_run(tmp_path / "cb", expect_bypass=False)
     assert report["calls"] > 0 and report["bypassed"] == 0
 
 
 @pytest.mark.slow
-def test_cli_train_then_resume_keeps_the_columns(synthetic_data, tmp_path, shared_cache):
+def test_cli_train_then_resume_keeps_the_columns(synthetic_data, tmp_path, shared_cache, child_command):
     kw = {**common(synthetic_data, tmp_path, "cli", shared_cache), "faults": "gfx1010", "thermal_limit": 90}
     args = [f"{k}={v}" for k, v in kw.items()]
     env = {**os.environ}
     # The first run is stopped after epoch 1 (as a crash would); resume=True finishes epoch 2.
-    stop_after_one = textwrap.dedent("""
-        import os, sys
-        from ultralytics.engine.trainer import BaseTrainer
-        save = BaseTrainer.save_model
-        def save_then_die(self):
-            save(self)
-            if self.epoch == 0:
-                os._exit(3)
-        BaseTrainer.save_model = save_then_die
-        from yolo_rdna1.cli import main
-        sys.exit(main(sys.argv[1:]))
-    """)
     first = subprocess.run(
-        [sys.executable, "-c", stop_after_one, "train", "model=yolov8n.yaml", *args],
+        child_command("cli_dies_after_first_epoch", "train", "model=yolov8n.yaml", *args),
         env=env,
         capture_output=True,
         text=True,
