@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -13,18 +12,6 @@ import yaml
 
 from yolo_rdna1.guard import guarded
 
-CHILD = """
-import sys, torch, torch.nn as nn
-import yolo_rdna1
-conv = nn.Conv2d(16, 32, 3, padding=1)
-x = torch.randn(2, 16, 48, 48)
-with yolo_rdna1.guarded(policy="vendor"):
-    print("calling", flush=True)
-    {before}
-    out = conv(x)
-print("returned", flush=True)
-"""
-
 
 def profile(tmp_path, effect, **extra):
     f = tmp_path / f"{effect}.yaml"
@@ -33,21 +20,18 @@ def profile(tmp_path, effect, **extra):
     return str(f)
 
 
-def test_abort_kills_the_process_with_sigabrt(tmp_path, run_child):
-    r = run_child(CHILD.format(before=""), env={"YOLO_RDNA1_FAULTS": profile(tmp_path, "abort")}, timeout=120)
+def test_abort_kills_the_process_with_sigabrt(tmp_path, run_child_file):
+    r = run_child_file("vendor_conv", env={"YOLO_RDNA1_FAULTS": profile(tmp_path, "abort")}, timeout=120)
     assert r.returncode == -signal.SIGABRT
     assert "calling" in r.stdout and "returned" not in r.stdout
     assert "Memory access fault" in r.stderr
 
 
-def test_hang_never_returns_and_ignores_python_signal_handlers(tmp_path):
-    # A Python-level timeout armed right before the call: it must not end the hang.
-    code = "import signal\ndef boom(*a): raise TimeoutError('python-level timeout')\n" + CHILD.format(
-        before="signal.signal(signal.SIGALRM, boom); signal.alarm(1)"
-    )
+def test_hang_never_returns_and_ignores_python_signal_handlers(tmp_path, child_command):
+    # A Python-level timeout armed right before the call (--alarm): it must not end the hang.
     env = {**os.environ, "YOLO_RDNA1_FAULTS": profile(tmp_path, "hang")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        child_command("vendor_conv", "--alarm"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout.readline().strip() == "calling"
