@@ -4,13 +4,15 @@
 
 Trains ``supervise(KWARGS, RestartPolicy(**POLICY), python=PYTHON)``; PYTHON is the interpreter
 (or a wrapper script) that runs each training child. ``--no-sleep`` skips the waits between
-restarts. Warnings go to stderr, one line each.
+restarts. Warnings go to stderr, one line each. SIGINT raises ``KeyboardInterrupt`` and SIGTERM
+ends the process, as in a terminal, whatever the parent process had set.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 
@@ -22,6 +24,8 @@ def main(argv: list[str]) -> int:
     kwargs, policy, python, *flags = argv
     if flags not in ([], ["--no-sleep"]):
         raise SystemExit(f"unknown flags {flags}")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sleep = (lambda s: None) if flags else time.sleep
     supervise(json.loads(kwargs), RestartPolicy(**json.loads(policy)), sleep=sleep, python=python)

@@ -239,39 +239,14 @@ def test_defect13_a_storm_of_progressing_crashes_is_spaced_out_by_the_hourly_bra
 
 
 # -- clean exits (defect 11) -------------------------------------------------------------------
-FAKE_CHILD = """
-import os, signal, sys, time
-from pathlib import Path
-out = Path(os.environ["FAKE_OUT"])
-if os.environ.get("FAKE_STUBBORN"):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-(out / "spec").write_text(sys.argv[-1])
-(out / "pid.tmp").write_text(str(os.getpid()))
-os.replace(out / "pid.tmp", out / "pid")
-try:
-    time.sleep(300)
-except KeyboardInterrupt:
-    (out / "interrupted").write_text("yes")
-    sys.exit(130)
-"""
-
-SUPERVISOR = """
-import signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever the test runner set
-signal.signal(signal.SIGTERM, signal.SIG_DFL)
-from yolo_rdna1.supervision import RestartPolicy, supervise
-supervise({{"data": "d.yaml", "project": {project!r}, "name": "r"}}, RestartPolicy({policy}), python={python!r})
-"""
-
-
 @pytest.mark.parametrize("sig, stubborn", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGTERM, True)])
 def test_defect11_a_signal_to_the_supervisor_stops_the_child_journals_the_end_and_leaves_no_temp_file(
-    tmp_path, sig, stubborn
+    tmp_path, sig, stubborn, child_command
 ):
+    import json
     import os
+    import shlex
     import subprocess
-    import sys
     import time
 
     from yolo_rdna1.files import pid_alive
@@ -279,18 +254,17 @@ def test_defect11_a_signal_to_the_supervisor_stops_the_child_journals_the_end_an
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     out.mkdir()
     tmp.mkdir()
-    child = tmp_path / "child.py"
-    child.write_text(FAKE_CHILD)
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{child}" "$@"\n')
+    python = tmp_path / "python"  # the supervisor's interpreter: runs the fake training child instead
+    python.write_text(f'#!/bin/sh\nexec {shlex.join(child_command("fake_training"))} "$@"\n')
     python.chmod(0o755)
     env = {**os.environ, "FAKE_OUT": str(out), "TMPDIR": str(tmp), **({"FAKE_STUBBORN": "1"} if stubborn else {})}
-    code = SUPERVISOR.format(
-        project=str(tmp_path / "p"), policy="stop_grace_s=1.0" if stubborn else "", python=str(python)
-    )
+    kwargs = {"data": "d.yaml", "project": str(tmp_path / "p"), "name": "r"}
+    policy = {"stop_grace_s": 1.0} if stubborn else {}
     log = tmp_path / "stderr.log"
     with open(log, "w") as stderr:
-        sup = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=stderr)
+        sup = subprocess.Popen(
+            child_command("supervise", json.dumps(kwargs), json.dumps(policy), python), env=env, stderr=stderr
+        )
     pid = None
     try:
         for _ in range(600):
