@@ -129,15 +129,7 @@ def test_ultralytics_own_argument_errors_are_input_errors(synthetic_data, tmp_pa
     )
 
 
-_NO_TORCH = """
-import json, sys
-from yolo_rdna1.cli import main
-codes = [main(a) for a in json.loads(sys.argv[1])]
-print(json.dumps({"codes": codes, "torch": "torch" in sys.modules, "ultralytics": "ultralytics" in sys.modules}))
-"""
-
-
-def test_data_report_and_verdicts_commands_do_not_import_torch(tmp_path):
+def test_data_report_and_verdicts_commands_do_not_import_torch(tmp_path, child_command):
     run = tmp_path / "run"
     run.mkdir()
     (run / "rdna1_report.json").write_text(
@@ -163,7 +155,7 @@ def test_data_report_and_verdicts_commands_do_not_import_torch(tmp_path):
         ["verdicts", "list", f"cache={tmp_path / 'cache'}"],
     ]
     r = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH, json.dumps(commands)],
+        child_command("cli_without_torch", json.dumps(commands)),
         capture_output=True,
         text=True,
         timeout=300,
