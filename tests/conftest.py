@@ -34,19 +34,6 @@ def _no_guard_leaks():
     disable()
 
 
-@pytest.fixture
-def run_child():
-    """Run Python code in a child process (hangs and aborts never touch the test process)."""
-
-    def run(code: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO)
-        )
-
-    return run
-
-
 def child_argv(name: str, *args: object) -> list[str]:
     """The command line that runs ``tests/children/<name>.py`` with ``args`` (made strings)."""
     path = CHILDREN / f"{name}.py"
@@ -55,15 +42,15 @@ def child_argv(name: str, *args: object) -> list[str]:
     return [sys.executable, str(path), *(str(a) for a in args)]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def child_command():
     """``child_command(name, *args)``: the argv of a child program, for tests that need ``Popen``."""
     return child_argv
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_child_file():
-    """Run a child program of ``tests/children`` to its end, as ``run_child`` runs code."""
+    """Run a child program of ``tests/children`` to its end (hangs and aborts never touch the test process)."""
 
     def run(
         name: str, *args: object, env: dict[str, str] | None = None, timeout: float = 120.0

@@ -10,7 +10,6 @@ YOLOv8's backbone signatures are shared with them); classification gets them in 
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -96,37 +95,39 @@ TASK_MODELS = {
 
 
 @pytest.fixture(scope="session")
-def task_runs(tmp_path_factory, shared_cache) -> dict:
+def task_runs(tmp_path_factory, shared_cache, run_child_file) -> dict:
     """One epoch of each task, guarded (``auto``) under ``gfx1010``: {task: {"dir", "data", "device", "env", "probe"}}.
 
     Detection trains YOLO11n (the val/predict/export tests use its best.pt). One child runs them
     all; a hang there fails the fixture at the timeout.
     """
-    import os
-    import subprocess
-    import sys
-
     base = tmp_path_factory.mktemp("tasks")
     data = {task: str(make_task_dataset(base / f"data-{task}", task)) for task in TASK_MODELS}
     project = base / "runs"
-    code = textwrap.dedent(f"""
-        import json, yolo_rdna1
-        from yolo_rdna1.callbacks import last_run
-        for task, model in {TASK_MODELS!r}.items():
-            yolo_rdna1.train(data={data!r}[task], model=model, guard="auto", faults="gfx1010",
-                             cache={str(shared_cache)!r}, epochs=1, imgsz=64, batch=4, device="cpu", workers=0,
-                             project={str(project)!r}, name=task, exist_ok=True, plots=False, verbose=False,
-                             telemetry=0)
-            run = last_run()
-            print("RESULT " + json.dumps({{"task": task, "device": run.device_key, "env": run.env_profile,
-                                           "probe": run.probe_summary}}), flush=True)
-    """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, env={**os.environ})
+    common = dict(
+        guard="auto",
+        faults="gfx1010",
+        cache=str(shared_cache),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        device="cpu",
+        workers=0,
+        project=str(project),
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        telemetry=0,
+    )
+    runs = [dict(data=data[task], model=model, name=task, **common) for task, model in TASK_MODELS.items()]
+    r = run_child_file("train", json.dumps(runs), timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     out = {}
     for line in r.stdout.splitlines():
         if line.startswith("RESULT "):
             row = json.loads(line[len("RESULT ") :])
-            out[row["task"]] = {**row, "dir": project / row["task"], "data": data[row["task"]]}
+            task = row["name"]
+            run = {"task": task, "device": row["device"], "env": row["env"], "probe": row["probe"]}
+            out[task] = {**run, "dir": project / task, "data": data[task]}
     assert set(out) == set(TASK_MODELS), r.stdout[-3000:]
     return out

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -28,34 +27,12 @@ from yolo_rdna1.faults import load_profile
 from yolo_rdna1.guard import current, guarded, is_patched
 from yolo_rdna1.signature import ConvSignature
 
+#: The exit code of tests/children/guarded_calls.py when its watcher sees the simulated hang.
 HANG_EXIT = 42
-#: Prepended to every child: a thread that reports a simulated hang at once instead of a timeout.
-HANG_WATCH = textwrap.dedent(f"""
-    import os, sys, threading, time, traceback
-    def _watch():
-        main = threading.main_thread().ident
-        while True:
-            time.sleep(0.2)
-            frame = sys._current_frames().get(main)
-            stack = []
-            while frame is not None:
-                stack.append(frame.f_code.co_name)
-                frame = frame.f_back
-            if "raise_or_block" in stack:
-                print("HUNG " + "".join(traceback.format_stack(sys._current_frames()[main])), flush=True)
-                os._exit({HANG_EXIT})
-    threading.Thread(target=_watch, daemon=True).start()
-""")
 
 
-def child(code: str, timeout: float = 300) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", HANG_WATCH + textwrap.dedent(code)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
+def child(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -68,33 +45,10 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]
     return proc.returncode, out, err
 
 
-def calls_code(best: Path, data: str, images: Path, out: Path, **options) -> str:
-    """val, predict and export at 192 px (3x3 convs see 48 px maps: gfx1010's hang), each summarised."""
-    return textwrap.dedent(f"""
-        import json
-        from ultralytics import YOLO
-        import yolo_rdna1
-        from yolo_rdna1.callbacks import last_run
-        from yolo_rdna1.guard import is_patched
-        model = yolo_rdna1.add_callbacks(YOLO({str(best)!r}), **{options!r})
-        kind = sys.argv[1] if len(sys.argv) > 1 else "all"
-        def report(tag):
-            print("RESULT " + json.dumps({{"tag": tag, "patched": is_patched(), **last_run().as_dict()}}), flush=True)
-        if kind in ("all", "val"):
-            model.val(data={data!r}, imgsz=64, batch=8, plots=False, verbose=False, project={str(out)!r},
-                      name="val64", exist_ok=True)
-            report("val64")
-            model.val(data={data!r}, imgsz=192, batch=8, plots=False, verbose=False, project={str(out)!r},
-                      name="val", exist_ok=True)
-            report("val")
-        if kind in ("all", "predict"):
-            results = model.predict({str(images)!r}, imgsz=192, verbose=False)
-            report("predict")
-            print("IMAGES", len(results), flush=True)
-        if kind in ("all", "export"):
-            print("EXPORTED", model.export(format="torchscript", imgsz=192), flush=True)
-            report("export")
-    """)
+def calls_config(best: Path, data: str, images: Path, out: Path, **options) -> str:
+    """The tests/children/guarded_calls.py argument: val, predict and export at 192 px (3x3 convs see
+    48 px maps: gfx1010's hang), each summarised."""
+    return json.dumps({"model": str(best), "data": data, "images": str(images), "out": str(out), "options": options})
 
 
 def results(stdout: str) -> dict[str, dict]:
@@ -114,8 +68,10 @@ def detect_run(task_runs, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(detect_run, shared_cache, tmp_path):
-    code = calls_code(
+def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(
+    detect_run, shared_cache, tmp_path, child_command
+):
+    config = calls_config(
         detect_run["best"],
         detect_run["data"],
         detect_run["images"],
@@ -125,7 +81,7 @@ def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(dete
         cache=str(shared_cache),
         unknown="bypass",
     )
-    rc, out, err = finish(child("import sys\n" + code))
+    rc, out, err = finish(child(child_command("guarded_calls", config)))
     assert rc == 0, (out + err)[-4000:]
     got = results(out)
     assert set(got) == {"val64", "val", "predict", "export"}
@@ -151,20 +107,7 @@ def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(dete
     exported = out.split("EXPORTED ", 1)[1].split()[0]
     # the TorchScript file loads and runs in a process that never imported the plugin
     check = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-        import sys, torch
-        m = torch.jit.load({exported!r})
-        y = m(torch.zeros(1, 3, 192, 192))
-        graph = str(m.inlined_graph)
-        print(type(y).__name__, "PythonOp" in graph, "yolo_rdna1" in sys.modules, "aten::_convolution" in graph)
-    """),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        child_command("torchscript_without_plugin", exported), capture_output=True, text=True, timeout=300
     )
     vendor = any(row["routes"]["fwd"] == "vendor" for row in got["export"]["signatures"])
     # an ordinary conv where the vendor route was chosen, the bypass's GEMMs elsewhere; no Python ops
@@ -172,7 +115,7 @@ def test_val_predict_export_finish_guarded_with_the_bad_signatures_bypassed(dete
 
 
 @pytest.mark.slow
-def test_the_same_calls_on_the_vendor_route_hit_the_simulated_hang(detect_run, shared_cache, tmp_path):
+def test_the_same_calls_on_the_vendor_route_hit_the_simulated_hang(detect_run, shared_cache, tmp_path, child_command):
     # gfx1010's first failure in a YOLO model is the stem's catchable error; without that rule
     # the first bad conv on the vendor route is the hang the guard bypasses
     gfx = yaml.safe_load(Path(load_profile("gfx1010").source).read_text())
@@ -182,7 +125,7 @@ def test_the_same_calls_on_the_vendor_route_hit_the_simulated_hang(detect_run, s
             {**gfx, "name": "gfx1010-without-error", "rules": [r for r in gfx["rules"] if r["effect"] != "error"]}
         )
     )
-    vendor = calls_code(
+    vendor = calls_config(
         detect_run["best"],
         detect_run["data"],
         detect_run["images"],
@@ -191,7 +134,7 @@ def test_the_same_calls_on_the_vendor_route_hit_the_simulated_hang(detect_run, s
         faults=str(hang_only),
         cache=str(shared_cache),
     )
-    full = calls_code(
+    full = calls_config(
         detect_run["best"],
         detect_run["data"],
         detect_run["images"],
@@ -200,8 +143,8 @@ def test_the_same_calls_on_the_vendor_route_hit_the_simulated_hang(detect_run, s
         faults="gfx1010",
         cache=str(shared_cache),
     )
-    procs = {kind: child(f"import sys\nsys.argv[1:] = [{kind!r}]\n" + vendor) for kind in ("val", "predict", "export")}
-    procs["error"] = child("import sys\nsys.argv[1:] = ['predict']\n" + full)
+    procs = {kind: child(child_command("guarded_calls", vendor, kind)) for kind in ("val", "predict", "export")}
+    procs["error"] = child(child_command("guarded_calls", full, "predict"))
     done = {kind: finish(p) for kind, p in procs.items()}
     for kind in ("val", "predict", "export"):
         rc, out, err = done[kind]
