@@ -56,7 +56,7 @@ with guarded(policy="bypass" if rank else "vendor", faults=False) as g:
     run.train_epoch_end()  # every rank, as Ultralytics' on_train_epoch_end
     if rank == 0:
         m = run.epoch_metrics()  # rank 0 alone (save_metrics), after validating
-        print("RATE", m["rdna1/bypass_rate"], run._epochs[-1]["calls"], run._epochs[-1]["bypassed"])
+        print("RATE", m["rdna1/bypass_rate"], run.counters.epochs[-1]["calls"], run.counters.epochs[-1]["bypassed"])
 dist.destroy_process_group()
 """
 
