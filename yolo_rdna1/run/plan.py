@@ -85,6 +85,7 @@ class RoutingPlan:
         apply_env_profile(env)
         if routes:
             self.table = self._route_table(env)
+            self.stem.parent.mkdir(parents=True, exist_ok=True)  # a val/predict call's trail folder is new
             atomic_write(Path(str(self.stem) + TRAIL_ENV_SUFFIX), self.env_profile + "\n")  # before a conv is in flight
             self.crumb = crumbs.Breadcrumb(self.stem)
         return self
