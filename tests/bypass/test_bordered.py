@@ -16,7 +16,7 @@ from yolo_rdna1.guard import guarded
 
 CL = torch.channels_last
 
-pytestmark = pytest.mark.skipif(bordered._use_count is None, reason="this torch build has no torch._C._storage_Use_Count (CPU-only builds); kept pad buffers are off there and every pad is a plain constant_pad_nd")
+pytestmark = pytest.mark.skipif(bordered._use_count is None, reason="no storage use count in this torch build (yolo_rdna1._compat.storage_use_count is None); kept pad buffers are off there and every pad is a plain constant_pad_nd")
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .._compat import warn_untested_ultralytics
 from ..options import PluginOptions
 from ..run import GuardedRun
 from ..supervision.checkpoint import MidEpochCheckpoints
@@ -237,6 +238,7 @@ def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     training starts. Calling it again replaces the earlier registration instead of adding to it.
     """
     opts = PluginOptions.from_mapping(options)
+    warn_untested_ultralytics()
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
         raise TypeError(f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}")
