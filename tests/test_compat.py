@@ -16,7 +16,7 @@ _AS_TORCH_113 = r"""
 import importlib, pkgutil, sys
 import torch
 
-get_autocast_dtype = torch.get_autocast_dtype
+get_autocast_dtype = getattr(torch, "get_autocast_dtype", None)
 sys.modules["torch._dynamo"] = None
 sys.modules["torch.compiler"] = None
 for name in ("_dynamo", "compiler", "compile", "get_autocast_dtype"):
@@ -31,9 +31,10 @@ class Missing:
         raise AttributeError("untyped_storage")
 
 
-untyped = torch.Tensor.untyped_storage
-torch.Tensor.untyped_storage = Missing()
-torch.Tensor.storage = lambda self: untyped(self)  # 1.13's storage() is native, not through untyped_storage()
+untyped = getattr(torch.Tensor, "untyped_storage", None)
+if untyped is not None:
+    torch.Tensor.untyped_storage = Missing()
+    torch.Tensor.storage = lambda self: untyped(self)  # 1.13's storage() is native, not through untyped_storage()
 assert not hasattr(torch.Tensor, "untyped_storage") and not hasattr(torch, "compile")
 
 import yolo_rdna1
@@ -45,7 +46,8 @@ for name in names:
 from yolo_rdna1 import _compat, guarded
 from yolo_rdna1.bypass import bordered
 
-torch.get_autocast_dtype = get_autocast_dtype  # this torch's own autocast needs it; _compat chose without it
+if get_autocast_dtype is not None:  # this torch's own autocast needs it; _compat chose without it
+    torch.get_autocast_dtype = get_autocast_dtype
 
 assert _compat.is_compiling() is False
 assert _compat.set_autograd_multithreading(False) is None

@@ -16,11 +16,17 @@ import torch
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
-try:  # torch >= 2.3
+try:  # torch >= 2.3: true while dynamo and AOTAutograd trace
     from torch.compiler import is_compiling as _is_compiling
 except ImportError:
-    try:  # torch 2.0-2.2
-        from torch._dynamo import is_compiling as _is_compiling
+    try:  # torch 2.0-2.2: dynamo's flag is false while AOTAutograd traces (fake tensors under a dispatch mode)
+        from torch._dynamo import is_compiling as _dynamo_compiling
+
+        _dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", None) or (lambda: 0)
+
+        def _is_compiling() -> bool:
+            return _dynamo_compiling() or _dispatch_modes() > 0
+
     except ImportError:  # torch 1.13: no torch.compile, so nothing ever traces
 
         def _is_compiling() -> bool:

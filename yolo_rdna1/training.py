@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 from .options import OptionError, PluginOptions
@@ -32,7 +33,8 @@ def check_ultralytics_args(args: dict[str, Any]) -> None:
     try:
         check_dict_alignment(DEFAULT_CFG_DICT, args)
     except SyntaxError as e:
-        raise OptionError(str(e).strip() + f"\nyolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # Ultralytics 8.3 colours the argument names
+        raise OptionError(plain + f"\nyolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
 
 
 def check_writable(args: dict[str, Any]) -> None:
