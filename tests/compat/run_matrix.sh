@@ -92,16 +92,18 @@ run_cell() {
     fi
     [[ $FRESH -eq 0 ]] || rm -rf "$venv"
     rm -rf "$work" && mkdir -p "$work"
+    # every command of the cell, imports included, keeps Ultralytics' settings and the verdicts in the cell
+    export YOLO_CONFIG_DIR=$work/cfg YOLO_RDNA1_CACHE=$work/cache
     local upgrade=()
     [[ $pins != newest.txt ]] || upgrade=(--upgrade --upgrade-strategy eager)
     # PIP_CONSTRAINT replaces a machine-wide constraint file (pip.conf) for these installs
     { [[ -x $venv/bin/python ]] || step venv "$py" -m venv "$venv"; } &&
     step install env PIP_CONSTRAINT="$REPO/constraints/$pins" "$venv/bin/python" -m pip install -q "${upgrade[@]}" -e "$REPO[test]" &&
-    VERSIONS[$cell]=$("$venv/bin/python" -c 'import platform, numpy, torch, ultralytics; print(f"py{platform.python_version()} torch {torch.__version__} ultralytics {ultralytics.__version__} numpy {numpy.__version__}")' 2>>"$log") &&
+    VERSIONS[$cell]=$("$venv/bin/python" -c 'import platform, numpy, torch, ultralytics; print(f"py{platform.python_version()} torch {torch.__version__} ultralytics {ultralytics.__version__} numpy {numpy.__version__}")' 2>>"$log" | tail -n 1) &&
     step keeps-torch keeps_torch "$venv" &&
-    step demo env -C "$work" YOLO_CONFIG_DIR="$work/cfg" YOLO_RDNA1_CACHE="$work/cache" "$venv/bin/yolo-rdna1" demo project="$work/runs" &&
+    step demo env -C "$work" "$venv/bin/yolo-rdna1" demo project="$work/runs" &&
     step demo-bypassed grep -q "yolo_rdna1 demo: [1-9][0-9]* of" "$log" &&
-    step train env -C "$work" YOLO_CONFIG_DIR="$work/cfg" YOLO_RDNA1_CACHE="$work/cache" "$venv/bin/yolo-rdna1" train \
+    step train env -C "$work" "$venv/bin/yolo-rdna1" train \
         data="$work/runs/synthetic-thermal/data.yaml" model=yolov8n.yaml faults="$REPO/tests/compat/abort_mid_epoch.yaml" \
         supervise=True probe=False unknown=vendor epochs=1 imgsz=128 batch=8 nbs=8 device=cpu workers=0 plots=False \
         telemetry=0 thermal=False stall_timeout=120 backoff_s=0 checkpoint_minutes=0.0001 project="$work/runs" name=supervised &&
