@@ -122,3 +122,15 @@ def test_an_untested_ultralytics_warns_once(monkeypatch, caplog):
         _compat.warn_untested_ultralytics()
     warnings = [r.getMessage() for r in caplog.records if "8.5.2" in r.getMessage()]
     assert len(warnings) == 1 and "ultralytics<8.5" in warnings[0]
+
+
+def test_without_the_multithreading_switch_serial_backward_says_so_once_on_a_gpu_machine(monkeypatch, caplog):
+    monkeypatch.setattr(_compat, "_set_autograd_mt", None)
+    monkeypatch.setattr(_compat, "_told_no_switch", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level(logging.INFO, logger="yolo_rdna1"):
+        assert _compat.set_autograd_multithreading(False) is None
+        assert _compat.set_autograd_multithreading(False) is None
+        assert _compat.set_autograd_multithreading(True) is None
+    said = [r.getMessage() for r in caplog.records if "serial_backward" in r.getMessage()]
+    assert len(said) == 1 and torch.__version__ in said[0]
