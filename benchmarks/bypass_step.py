@@ -1,81 +1,66 @@
-#!/usr/bin/env python3
-"""YOLOv8n train step (forward + backward) on the vendor conv vs the vendor-free bypass.
+"""YOLOv8n train step (forward + backward) on the vendor conv against the vendor-free bypass.
 
-Issue 5. Every path runs the same ``DetectionModel('yolov8n.yaml', nc=4)`` in train mode; the
-step is ``model(x)`` then ``backward`` of its ``boxes``/``scores`` outputs with fixed random
-gradients (no loss, no optimizer: the conv paths are what differs). Paths:
+Every path runs the same ``DetectionModel('yolov8n.yaml', nc=4)`` in train mode; the step is
+``model(x)`` then ``backward`` of its ``boxes``/``scores`` outputs with fixed random gradients
+(no loss, no optimizer: the conv paths are what differs). Paths:
 
-* ``cudnn_nchw`` / ``cudnn_cl``: torch's conv on the vendor library, NCHW / channels_last.
+* ``cudnn_nchw`` / ``cudnn_cl``: torch's conv on the vendor library, NCHW / channels_last;
+  ``cudnn_cl_ieee`` the latter with TF32 off (``torch.backends.cudnn.flags(allow_tf32=False)``).
 * ``cudnn_off``: torch's own conv with cuDNN disabled (NCHW), forward and backward.
 * ``im2col``: the reference bypass (unfold + GEMM, fold) for every conv, through the guard.
 * ``bypass``: the guard with ``policy="bypass"`` and the per-signature algorithm
-  (:func:`yolo_rdna1.bypass.algorithm_for`), channels_last (what Ultralytics trains on CUDA),
-  the backward on the calling thread as the plugin runs it (``serial_backward``);
-  ``bypass_nchw`` the same in NCHW; ``bypass_ieee`` with TF32 off for the bypass GEMMs.
-* ``cudnn_cl_ieee``: cuDNN channels_last with TF32 off (``torch.backends.cudnn.allow_tf32``):
-  with ``bypass_ieee``, both sides in plain float32 FMA, as on a GPU without TF32 tensor cores
-  (RDNA1 has none); ``_ieee`` paths are also paired with ``cudnn_cl_ieee``.
+  (:func:`yolo_rdna1.bypass.algorithm_for`), channels_last (what Ultralytics trains on CUDA), the
+  backward on the calling thread as the plugin runs it (``serial_backward``); ``bypass_nchw`` the
+  same in NCHW; ``bypass_ieee`` with TF32 off for its GEMMs (paired with ``cudnn_cl_ieee`` too:
+  both sides plain float32 FMA, as on a GPU without tensor cores); ``bypass_nopool`` without the
+  kept pad buffers.
 * suffixes: ``_mt`` keeps autograd's per-GPU backward thread (torch's default; for a guard path
-  that prices ``serial_backward``), ``_st`` runs a cuDNN path's backward on the calling thread
-  (``cudnn_cl_st``: cuDNN given the same switch, like for like).
+  that prices ``serial_backward``), ``_st`` gives a cuDNN path the serial backward (like for like).
 * ``auto``: the guard with ``policy="auto"`` (on NVIDIA nothing is bypassed: the guard's cost).
-* ``bypass_narrow`` / ``bypass_wide2``: A/B of the 16-byte copy path: off (pads and im2col
-  copies in the tensor's own dtype) / on from 2 MiB tensors (``_common.WIDE_MIN_BYTES``, the
-  default; ``bypass`` itself runs with whatever the module default is).
-* ``bypass_nopool``: ``bypass`` without the kept zero-bordered pad buffers
-  (``bypass.bordered.BUDGET_BYTES = 0``: every pad is a ``constant_pad_nd``, fill + copy), the
-  A/B of that change.
-* ``bypass_lt``: ``bypass`` with torch's preferred BLAS library set to cuBLASLt (the default is
-  cuBLAS on CUDA), the A/B of what a GEMM call costs the host.
+
+Bypass variants are set with :func:`yolo_rdna1.bypass.settings`, and every path keeps its own kept
+pad buffers (:func:`yolo_rdna1.bypass.bordered.pool`), so one path's buffers never serve another
+and each path's peak memory is its own.
 
 Timing: all paths of a config are built, warmed up, then stepped in interleaved rounds
 (``--rounds`` x ``--per-round`` steps each), so a drift of the machine's speed hits every path
 alike. A step's time is its wall time from the call to the end of its GPU work (a device sync
 after each step, as a training loop has when it reads the loss; the queue is drained before a
 round too, so one path's backlog never counts as another's), median and quartiles; the host time
-to issue a step is reported beside it. Each path's round medians are also paired with cuDNN
-channels_last's of the same round (median of the ratios), and the fastest steps compared. Python's GC is off while timing.
+to issue a step is beside it. Each path's round medians are also paired with cuDNN
+channels_last's of the same round (median of the ratios), and the fastest steps compared. Python's
+GC is off while timing. Peak memory is ``torch.cuda.max_memory_allocated`` over a path's timed
+steps. Also: a per-signature table (each YOLOv8n conv signature, forward + backward, cuDNN vs
+im2col vs the chosen algorithm), ``--check`` (float64 / bf16 exactness of every signature on the
+device), kernel launches per conv and the profiler proof that the bypass step runs no vendor conv
+kernel. ``--out DIR`` writes ``bypass_step.md`` and ``bypass_step.json``. The same rounds classed
+by the host's speed spells: :mod:`benchmarks.studies.host_spells`.
 
-Host spells: the lent machines' host runs Python and dispatcher work at about half speed for
-seconds at a time (``bypass_diag.py --parts modes``: a pure-Python loop and tiny view ops take
-2x as long in those spells, kernel launches 1.4x). A host-bound step slows by how much of its
-time is such work, so the bypass, which issues about twice cuDNN's host ops, is hit harder and
-the ratio depends on the spell. Each round is therefore bracketed by a *canary* (a fixed run of
-tiny view ops, no GPU work) and classed fast (canary within 25% of its fastest) or slow (60%
-over it or more); the paired ratios are also given per class. Peak memory is
-``torch.cuda.max_memory_allocated`` over a path's timed steps. Also: a per-signature table (each
-YOLOv8n conv signature, forward + backward, cuDNN vs im2col vs the chosen algorithm), kernel
-launches per conv from torch.profiler, and the profiler proof that the bypass step runs no
-vendor conv kernel. ``--out DIR`` writes ``bypass_step.md`` and ``bypass_step.json`` there.
-
-    python3 benchmarks/bypass_step.py --out "$OUT"              # on the GPU
-    python3 benchmarks/bypass_step.py --device cpu --quick      # smoke test
+    python3 -m benchmarks.bypass_step --out "$OUT"              # on the GPU
+    python3 -m benchmarks.bypass_step --device cpu --quick      # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import gc
 import json
 import os
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import yolo_rdna1.bypass as bypass  # noqa: E402
-import yolo_rdna1.bypass._common as bypass_common  # noqa: E402
-import yolo_rdna1.bypass.bordered as bordered  # noqa: E402
-import yolo_rdna1.guard.router as router  # noqa: E402
-from yolo_rdna1.guard import ConvGuard, guarded  # noqa: E402
+from benchmarks import harness
+from benchmarks.harness import fmt, sync
+from yolo_rdna1 import bypass
+from yolo_rdna1.bypass import bordered
+from yolo_rdna1.guard import ConvGuard, guarded
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Kernel names of a vendor conv (cuDNN / MIOpen), forward or backward. cuDNN's batchnorm
@@ -85,76 +70,50 @@ _VENDOR_LIB = re.compile(r"cudnn|miopen", re.I)
 _NOT_CONV = re.compile(r"batchnorm|bn_fw|bn_bw", re.I)
 
 
-class _VendorConv:
-    @staticmethod
-    def search(name: str) -> bool:
-        return bool(_CONV_NAME.search(name) or (_VENDOR_LIB.search(name) and not _NOT_CONV.search(name)))
+def vendor_conv(name: str) -> bool:
+    """True for a kernel name of a vendor conv (see the patterns above)."""
+    return bool(_CONV_NAME.search(name) or (_VENDOR_LIB.search(name) and not _NOT_CONV.search(name)))
 
 
-VENDOR_CONV = _VendorConv()
+#: bypass.settings(...) per bypass variant
+VARIANTS: dict[str, dict[str, Any]] = {
+    "im2col": {"preference": ("im2col",)},
+    "bypass_ieee": {"follow_cudnn_tf32": False},
+    "bypass_nopool": {"pad_budget_bytes": 0},
+}
 
 
 # -- paths ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def path_context(name: str, guard=None):
-    """Enter the conv path ``name``: vendor flags, guard policy, forced algorithm.
-
-    ``guard``: a :class:`ConvGuard` made by :func:`make_guard` for this path, reused so its
-    routes persist across calls (a new one is made and dropped when None)."""
-    # Guard paths run the backward on the calling thread, as the plugin does (serial_backward);
-    # "_mt" keeps autograd's device thread (the experiment that prices it), "_st" gives a vendor
-    # path the plugin's serial backward (cuDNN like for like).
-    if name.endswith(("_st", "_mt")):
-        serial, name = name.endswith("_st"), name[:-3]
-    else:
-        serial = not name.startswith("cudnn")
-    if serial:
-        with torch.autograd.set_multithreading_enabled(False), path_context(name + "_mt", guard) as g:
-            yield g
-        return
-    if name.startswith("cudnn_off"):
-        with torch.backends.cudnn.flags(enabled=False):
-            yield None
-        return
-    if name == "cudnn_cl_ieee":
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            yield None
-        return
-    if name.startswith("cudnn"):
-        yield None
-        return
-    saved_alg, saved_tf32, saved_budget = router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32, bordered.BUDGET_BYTES
-    saved_wide = bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES
-    saved_blas = torch.backends.cuda.preferred_blas_library() if name == "bypass_lt" else None
-    try:
-        if name == "bypass_lt":
-            torch.backends.cuda.preferred_blas_library("cublaslt")
-        if name == "bypass_narrow":
-            bypass_common.WIDE_COPIES = False
-        if name == "bypass_wide2":
-            bypass_common.WIDE_MIN_BYTES = 2 << 20
-        if name == "bypass_nopool":
-            bordered.BUDGET_BYTES = 0
-        if name.startswith("im2col"):
-            router.algorithm_for = lambda sig: bypass.im2col
-        if name == "bypass_ieee":
-            bypass_common.FOLLOW_CUDNN_TF32 = False
-        with guarded(guard if guard is not None else make_guard(name)) as g:
-            yield g
-    finally:
-        router.algorithm_for, bypass_common.FOLLOW_CUDNN_TF32 = saved_alg, saved_tf32
-        bordered.BUDGET_BYTES = saved_budget
-        bypass_common.WIDE_COPIES, bypass_common.WIDE_MIN_BYTES = saved_wide
-        if saved_blas is not None:
-            torch.backends.cuda.preferred_blas_library(saved_blas)
-
-
 def base_path(name: str) -> str:
     """A path's name without its autograd-threading suffix (``_mt`` / ``_st``)."""
     return name[:-3] if name.endswith(("_st", "_mt")) else name
 
 
-def make_guard(name: str):
+@contextlib.contextmanager
+def path_context(name: str, guard: ConvGuard | None = None) -> Iterator[ConvGuard | None]:
+    """Enter the conv path ``name``: vendor flags, guard policy, bypass variant, backward thread.
+
+    ``guard``: the :func:`make_guard` of this path, reused so its routes persist across calls
+    (a new one is made and dropped when None)."""
+    base = base_path(name)
+    # guard paths run the backward on the calling thread, as the plugin does (serial_backward);
+    # "_mt" keeps autograd's device thread, "_st" gives a vendor path the serial backward
+    serial = name.endswith("_st") or (not name.endswith("_mt") and not base.startswith("cudnn"))
+    with contextlib.ExitStack() as stack:
+        if serial:
+            stack.enter_context(torch.autograd.set_multithreading_enabled(False))
+        if base == "cudnn_off":
+            stack.enter_context(torch.backends.cudnn.flags(enabled=False))
+        elif base == "cudnn_cl_ieee":
+            stack.enter_context(torch.backends.cudnn.flags(enabled=True, allow_tf32=False))
+        if base.startswith("cudnn"):
+            yield None
+            return
+        stack.enter_context(bypass.settings(**VARIANTS.get(base.replace("_nchw", ""), {})))
+        yield stack.enter_context(guarded(guard if guard is not None else make_guard(name)))
+
+
+def make_guard(name: str) -> ConvGuard | None:
     """The guard a path runs under: ``policy="auto"`` for ``auto``, else ``"bypass"``."""
     name = base_path(name)
     if name.startswith("cudnn"):
@@ -167,41 +126,7 @@ def channels_last_path(name: str) -> bool:
     return not (name.endswith("nchw") or name.startswith("cudnn_off"))
 
 
-# -- timing -----------------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_fn(fn, device: torch.device, warmup: int, steps: int) -> tuple[float, float, float]:
-    """(median ms by CUDA events, mean wall ms, peak MiB over the timed calls)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    wall0 = time.perf_counter()
-    if device.type == "cuda":
-        evs = []
-        for _ in range(steps):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            evs.append((s, e))
-        sync(device)
-        times = [s.elapsed_time(e) for s, e in evs]
-    else:
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    wall = (time.perf_counter() - wall0) * 1e3 / steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-    return statistics.median(times), wall, peak
-
-
+# -- whole model ------------------------------------------------------------------------------
 def autocast(device: torch.device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
@@ -245,9 +170,7 @@ def make_step(model: nn.Module, x: torch.Tensor, device: torch.device, dtype):
 
 
 class ModelPath:
-    """One conv path of one config: its own model, input and guard, stepped in rounds."""
-
-    pools: list[tuple] = []
+    """One conv path of one config: its own model, input, guard and kept pad buffers."""
 
     def __init__(self, path: str, size: int, batch: int, dtype_name: str, device: torch.device) -> None:
         self.path, self.device = path, device
@@ -262,23 +185,14 @@ class ModelPath:
         self.host: list[float] = []
         self.round_sizes: list[int] = []  # steps per timed round, to pair rounds across paths
         self.peak = 0.0
-        # this path's own kept pad buffers (``bypass.bordered``), swapped in while it runs: so
-        # one path's buffers never serve another, and are subtracted from the others' peaks
-        self.pool: tuple = (collections.OrderedDict(), {})
-        ModelPath.pools.append(self.pool)
+        self.pool = bordered.Pool()
         self.row = {"path": path, "size": size, "batch": batch, "dtype": dtype_name}
         self.steps = 0
 
-    def run(self, n: int, timed: bool) -> None:
-        outer = bordered._SLOTS, bordered._BYTES
-        bordered._SLOTS, bordered._BYTES = self.pool
-        try:
-            self._run(n, timed)
-        finally:
-            bordered._SLOTS, bordered._BYTES = outer
-
-    def _run(self, n: int, timed: bool) -> None:
-        with path_context(self.path, self.guard):
+    def run(self, n: int, timed: bool, others_bytes: int = 0) -> None:
+        """``n`` steps; timed ones are recorded. ``others_bytes``: the other paths' kept buffers,
+        taken out of this path's peak."""
+        with bordered.pool(self.pool), path_context(self.path, self.guard):
             if timed and self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
             sync(self.device)  # the previous path's queued work must not count as this one's
@@ -296,14 +210,12 @@ class ModelPath:
             if timed:
                 self.round_sizes.append(n)
             if timed and self.device.type == "cuda":
-                others = sum(sum(pool[1].values()) for pool in ModelPath.pools if pool is not self.pool)
-                self.peak = max(self.peak, (torch.cuda.max_memory_allocated(self.device) - others) / 2**20)
+                self.peak = max(self.peak, (torch.cuda.max_memory_allocated(self.device) - others_bytes) / 2**20)
 
     def result(self) -> dict:
         times = self.wall
-        row = dict(self.row, ms=statistics.median(times), host_ms=statistics.median(self.host),
-                   q25=statistics.quantiles(times, n=4)[0] if len(times) > 1 else times[0],
-                   q75=statistics.quantiles(times, n=4)[2] if len(times) > 1 else times[0],
+        q25, median, q75 = harness.quartiles(times)
+        row = dict(self.row, ms=median, host_ms=statistics.median(self.host), q25=q25, q75=q75,
                    peak_mib=self.peak if self.device.type == "cuda" else float("nan"), timed_steps=len(times),
                    ms_all=[round(t, 3) for t in times], host_all=[round(t, 3) for t in self.host])
         row["round_ms"], i = [], 0
@@ -319,119 +231,20 @@ class ModelPath:
         return row
 
 
-#: canary time over its fastest: at most this for a fast-spell round, at least SLOW for a slow one
-FAST, SLOW = 1.25, 1.6
+class RoundObserver(Protocol):
+    """Something that watches every round of :func:`bench_config` (the host-spell study)."""
+
+    def start_round(self) -> None: ...
+
+    def end_round(self) -> None: ...
+
+    def annotate(self, rows: list[dict]) -> None: ...
 
 
-def host_canary(device: torch.device, n: int = 2000) -> float:
-    """Milliseconds for ``n`` tiny view ops: Python + dispatcher work only, no kernel, no GPU
-    wait. It tracks the host's speed spells (see the module docstring)."""
-    t = torch.empty(64, 16, device=device)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        t.as_strided((16, 64), (1, 16))
-    return (time.perf_counter() - t0) * 1e3
-
-
-def host_state() -> dict | None:
-    """A snapshot of what the kernel knows about this process's CPU time (Linux; None elsewhere):
-    the CPU ticks of every state summed over all CPUs (``/proc/stat``), this process's
-    involuntary context switches and the CPU it last ran on.
-
-    Why: the slow spells could be the hypervisor taking the vCPUs (steal time), other work on
-    this VM preempting the process (involuntary switches), or neither (the physical core slows,
-    say a busy hyperthread sibling, which no counter here shows). Deltas over a round say which.
-    """
-    try:
-        import resource  # Unix only
-
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        # the CPU a process last ran on is field 39 of /proc/self/stat (after the parenthesised name)
-        cpu = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[36])
-    except (ImportError, OSError, IndexError, ValueError):
-        return None
-    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return {"steal": ticks[7], "total": sum(ticks), "nivcsw": resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw, "cpu": cpu,
-            "t": time.time()}
-
-
-def host_delta(a: dict | None, b: dict | None) -> dict | None:
-    """Per round: the share of all CPUs' time stolen by the hypervisor (%), this process's
-    involuntary context switches, whether it ended on another CPU than it started, and when it
-    started and ended (Unix time, to line rounds up with other processes' logs)."""
-    if a is None or b is None:
-        return None
-    total = max(1, b["total"] - a["total"])
-    return {"steal_pct": round(100 * (b["steal"] - a["steal"]) / total, 2), "nivcsw": b["nivcsw"] - a["nivcsw"], "moved": a["cpu"] != b["cpu"],
-            "t0": round(a["t"], 3), "t1": round(b["t"], 3)}
-
-
-def spell_classes(canary: list[float]) -> dict[str, list[int]]:
-    """Round indices of the host's fast spell (canary within FAST of its fastest) and slow spell
-    (SLOW or more over it); rounds in between are in neither."""
-    low = min(canary)
-    return {"fast": [i for i, c in enumerate(canary) if c <= FAST * low], "slow": [i for i, c in enumerate(canary) if c >= SLOW * low]}
-
-
-def spell_ratios(rows: list[dict], canary: list[float]) -> None:
-    """Per path: round medians and paired ratios to cuDNN channels_last within the host's fast
-    and slow spells (rounds classed by their canary), added to the rows."""
-    ref = next((r for r in rows if r["path"] == "cudnn_cl" and "round_ms" in r), None)
-    if ref is None or not canary:
-        return
-    spells = spell_classes(canary)
-    for r in rows:
-        if not r.get("round_ms"):
-            continue
-        for name, idx in spells.items():
-            r[f"{name}_rounds"] = len(idx)
-            r[f"{name}_ms"] = statistics.median(r["round_ms"][i] for i in idx) if idx else float("nan")
-            r[f"{name}_paired"] = statistics.median(r["round_ms"][i] / ref["round_ms"][i] for i in idx) if idx else float("nan")
-
-
-def spell_host(canary: list[float], states: list[dict]) -> dict:
-    """Per spell class (:func:`spell_classes`): median steal %, median involuntary context
-    switches per round, and the share of rounds that moved CPU."""
-    out = {}
-    for name, idx in spell_classes(canary).items():
-        sel = [states[i] for i in idx]
-        if sel:
-            out[name] = {"rounds": len(sel), "steal_pct": statistics.median(st["steal_pct"] for st in sel),
-                         "nivcsw": statistics.median(st["nivcsw"] for st in sel), "moved": sum(st["moved"] for st in sel) / len(sel)}
-    return out
-
-
-#: canary bins (ms) of the pooled table: full speed ... half-speed spell
-CANARY_BINS = (0.0, 2.2, 3.0, 4.5, float("inf"))
-
-
-def pool_spells(files: list[str], path: str = "bypass") -> str:
-    """Markdown: the per-round ratio of ``path`` to cuDNN channels_last against the round's
-    canary, pooled over the runs saved in ``files`` (``bypass_step.json``), per config."""
-    pts: dict[tuple, list[tuple[float, float, float, float]]] = collections.defaultdict(list)
-    for f in files:
-        model = json.loads(Path(f).read_text())["model"]
-        for size, batch, dt in {(r["size"], r["batch"], r["dtype"]) for r in model}:
-            rows = {r["path"]: r for r in model if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)}
-            ref, r = rows.get("cudnn_cl"), rows.get(path)
-            if ref and r and ref.get("canary_ms"):
-                pts[(size, batch, dt)] += [(c, a / b, b, a) for c, a, b in zip(ref["canary_ms"], r["round_ms"], ref["round_ms"])]
-    bins = list(zip(CANARY_BINS, CANARY_BINS[1:]))
-    lines = [f"| canary ms | {' | '.join(f'{s} px b{b} {d}' for s, b, d in sorted(pts))} |", "|---|" + "---|" * len(pts)]
-    for lo, hi in bins:
-        cells = []
-        for key in sorted(pts):
-            sel = [p for p in pts[key] if lo <= p[0] < hi]
-            cells.append(f"{statistics.median(p[1] for p in sel):.2f} ({len(sel)} rounds; {statistics.median(p[2] for p in sel):.1f} vs "
-                         f"{statistics.median(p[3] for p in sel):.1f} ms)" if sel else "-")
-        lines.append(f"| {lo}-{hi} | {' | '.join(cells)} |")
-    return "\n".join(lines)
-
-
-def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, device: torch.device, warmup: int, rounds: int, per_round: int) -> list[dict]:
+def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, device: torch.device, warmup: int, rounds: int,
+                 per_round: int, observer: RoundObserver | None = None) -> list[dict]:
     """All paths of one config, interleaved: ``rounds`` x (``per_round`` steps of each path), so a
-    drift of the machine's speed hits every path alike; each round bracketed by the host canary.
-    Python's GC is off while timing."""
+    drift of the machine's speed hits every path alike. Python's GC is off while timing."""
     runners, rows = [], []
     for path in paths:
         try:
@@ -444,22 +257,21 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
     sync(device)
     gc.collect()
     gc.disable()
-    canary, states = [], []
     try:
         for _ in range(rounds):
-            s0 = host_state()
-            before = host_canary(device)
+            if observer is not None:
+                observer.start_round()
             for r in runners:
-                r.run(per_round if not r.path.startswith("cudnn_off") else 1, timed=True)
-            canary.append((before + host_canary(device)) / 2)
-            states.append(host_delta(s0, host_state()))
+                others = sum(o.pool.kept_bytes() for o in runners if o is not r)
+                r.run(per_round if not r.path.startswith("cudnn_off") else 1, timed=True, others_bytes=others)
+            if observer is not None:
+                observer.end_round()
         sync(device)
     finally:
         gc.enable()
     rows += [r.result() for r in runners]
-    ModelPath.pools.clear()  # this config's kept buffers go with its runners
-    # The host's speed drifts a lot within seconds on a shared VM: besides the medians over all
-    # steps, each path's round medians are divided by cuDNN channels_last's of the same round
+    # The host's speed drifts within seconds on a shared VM: besides the medians over all steps,
+    # each path's round medians are divided by cuDNN channels_last's of the same round
     # (interleaved, seconds apart) and the median of those ratios is reported, and so is the
     # ratio of the fastest steps (noise on a host-bound step only ever adds time).
     ref = next((r for r in rows if r["path"] == "cudnn_cl" and "round_ms" in r), None)
@@ -470,11 +282,8 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
             r["min_vs_cudnn_cl"] = min(r["ms_all"]) / min(ref["ms_all"])
         if ieee is not None and r.get("round_ms") and r["path"].endswith("_ieee"):
             r["paired_vs_cudnn_cl_ieee"] = statistics.median(a / b for a, b in zip(r["round_ms"], ieee["round_ms"]))
-    spell_ratios(rows, canary)
-    for r in rows:
-        r["canary_ms"] = [round(c, 3) for c in canary]
-        if all(st is not None for st in states):
-            r["host_state"] = states
+    if observer is not None:
+        observer.annotate(rows)
     order = {p: i for i, p in enumerate(paths)}
     rows.sort(key=lambda r: order[r["path"]])
     del runners
@@ -537,7 +346,8 @@ def conv_case(r: dict, device: torch.device, cl: bool, dtype):
 
 def bench_signatures(rows: list[dict], device: torch.device, dtype_name: str, cl: bool, warmup: int, steps: int, rounds: int = 5) -> list[dict]:
     """Forward + backward of each signature alone, cuDNN vs im2col vs the chosen algorithm,
-    interleaved in ``rounds`` (like the whole-model table) so machine drift hits all three."""
+    interleaved in ``rounds`` (like the whole-model table) so machine drift hits all three; the
+    median of the rounds' median device times."""
     dtype = DTYPES[dtype_name]
     out = []
     per_round = max(1, steps // rounds)
@@ -555,20 +365,9 @@ def bench_signatures(rows: list[dict], device: torch.device, dtype_name: str, cl
         for _ in range(rounds):
             for path, (guard, fb, times) in runs.items():
                 with path_context(path, guard):
-                    for _ in range(per_round):
-                        if device.type == "cuda":
-                            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                            s.record()
-                            fb()
-                            e.record()
-                            times.append((s, e))
-                        else:
-                            t0 = time.perf_counter()
-                            fb()
-                            times.append((time.perf_counter() - t0) * 1e3)
-        sync(device)
+                    times.append(harness.device_ms(fb, n=per_round, warmup=0))
         for path, (guard, fb, times) in runs.items():
-            res[path] = statistics.median(t if isinstance(t, float) else t[0].elapsed_time(t[1]) for t in times)
+            res[path] = statistics.median(times)
         res["algorithm"] = runs["bypass"][0].per_signature()[0]["algorithm"]
         out.append(res)
         if device.type == "cuda":
@@ -636,8 +435,8 @@ def profile_checks(sig_rows: list[dict], device: torch.device, size: int, batch:
             x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
             with path_context(path):
                 names = kernels_of(make_step(model, x, device, DTYPES[dtype_name]), device)
-            vendor = sorted({n for n in names if VENDOR_CONV.search(n)})
-            res["steps"][f"{path}/{dtype_name}"] = {"kernels": len(names), "vendor_conv_kernels": sum(1 for n in names if VENDOR_CONV.search(n)), "vendor_names": vendor[:8]}
+            vendor = sorted({n for n in names if vendor_conv(n)})
+            res["steps"][f"{path}/{dtype_name}"] = {"kernels": len(names), "vendor_conv_kernels": sum(1 for n in names if vendor_conv(n)), "vendor_names": vendor[:8]}
             del model, x
     # launches per conv (forward + backward) for one signature of each kind
     kinds: dict[str, dict] = {}
@@ -650,26 +449,28 @@ def profile_checks(sig_rows: list[dict], device: torch.device, size: int, batch:
             with path_context(path):
                 names = kernels_of(conv_case(r, device, True, None), device)
             row[path] = len(names)
-            row[path + "_vendor"] = sum(1 for n in names if VENDOR_CONV.search(n))
+            row[path + "_vendor"] = sum(1 for n in names if vendor_conv(n))
         res["per_conv"].append(row)
     return res
 
 
 # -- report -----------------------------------------------------------------------------------
-def fmt(v: float, nd: int = 1) -> str:
-    return "n/a" if v != v else f"{v:.{nd}f}"
+def configs_of(model_rows: list[dict]) -> list[tuple[int, int, str]]:
+    """(size, batch, dtype) of the rows, in their order."""
+    out: list[tuple[int, int, str]] = []
+    for r in model_rows:
+        c = (r["size"], r["batch"], r["dtype"])
+        if c not in out:
+            out.append(c)
+    return out
 
 
 def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: dict) -> str:
-    lines = [f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}. Whole model: {meta['warmup']} warm-up steps per path, "
-             f"then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the steps' wall times (synced) "
-             f"(q25-q75 beside it); host ms = time to issue a step. Per signature: median of {meta['sig_steps']} after 3 warm-up.", ""]
-    configs = []
-    for r in model_rows:
-        c = (r["size"], r["batch"], r["dtype"])
-        if c not in configs:
-            configs.append(c)
-    for size, batch, dt in configs:
+    lines = [f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}; commit {meta['commit']}. Whole model: {meta['warmup']} "
+             f"warm-up steps per path, then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the "
+             f"steps' wall times (synced) (q25-q75 beside it); host ms = time to issue a step. Per signature: median of the rounds' "
+             f"median device times, {meta['sig_steps']} steps after 3 warm-up.", ""]
+    for size, batch, dt in configs_of(model_rows):
         rows = [r for r in model_rows if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)]
         vend = [r for r in rows if r["path"] in ("cudnn_nchw", "cudnn_cl")]
         best = min(vend, key=lambda r: r["ms"]) if vend else rows[0]
@@ -686,24 +487,6 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
         if ieee:
             lines += ["Without TF32 on either side, paired by round with cudnn_cl_ieee: " +
                       ", ".join(f"{r['path']} {fmt(r['paired_vs_cudnn_cl_ieee'], 2)}" for r in ieee), ""]
-        if any("fast_rounds" in r for r in rows):
-            c = next(r["canary_ms"] for r in rows if "canary_ms" in r)
-            lines += [f"By host spell (rounds classed by the canary: fastest {fmt(min(c), 2)} ms, median {fmt(statistics.median(c), 2)}, "
-                      f"slowest {fmt(max(c), 2)}; fast <= {FAST}x its fastest, slow >= {SLOW}x):", "",
-                      "| path | fast rounds | ms/step, fast | paired vs cuDNN channels_last, fast | slow rounds | ms/step, slow | paired, slow |",
-                      "|---|---|---|---|---|---|---|"]
-            for r in rows:
-                if "fast_rounds" in r:
-                    lines.append(f"| {r['path']} | {r['fast_rounds']} | {fmt(r['fast_ms'])} | {fmt(r['fast_paired'], 2)} | "
-                                 f"{r['slow_rounds']} | {fmt(r['slow_ms'])} | {fmt(r['slow_paired'], 2)} |")
-            lines.append("")
-            st = next((r["host_state"] for r in rows if "host_state" in r), None)
-            if st:
-                lines += ["Host state per round (median; steal: % of all CPUs' time taken by the hypervisor; switches: this "
-                          "process's involuntary context switches; moved: rounds that ended on another CPU):", ""]
-                for name, v in spell_host(c, st).items():
-                    lines.append(f"* {name} rounds ({v['rounds']}): steal {v['steal_pct']:.2f} %, switches {v['nivcsw']:g}, moved {v['moved']:.0%}")
-                lines.append("")
     for key, table in sig_tables.items():
         lines += [f"### Per signature, {key}: forward + backward ms (median)", "",
                   "| signature | convs | cuDNN | im2col | bypass | bypass / im2col | bypass / cuDNN | algorithm |",
@@ -731,7 +514,7 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--configs", default="640x16:fp32,640x16:bf16,640x16:fp16,320x64:fp32,320x64:bf16",
@@ -747,32 +530,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--check", action="store_true", help="first: float64/bf16 exactness of every signature on the device")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (CPU smoke test)")
-    ap.add_argument("--pool-spells", nargs="+", metavar="JSON", help="only print the bypass's per-round ratio by host canary, pooled over saved runs")
     ap.add_argument("--out", default=os.environ.get("OUT"))
-    args = ap.parse_args(argv)
-    if args.pool_spells:
-        print(pool_spells(args.pool_spells))
-        return 0
+    return ap
+
+
+def main(argv: list[str] | None = None, observer: Callable[[torch.device], RoundObserver] | None = None,
+         extra_report: Callable[[list[dict]], str] | None = None) -> int:
+    """The benchmark; ``observer`` (one per config) and ``extra_report`` let a study watch the
+    rounds and add its own tables (:mod:`benchmarks.studies.host_spells`)."""
+    args = parser().parse_args(argv)
     device = torch.device(args.device)
     if args.quick:
         args.configs, args.rounds, args.per_round, args.warmup, args.sig_steps = "64x2:fp32,64x2:bf16", 2, 1, 1, 2
         args.sig_configs = "64x2:fp32:nhwc,64x2:fp32:nchw"
         if device.type == "cpu":
             args.paths = "cudnn_nchw,cudnn_cl,im2col,bypass,bypass_nchw,auto"
-
-    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
-            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "rounds": args.rounds, "per_round": args.per_round,
-            "warmup": args.warmup, "sig_steps": args.sig_steps}
+    meta = harness.meta(device, rounds=args.rounds, per_round=args.per_round, warmup=args.warmup, sig_steps=args.sig_steps)
     print(json.dumps(meta), flush=True)
     out_dir = Path(args.out) if args.out else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"meta": meta, "model": [], "signatures": {}, "profile": None}
+    result: dict[str, Any] = {"meta": meta, "model": [], "signatures": {}, "profile": None}
+
+    def text() -> str:
+        return report(result["model"], result["signatures"], result["profile"], meta) + (extra_report(result["model"]) if extra_report else "")
 
     def save() -> None:
         if out_dir:
-            (out_dir / "bypass_step.json").write_text(json.dumps(result, indent=1, default=str))
-            (out_dir / "bypass_step.md").write_text(report(result["model"], result["signatures"], result["profile"], meta))
+            harness.write_json(out_dir / "bypass_step.json", result)
+            (out_dir / "bypass_step.md").write_text(text())
 
     if args.check:
         size, batch = map(int, args.configs.split(",")[0].split(":")[0].split("x"))
@@ -788,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         size, batch = map(int, sb.split("x"))
         extra = args.extra_fp32_paths if dt == "fp32" else args.extra_amp_paths
         paths = args.paths.split(",") + (extra.split(",") if extra else [])
-        rows = bench_config(paths, size, batch, dt, device, args.warmup, args.rounds, args.per_round)
+        rows = bench_config(paths, size, batch, dt, device, args.warmup, args.rounds, args.per_round,
+                            observer(device) if observer else None)
         for row in rows:
             print(json.dumps({k: v for k, v in row.items() if not k.endswith("_all")}, default=str), flush=True)
         result["model"].extend(rows)
@@ -808,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         result["profile"] = profile_checks(model_signatures(size, batch), device, size, batch)
         print(json.dumps(result["profile"]), flush=True)
         save()
-    print(report(result["model"], result["signatures"], result["profile"], meta), flush=True)
+    print(text(), flush=True)
     return 0
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from yolo_rdna1 import _compat
+from yolo_rdna1 import _ultralytics as ul
 
 #: Removes what torch 1.13.1 lacks from this torch (attributes, and modules so that their import
 #: fails), then imports every yolo_rdna1 module and trains one bypassed 3x3 conv.
@@ -101,25 +102,25 @@ def test_the_raw_count_is_refused_when_it_does_not_follow_references():
 
 
 @pytest.mark.parametrize(
-    ("version", "known"),
+    "version, known",
     [("8.3.213", True), ("8.3.253", True), ("8.4.0", True), ("8.4.190", True), ("8.3.212", False), ("8.5.0", False),
      ("9.0.1", False), ("8.5.0rc1", False), ("main", False)],
 )
-def test_ultralytics_versions_outside_the_tested_range_are_named(version, known):
-    why = _compat.ultralytics_untested(version)
+def test_ultralytics_versions_outside_the_supported_range_are_named(version, known):
+    why = ul.untested(version)
     assert (why is None) is known
     if why is not None:
         assert version in why and "\n" not in why
 
 
 def test_an_untested_ultralytics_warns_once(monkeypatch, caplog):
-    import importlib.metadata
+    import ultralytics
 
-    monkeypatch.setattr(_compat, "_told_ultralytics", False)
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "8.5.2")
+    monkeypatch.setattr(ul, "_warned", set())
+    monkeypatch.setattr(ultralytics, "__version__", "8.5.2")
     with caplog.at_level(logging.WARNING, logger="yolo_rdna1"):
-        _compat.warn_untested_ultralytics()
-        _compat.warn_untested_ultralytics()
+        ul.check_version()
+        ul.check_version()
     warnings = [r.getMessage() for r in caplog.records if "8.5.2" in r.getMessage()]
     assert len(warnings) == 1 and "ultralytics<8.5" in warnings[0]
 

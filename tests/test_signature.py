@@ -2,7 +2,8 @@ import pytest
 import torch.nn.functional as F
 import torch
 
-from yolo_rdna1.signature import ConvSignature
+from yolo_rdna1.errors import Rdna1Error
+from yolo_rdna1.signature import ConvSignature, SignatureError
 
 
 def _sig(**kw):
@@ -49,3 +50,29 @@ def test_output_size_matches_torch(kw):
 def test_str_is_readable():
     assert str(_sig()) == "conv 16->32 k3x3 s1 p1 d1 g1 4x48x64 float32 fwd"
     assert _sig().hw == 64
+
+
+GOOD = "v1:c16>32:k3x3:s1x1:p1x1:d1x1:g1:n4:48x64:float32:nchw:fwd"
+
+
+@pytest.mark.parametrize("key,problem", [
+    (GOOD.replace("c16>", "c0>"), "channels must be from 1"),
+    (GOOD.replace(">32", ">-32"), "channels must be a number"),
+    (GOOD.replace("n4", "n0"), "batch must be from 1"),
+    (GOOD.replace("s1x1", "s0x1"), "stride must be from 1"),
+    (GOOD.replace("48x64", "48x99999999999"), "height/width must be a number"),
+    (GOOD.replace("48x64", "48x4294967296"), "height/width must be from 1 to 2147483647"),
+    (GOOD.replace("float32", "int8"), "unknown dtype 'int8'"),
+    (GOOD.replace("nchw", "chwn"), "unknown layout"),
+    (GOOD.replace("g1", "g3"), "groups 3 do not divide"),
+    (GOOD + "\x1b[2J", "unknown direction 'fwd\\x1b[2J'"),
+    (GOOD.replace("c16", "c016"), "not in the canonical form"),
+    (GOOD.replace("c16", "c\u0661\u0666"), "channels must be a number"),  # Arabic-Indic digits int() would take
+    (GOOD.replace(":fwd", ":x:fwd"), "expected the output padding as tAxB, got 'x'"),
+    (GOOD + ":fwd:fwd", "14 fields"),
+])
+def test_defect3_from_key_is_strict_and_says_what_is_wrong(key, problem):
+    with pytest.raises(SignatureError) as err:
+        ConvSignature.from_key(key)
+    assert isinstance(err.value, Rdna1Error) and problem in str(err.value)
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)

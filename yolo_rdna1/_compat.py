@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import re
 from typing import Callable
 
 import torch
@@ -139,41 +138,3 @@ def _pick_use_count() -> Callable[[int], int] | None:
 storage_use_count: Callable[[int], int] | None = _pick_use_count()
 
 
-# -- the Ultralytics version ---------------------------------------------------------------------------
-#: Ultralytics releases whose internals the plugin was built and tested against: from the first
-#: trainer with ``_load_checkpoint_state`` (8.3.213) to the last 8.4.
-ULTRALYTICS_TESTED = ((8, 3, 213), (8, 5, 0))
-_told_ultralytics = False
-
-
-def ultralytics_untested(version: str) -> str | None:
-    """Why ``version`` of Ultralytics is outside the tested range, or None inside it."""
-    m = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
-    if m is None:
-        return f"Ultralytics {version} has a version the plugin cannot read"
-    v = tuple(int(p) for p in m.groups())
-    low, high = ULTRALYTICS_TESTED
-    if v < low:
-        return f"Ultralytics {version} is older than {'.'.join(map(str, low))}: a resume within the first epoch fails; upgrade Ultralytics"
-    if v >= high:
-        return (f"Ultralytics {version} is newer than the plugin knows (tested up to 8.4.x): training runs, but report what breaks "
-                f"and pin 'ultralytics<{high[0]}.{high[1]}' if it does")
-    return None
-
-
-def warn_untested_ultralytics() -> None:
-    """One warning per process when the installed Ultralytics is outside the tested range."""
-    global _told_ultralytics
-    if _told_ultralytics:
-        return
-    _told_ultralytics = True
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        why = ultralytics_untested(version("ultralytics"))
-    except PackageNotFoundError:  # a source checkout on sys.path
-        import ultralytics
-
-        why = ultralytics_untested(str(ultralytics.__version__))
-    if why:
-        LOGGER.warning("yolo_rdna1: %s", why)

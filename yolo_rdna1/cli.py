@@ -4,7 +4,7 @@
     yolo-rdna1 train data=... [model=... guard=auto supervise=True recipe=ltdv2_yolov8n_long ...]
                      data=ltdv2|ltdv2-drift|ltdv2-sample [root=FOLDER]   a shipped dataset config by name
     yolo-rdna1 probe [model=yolov8n.yaml imgsz=640 batch=16 data=... device=0 env_profile=auto]
-    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=...]
+    yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... replace=True]
     yolo-rdna1 report RUN_DIR                        what the guard did in a run (+ rdna1.png)
     yolo-rdna1 doctor [device=0]                     device, ROCm/MIOpen setup, what to change
     yolo-rdna1 data convert-ltdv2 src=DOWNLOAD dst=FOLDER [splits=Train,Valid link=symlink frames=...]
@@ -13,17 +13,23 @@
     yolo-rdna1 data sample dst=FOLDER [months=3 clips_per_day=2 frames_per_clip=20 seed=0]
                                                      a tiny LTDV2 look-alike in LTDV2's own format
     yolo-rdna1 data drift dst=FOLDER [scheme=month|season train_months=4]   train early, val per later period
+
+Errors print one line and exit 2 (fix the command line or an input file), 1 (the work failed) or
+130 (interrupted); YOLO_RDNA1_DEBUG=1 prints the traceback as well.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 from .errors import Rdna1Error
+from .runfiles import VERDICTS_DB
 
 USAGE = __doc__ or ""
 
@@ -123,43 +129,58 @@ def cmd_probe(tokens: list[str]) -> int:
     allowed = ["model", "imgsz", "batch", "data", "device", "amp", "env_profile", "refresh", "cache"]
     args = parse_kv(tokens, allowed, "probe")
     cache = args.pop("cache", None)
-    store = VerdictStore(Path(cache) / "verdicts.sqlite") if cache else None
+    store = VerdictStore(Path(cache) / VERDICTS_DB) if cache else None
     report = probe(store=store, **args)
     print_report(report)
     return 0
 
 
 def cmd_verdicts(tokens: list[str]) -> int:
-    from .verdicts import VerdictStore, miopen_driver_command
+    """Verdict management. What it prints may come from someone else's file, so every stored text
+    is escaped (no control characters, no new lines) and ``miopen`` prints only comments and
+    MIOpenDriver lines built from the validated numbers of a signature."""
+    from .verdicts.store import VerdictStore, miopen_driver_command, printable
 
     if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
-        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=...]")
-    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad"], f"verdicts {tokens[0]}")
-    store = VerdictStore(Path(args["cache"]) / "verdicts.sqlite") if args.get("cache") else VerdictStore()
+        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]")
+    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}")
+    store = VerdictStore(Path(args["cache"]) / VERDICTS_DB) if args.get("cache") else VerdictStore()
     device = args.get("device")
     if action == "list":
         rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
         for v in rows:
-            print(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  {v.detail}")
-        print(f"{len(rows)} verdicts in {store.path}")
+            origin = f" {v.origin}" if v.origin else ""
+            print(printable(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"))
+        print(printable(f"{len(rows)} verdicts in {store.path}"))
     elif action == "export":
         if not args.get("file"):
             raise UsageError("'verdicts export' needs file=<path.json>")
         n = store.export_json(args["file"], device)
-        print(f"exported {n} verdicts to {args['file']}")
+        print(printable(f"exported {n} verdicts to {args['file']}"))
     elif action == "import":
         if not args.get("file"):
             raise UsageError("'verdicts import' needs file=<path.json>")
-        n = store.import_json(args["file"])
-        print(f"imported {n} verdicts into {store.path}")
+        replace = args.get("replace", False)
+        if not isinstance(replace, bool):
+            raise UsageError(f"replace={printable(str(replace))} is not True or False")
+        for line in store.import_json(args["file"], replace=replace).lines():
+            print(line)
     elif action == "clear":
         n = store.clear(device)
-        print(f"removed {n} verdicts from {store.path}")
+        print(printable(f"removed {n} verdicts from {store.path}"))
     else:
         bad = [v for v in store.query(device) if v.bad]
+        shown = 0
         for v in bad:
-            print(f"# {v.verdict}: {v.detail}\n{miopen_driver_command(v)}")
-        print(f"# {len(bad)} bad conv signatures")
+            try:
+                line = miopen_driver_command(v)
+            except ValueError:  # a row no validation caught must not end the listing
+                store.skipped += 1
+                continue
+            print(f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}")
+            shown += 1
+        skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""
+        print(f"# {shown} bad conv signatures{skipped}")
     return 0
 
 
@@ -187,10 +208,23 @@ def _required(args: dict[str, Any], key: str, action: str) -> str:
 
 
 def cmd_data(tokens: list[str]) -> int:
-    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits."""
+    """Datasets: convert LTDV2, check any YOLO dataset, write the LTDV2-shaped sample, drift splits.
+
+    Ctrl-C (and SIGTERM during a conversion) ends with one line saying what a rerun does, exit
+    code 128 + the signal's number; every data action is safe to run again.
+    """
     if not tokens or tokens[0] not in DATA_ACTIONS:
         raise UsageError(f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)")
     action = tokens[0]
+    try:
+        return _data_action(action, tokens)
+    except KeyboardInterrupt as e:
+        again = "running the same command again resumes where it stopped" if action == "convert-ltdv2" else "run the same command again"
+        print(f"yolo-rdna1 data {action}: interrupted; {again}", file=sys.stderr)
+        return 128 + int(getattr(e, "signum", signal.SIGINT))
+
+
+def _data_action(action: str, tokens: list[str]) -> int:
     if action == "convert-ltdv2":
         from .data.ltdv2 import convert_ltdv2
 
@@ -250,19 +284,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yolo-rdna1: unknown command {argv[0]!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     _setup_logging()
-    from .data.configs import DatasetError
-    from .faults import FaultProfileError
-    from .options import OptionError
-    from .probe.discovery import DiscoveryError
-    from .probe.envprofiles import EnvProfileError
-    from .report import ReportError
-    from .verdicts import VerdictStoreError
-
     try:
         return command(argv[1:])
-    except (UsageError, OptionError, FaultProfileError, DiscoveryError, EnvProfileError, VerdictStoreError, ReportError, DatasetError, FileExistsError) as e:
-        print(f"yolo-rdna1 {argv[0]}: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        code, text = 130, "interrupted" + (RESUME_HINT if argv[0] == "train" else "")
+    except BrokenPipeError:  # the reader went away (``... | head``): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet
+        return 141
+    except Exception as e:  # noqa: BLE001 - the CLI shows one line, never a traceback
+        code, text = explain(e)
+        if os.environ.get("YOLO_RDNA1_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+    print(f"yolo-rdna1 {argv[0]}: {text}", file=sys.stderr)
+    return code
+
+
+RESUME_HINT = "; the same command with resume=True continues the training from its last checkpoint"
+
+
+def explain(e: Exception) -> tuple[int, str]:
+    """Exit code and one line for an error: 2 for bad input (what to change), 1 for a failure."""
+    from ._ultralytics import is_input_error, message
+
+    if isinstance(e, Rdna1Error):
+        return e.exit_code, message(e)
+    if is_input_error(e):  # Ultralytics' own check of an argument, dataset or file
+        return 2, f"{message(e)}; fix that argument and run again"
+    if isinstance(e, (FileNotFoundError, FileExistsError)):
+        return 2, message(e)
+    first = message(e)[:300] or "no message"
+    return 1, f"failed: {type(e).__name__}: {first} (YOLO_RDNA1_DEBUG=1 shows where)"
 
 
 if __name__ == "__main__":

@@ -149,40 +149,38 @@ def _finding(level: str, finding: str, fix: str) -> dict[str, str]:
     return {"level": level, "finding": finding, "fix": fix}
 
 
-def diagnose(
-    info: Optional[DeviceInfo],
-    env: Mapping[str, str],
-    dirs: Optional[Mapping[str, Any]] = None,
-    arch_list: Optional[list[str]] = None,
-    sensors: Optional[Mapping[str, Any]] = None,
-) -> list[dict[str, str]]:
-    """Known-bad combinations among what was read; each ``{level, finding, fix}``, worst first.
-
-    Inputs that could not be read are None and the checks that need them are skipped (the
-    report lists them under "could not read"), so a finding is never a guess.
-    """
+def _rdna1_findings(info: Optional[DeviceInfo]) -> list[dict[str, str]]:
+    """What an RDNA1 card risks whatever the install: fp16 NaNs, and an HSA override that runs
+    another arch's code on it (the finding names the card and the override it runs under)."""
     out: list[dict[str, str]] = []
-    rocm = info is not None and info.backend == "rocm"
-    hw = base_arch(info.arch) if info else None
-
-    if info is not None and info.is_rdna1:
+    if info is None or not info.is_rdna1:
+        return out
+    hw = base_arch(info.arch)
+    out.append(_finding(
+        "warn",
+        f"fp16/AMP on {hw} gives NaN losses, black outputs and sometimes SIGSEGV (ROCm/ROCm#1857)",
+        "train with amp=False (yolo_rdna1.train and `yolo-rdna1 train` set it unless you set amp yourself)",
+    ))
+    override_arch = override_to_arch(info.hsa_override) if info.hsa_override else None
+    if override_arch is not None and override_arch != hw:
+        advice = "10.1.0 (gfx1010 code)" if hw in ("gfx1011", "gfx1012") else "no override"
         out.append(_finding(
             "warn",
-            f"fp16/AMP on {hw} gives NaN losses, black outputs and sometimes SIGSEGV (ROCm/ROCm#1857)",
-            "train with amp=False (yolo_rdna1.train and `yolo-rdna1 train` set it unless you set amp yourself)",
+            f"{_OVERRIDE}={info.hsa_override} runs {override_arch} code on a {hw}: risky, {hw} lacks "
+            "instructions (e.g. the dot instructions) that code may use; hangs, memory access faults and "
+            "wrong results are reported with it",
+            f"prefer a PyTorch build with gfx101X code objects (ROCm 7 'TheRock' gfx101X-dgpu wheels) and "
+            f"{advice}; if you keep the override, keep guard=auto so convs with bad verdicts take the bypass",
         ))
-        override_arch = override_to_arch(info.hsa_override) if info.hsa_override else None
-        if override_arch is not None and override_arch != hw:
-            advice = "10.1.0 (gfx1010 code)" if hw in ("gfx1011", "gfx1012") else "no override"
-            out.append(_finding(
-                "warn",
-                f"{_OVERRIDE}={info.hsa_override} runs {override_arch} code on a {hw}: risky, {hw} lacks "
-                "instructions (e.g. the dot instructions) that code may use; hangs, memory access faults and "
-                "wrong results are reported with it",
-                f"prefer a PyTorch build with gfx101X code objects (ROCm 7 'TheRock' gfx101X-dgpu wheels) and "
-                f"{advice}; if you keep the override, keep guard=auto so convs with bad verdicts take the bypass",
-            ))
+    return out
 
+
+def _override_format_findings(env: Mapping[str, str]) -> list[dict[str, str]]:
+    """Override variables (also the per-device ``_N`` ones) whose value is not major.minor.stepping.
+
+    Checked from the environment, not the device: a malformed value can be why no GPU was found.
+    """
+    out: list[dict[str, str]] = []
     for key, value in sorted(env.items()):
         if key == _OVERRIDE or key.startswith(_OVERRIDE + "_"):
             if override_to_arch(value) is None:
@@ -192,7 +190,17 @@ def diagnose(
                     "fails to find the GPU",
                     f"export {key}=10.3.0 (the form it needs) or unset {key}",
                 ))
+    return out
 
+
+def _code_object_findings(info: Optional[DeviceInfo], arch_list: Optional[list[str]]) -> list[dict[str, str]]:
+    """A ROCm torch build without code objects for the arch the card runs as.
+
+    Every kernel then fails with "HIP error: invalid device function", which no conv routing
+    avoids, so it is the one ``bad`` finding; an empty arch list is reported, not guessed at.
+    """
+    out: list[dict[str, str]] = []
+    rocm = info is not None and info.backend == "rocm"
     if rocm and arch_list:
         have = {base_arch(a) for a in arch_list}
         eff = base_arch(info.effective_arch)
@@ -211,7 +219,13 @@ def diagnose(
     elif rocm:
         out.append(_finding("info", "could not list the code objects in this PyTorch build (torch.cuda.get_arch_list() is empty)",
                             "if kernels fail with 'HIP error: invalid device function', the build lacks this card's target"))
+    return out
 
+
+def _miopen_findings(env: Mapping[str, str], dirs: Optional[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """MIOpen state that outlives a run: a find-db that keeps picking a bad solver, an exhaustive
+    tuning mode, and solver filters (which make the find-db stale when they change)."""
+    out: list[dict[str, str]] = []
     user_db = (dirs or {}).get("user_db") or {}
     find_db = user_db.get("find_db") or []
     if find_db:
@@ -242,21 +256,53 @@ def diagnose(
             "process and conv verdicts are stored per env profile",
             "after changing them, delete the user find-db (rm -f <user db>/*.ufdb.txt)",
         ))
+    return out
 
-    if info is not None and info.backend == "cpu":
-        hip, cuda = getattr(torch.version, "hip", None), getattr(torch.version, "cuda", None)
-        if hip:
-            fix = "check access to /dev/kfd and /dev/dri (video and render groups) and HIP_VISIBLE_DEVICES"
-        else:
-            fix = "for an AMD card install a ROCm build of PyTorch" + ("" if cuda else "; for NVIDIA a CUDA build")
-        build = f"ROCm {hip}" if hip else f"CUDA {cuda}" if cuda else "CPU-only"
-        out.append(_finding("info", f"torch ({build} build) sees no GPU: training runs on the CPU", fix))
 
-    if info is not None and info.backend in ("rocm", "cuda") and sensors is not None and sensors.get("source") == "none":
-        fix = ("pip install amdsmi matching your ROCm, or check that /sys/class/drm/card*/device/hwmon is readable"
-               if rocm else "pip install nvidia-ml-py")
-        out.append(_finding("info", "no GPU sensors: temperatures are reported as -1 and the thermal guard cannot pause", fix))
+def _no_gpu_findings(info: Optional[DeviceInfo]) -> list[dict[str, str]]:
+    """A torch that sees no GPU: training runs on the CPU, and the fix depends on the build
+    (device access for a ROCm build, another build otherwise)."""
+    if info is None or info.backend != "cpu":
+        return []
+    hip, cuda = getattr(torch.version, "hip", None), getattr(torch.version, "cuda", None)
+    if hip:
+        fix = "check access to /dev/kfd and /dev/dri (video and render groups) and HIP_VISIBLE_DEVICES"
+    else:
+        fix = "for an AMD card install a ROCm build of PyTorch" + ("" if cuda else "; for NVIDIA a CUDA build")
+    build = f"ROCm {hip}" if hip else f"CUDA {cuda}" if cuda else "CPU-only"
+    return [_finding("info", f"torch ({build} build) sees no GPU: training runs on the CPU", fix)]
 
+
+def _sensor_findings(info: Optional[DeviceInfo], sensors: Optional[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """A GPU without readable sensors: the thermal guard cannot pause a card that overheats."""
+    if info is None or info.backend not in ("rocm", "cuda") or sensors is None or sensors.get("source") != "none":
+        return []
+    fix = ("pip install amdsmi matching your ROCm, or check that /sys/class/drm/card*/device/hwmon is readable"
+           if info.backend == "rocm" else "pip install nvidia-ml-py")
+    return [_finding("info", "no GPU sensors: temperatures are reported as -1 and the thermal guard cannot pause", fix)]
+
+
+def diagnose(
+    info: Optional[DeviceInfo],
+    env: Mapping[str, str],
+    dirs: Optional[Mapping[str, Any]] = None,
+    arch_list: Optional[list[str]] = None,
+    sensors: Optional[Mapping[str, Any]] = None,
+) -> list[dict[str, str]]:
+    """Known-bad combinations among what was read; each ``{level, finding, fix}``, worst first.
+
+    Inputs that could not be read are None and the checks that need them are skipped (the
+    report lists them under "could not read"), so a finding is never a guess. Findings of one
+    level keep the order of the checks below (the sort is stable).
+    """
+    out = [
+        *_rdna1_findings(info),
+        *_override_format_findings(env),
+        *_code_object_findings(info, arch_list),
+        *_miopen_findings(env, dirs),
+        *_no_gpu_findings(info),
+        *_sensor_findings(info, sensors),
+    ]
     out.sort(key=lambda f: _LEVELS.index(f["level"]))
     return out
 

@@ -11,3 +11,6 @@ from __future__ import annotations
 
 class Rdna1Error(ValueError):
     """An error with a message meant for the user: what is wrong and how to fix it."""
+
+    #: The CLI's exit code: 2 for input the user must change (nearly all), 1 for work that failed.
+    exit_code = 2

@@ -23,14 +23,16 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def atomic_write(path: str | os.PathLike, data: Data, prev: str | os.PathLike | None = None) -> Path:
+def atomic_write(path: str | os.PathLike, data: Data, prev: str | os.PathLike | None = None, durable: bool = True) -> Path:
     """Replace ``path`` with ``data`` (bytes, text in UTF-8, or a function that writes to a binary
     file object, e.g. ``lambda f: torch.save(obj, f)``).
 
     ``prev``: where ``path``'s earlier version goes, renamed only after the new one is complete
     on disk, so a crash between the two renames leaves ``prev`` (complete) and a temp file that
     :func:`stale_temps` finds. The temp file is removed on every failure, a full disk included,
-    and the error is raised unchanged.
+    and the error is raised unchanged. ``durable=False`` skips the fsyncs (still atomic against a
+    kill) for bulk small files whose caller makes them durable another way (the LTDV2 converter
+    writes a million labels, syncs once, and checks every label when it resumes).
     """
     path = Path(path)
     tmp = temp_name(path)
@@ -41,14 +43,16 @@ def atomic_write(path: str | os.PathLike, data: Data, prev: str | os.PathLike | 
             else:
                 f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if prev is not None and path.exists():
             os.replace(path, prev)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
     return path
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 from .errors import Rdna1Error
-
-REPORT_FILE = "rdna1_report.json"
-PLOT_FILE = "rdna1.png"
+from .runfiles import PLOT as PLOT_FILE
+from .runfiles import REPORT as REPORT_FILE
+from .runfiles import RESULTS_CSV
 
 
 class ReportError(Rdna1Error):
@@ -29,8 +30,23 @@ def load_report(run_dir: str | Path) -> dict[str, Any]:
         raise ReportError(f"{path} is not valid JSON ({e})") from None
 
 
+def _natural(name: str) -> list[Any]:
+    """Sort key that puts ``model.2`` before ``model.10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def module_names(modules: list[str], most: int = 3) -> str:
+    """The layers a signature belongs to, for a reader: Ultralytics' names of the layers
+    (``model.2.cv1.conv``), the training model's (``model.``) and its EMA copy's (``ema.``) under
+    one name, the first ``most`` in model order and how many more."""
+    layers = {m.split(".", 1)[1] if m.startswith(("model.", "ema.")) and "." in m else m for m in modules}
+    names = sorted(layers, key=_natural)
+    more = f" (+{len(names) - most} more)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def summary_lines(report: dict[str, Any], top: int = 10) -> list[str]:
-    """A short table: totals, then the signatures that took the bypass most."""
+    """A short table: totals, then the signatures that took the bypass most, with their modules."""
     lines = [
         f"yolo_rdna1: {report['bypassed']} of {report['calls']} conv calls bypassed ({report['bypass_rate']:.1%}), "
         f"{report['fallbacks']} in-process fallbacks, {report['thermal_pause_s']:.0f} s thermal pause; "
@@ -42,17 +58,18 @@ def summary_lines(report: dict[str, Any], top: int = 10) -> list[str]:
         lines.append(f"yolo_rdna1: attributed {crash['cause']}: {crash['signature']}")
     rows = sorted((s for s in report.get("signatures", []) if s["bypassed"]), key=lambda s: -s["bypassed"])[:top]
     if rows:
-        lines.append(f"{'bypassed':>9} {'calls':>8}  routes (fwd/bwd_data/bwd_weight)  signature")
+        lines.append(f"{'bypassed':>9} {'calls':>8}  routes (fwd/bwd_data/bwd_weight)  signature  <- modules")
         for s in rows:
             r = s.get("routes") or {}
             routes = "/".join(r.get(d, "?")[0] for d in ("fwd", "bwd_data", "bwd_weight"))
-            lines.append(f"{s['bypassed']:>9} {s['calls']:>8}  {routes:<33} {s['signature']}")
+            where = f"  <- {module_names(s['modules'])}" if s.get("modules") else ""
+            lines.append(f"{s['bypassed']:>9} {s['calls']:>8}  {routes:<33} {s['signature']}{where}")
     return lines
 
 
 def read_results(run_dir: str | Path) -> list[dict[str, float]]:
     """results.csv rows as numbers (Ultralytics pads its header with spaces)."""
-    path = Path(run_dir) / "results.csv"
+    path = Path(run_dir) / RESULTS_CSV
     if not path.is_file():
         return []
     out = []
@@ -62,20 +79,20 @@ def read_results(run_dir: str | Path) -> list[dict[str, float]]:
     return out
 
 
-def plot(run_dir: str | Path) -> Path | None:
-    """``rdna1.png`` beside results.png: bypass rate and temperatures per epoch."""
-    rows = read_results(run_dir)
-    if not rows or "rdna1/bypass_rate" not in rows[0]:
-        return None
+def figure(rows: list[dict[str, float]]) -> Any:
+    """The figure of ``rdna1.png``: the share of conv calls on the bypass per epoch, on a fixed
+    0-100 % axis (a share of 60-66 % must not look like a swing), and the GPU temperatures;
+    epochs are whole numbers, so both x axes tick only at integers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), tight_layout=True)
     a.plot(epochs, [100 * r["rdna1/bypass_rate"] for r in rows], marker="o")
-    a.set(title="conv calls on the bypass", xlabel="epoch", ylabel="%")
+    a.set(title="conv calls on the bypass", xlabel="epoch", ylabel="%", ylim=(0, 100))
     for key, label in (("rdna1/temp_edge_max", "edge"), ("rdna1/temp_junction_max", "junction"), ("rdna1/temp_mem_max", "memory")):
         values = [r.get(key, -1.0) for r in rows]
         if any(v >= 0 for v in values):
@@ -85,6 +102,19 @@ def plot(run_dir: str | Path) -> Path | None:
         b.legend()
     else:
         b.text(0.5, 0.5, "no temperature sensor", ha="center", va="center", transform=b.transAxes)
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def plot(run_dir: str | Path) -> Path | None:
+    """``rdna1.png`` beside results.png: bypass rate and temperatures per epoch."""
+    rows = read_results(run_dir)
+    if not rows or "rdna1/bypass_rate" not in rows[0]:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows)
     path = Path(run_dir) / PLOT_FILE
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -101,7 +131,9 @@ def journal_lines(run_dir: str | Path) -> list[str]:
     causes = ", ".join(f"{n} {cause}" for cause, n in sorted(j["causes"].items())) or "none"
     lines = [f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of training lost to them, "
              f"ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"]
-    lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"] if sig]
+    lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"]]
+    if j["skipped"]:
+        lines.append(f"yolo_rdna1: journal: {j['skipped']} line(s) skipped: torn by a crash mid-write, or not an event")
     return lines
 
 

@@ -26,8 +26,10 @@ from ._compat import set_autograd_multithreading
 from .bypass import bordered
 from .faults import ENV_VAR as FAULTS_ENV
 from .faults import FaultProfile, load_profile, profile_from_env
+from .files import atomic_write
 from .guard import ConvGuard, disable, enable
 from .options import PluginOptions
+from .runfiles import REPORT, TRAIL_ENV_SUFFIX, VERDICTS_DB, WATCHDOG_LOG, breadcrumb_stem
 from .verdicts import breadcrumb as crumbs
 from .verdicts.store import Verdict, VerdictStore
 from .verdicts.table import VerdictRouteTable, device_key
@@ -35,8 +37,13 @@ from .verdicts.table import VerdictRouteTable, device_key
 LOGGER = logging.getLogger("yolo_rdna1")
 
 
-def breadcrumb_stem(save_dir: str | os.PathLike, rank: int = -1) -> Path:
-    return Path(save_dir) / (f"rdna1_breadcrumb_rank{rank}" if rank > 0 else "rdna1_breadcrumb")
+def trail_env(stem: Path) -> str | None:
+    """The env profile a (dead) process's breadcrumb trail was written under; None if unknown."""
+    try:
+        name = Path(str(stem) + TRAIL_ENV_SUFFIX).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if name and name.isprintable() and len(name) <= 200 else None
 
 
 def reduce_counts(counts: dict[str, int]) -> dict[str, int]:
@@ -88,7 +95,7 @@ class GuardedRun:
         from .device import describe_device, routes_by_default
         from .probe.api import run_probe
         from .probe.discovery import discover
-        from .probe.envprofiles import apply_env_profile, load_env_profile
+        from .probe.envprofiles import apply_env_profile, load_env_profile, shipped_env_profiles
 
         opts = self.options
         if opts.faults:
@@ -96,8 +103,10 @@ class GuardedRun:
         profile: FaultProfile | None = load_profile(opts.faults) if opts.faults else profile_from_env()
         info = describe_device(self.device)
         self.device_key = device_key(info.fingerprint, profile)
-        self.store = VerdictStore(Path(opts.cache) / "verdicts.sqlite" if opts.cache else None)
-        self._attribute_crash()
+        self.store = VerdictStore(Path(opts.cache) / VERDICTS_DB if opts.cache else None)
+        stem = breadcrumb_stem(self.save_dir, self.rank)
+        before = trail_env(stem)
+        self._attribute_crash(before)
 
         routes = opts.guard == "auto" and (profile is not None or routes_by_default(info))
         amp = bool(getattr(args, "amp", False)) and self.device.type == "cuda"
@@ -108,11 +117,14 @@ class GuardedRun:
             return run_probe(sigs, self.device, env_name, self.store, progress=self.rank <= 0, faults=profile or False)
 
         env_name = opts.env_profile
+        if env_name == "auto" and before in shipped_env_profiles():
+            # the run's earlier process died under this profile: its crash verdicts apply here only
+            env_name = before
+            LOGGER.info("yolo_rdna1: MIOpen env profile %s, as in the earlier process of this run", env_name)
         if routes and opts.probe and args is not None:
             sigs = discover(getattr(args, "model", "yolov8n.yaml"), imgsz=int(args.imgsz), batch=int(args.batch), data=data, backend=info.backend, amp=amp)
             if env_name == "auto":
                 from .probe.api import flops_ok_share
-                from .probe.envprofiles import shipped_env_profiles
 
                 scores = {n: flops_ok_share(probe_signatures(sigs, n).verdicts) for n in shipped_env_profiles()}
                 env_name = max(scores, key=lambda n: (scores[n], n == "default"))
@@ -122,8 +134,9 @@ class GuardedRun:
             LOGGER.info("yolo_rdna1: %s", self.probe_summary)
         elif env_name == "auto":
             env_name = "default"
-        self.env_profile = env_name
-        apply_env_profile(load_env_profile(env_name))
+        env = load_env_profile(env_name)
+        env_name = self.env_profile = env.name  # the name verdicts are stored under (a file's own name)
+        apply_env_profile(env)
 
         # Until training starts, convs without a verdict (the stride probe at 256 px when the model
         # is built, thop's FLOPs count) take the bypass: a few forwards, not worth a probe each.
@@ -135,11 +148,14 @@ class GuardedRun:
             table = VerdictRouteTable(
                 self.store.table(self.device_key, env_name),
                 unknown="bypass" if opts.unknown == "probe" else opts.unknown,
-                prober=lambda sigs: run_probe(sigs, self.device, env_name, self.store, progress=False, faults=profile or False).verdicts,
+                prober=lambda sigs: run_probe(sigs, self.device, env, self.store, progress=False, faults=profile or False).verdicts,
                 prefer_faster=opts.prefer_faster,
             )
         self._table = table
-        self._crumb = crumbs.Breadcrumb(breadcrumb_stem(self.save_dir, self.rank)) if routes else None
+        self._crumb = None
+        if routes:
+            atomic_write(Path(str(stem) + TRAIL_ENV_SUFFIX), env_name + "\n")  # before the first conv can be in flight
+            self._crumb = crumbs.Breadcrumb(stem)
         self.guard = ConvGuard(policy=opts.guard, faults=profile or False, route_table=table, counting=False, breadcrumb=self._crumb)
         enable(self.guard)
         self._start_telemetry(info)
@@ -175,7 +191,7 @@ class GuardedRun:
             from .supervision import StallWatchdog
 
             self._watchdog = StallWatchdog(
-                self.options.stall_timeout, self.save_dir / "rdna1_watchdog.log", breadcrumb_stem(self.save_dir, self.rank)
+                self.options.stall_timeout, self.save_dir / WATCHDOG_LOG, breadcrumb_stem(self.save_dir, self.rank)
             ).start()
 
     def heartbeat(self) -> None:
@@ -261,7 +277,7 @@ class GuardedRun:
         for key, (calls, bypassed) in sorted(self._sig_totals.items()):
             r = routes.get(key, {})
             signatures.append({"signature": key, "routes": r.get("routes"), "algorithm": r.get("algorithm"), "calls": calls,
-                               "bypassed": bypassed, "reasons": r.get("reasons", {})})
+                               "bypassed": bypassed, "reasons": r.get("reasons", {}), "modules": r.get("modules", [])})
         calls, bypassed = totals["calls"], totals["bypassed"]
         return {
             "device": self.device_key,
@@ -283,19 +299,26 @@ class GuardedRun:
         }
 
     def write_report(self) -> Path:
-        path = self.save_dir / "rdna1_report.json"
+        path = self.save_dir / REPORT
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.report(), indent=1))
         tmp.replace(path)
         return path
 
-    def _attribute_crash(self) -> None:
-        """Blame the conv the last process of this run died in (if any) and store the verdict."""
+    def _attribute_crash(self, env: str | None) -> None:
+        """Blame the conv the last process of this run died in (if any) and store the verdict.
+
+        ``env`` is the profile the dead process ran under (:func:`trail_env`); a trail that does
+        not say falls back to the profile this process is configured with.
+        """
         stem = breadcrumb_stem(self.save_dir, self.rank)
         found = crumbs.in_flight(stem)
         if found is not None:
             key, cause = found
-            env = self.options.env_profile if self.options.env_profile != "auto" else "default"
+            if env is None:
+                from .probe.envprofiles import load_env_profile
+
+                env = load_env_profile(self.options.env_profile).name if self.options.env_profile != "auto" else "default"
             self.store.put(Verdict(self.device_key, env, key, cause, "in flight when the training process died", source="crash"))
             self.attributed.append((key, cause))
             from .supervision import journal
@@ -337,5 +360,6 @@ class GuardedRun:
             if self._crumb is not None:
                 self._crumb.close()
                 self._crumb = None
+                Path(str(breadcrumb_stem(self.save_dir, self.rank)) + TRAIL_ENV_SUFFIX).unlink(missing_ok=True)
             disable()
             bordered.release()  # the bypass's kept pad buffers go back to the caching allocator

@@ -11,9 +11,12 @@ changing it needs a verdict-store migration.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
-import torch
+if TYPE_CHECKING:  # torch-free at run time: the verdict store and the CLI read keys without it
+    import torch
+
+from .errors import Rdna1Error
 
 Pair = Tuple[int, int]
 
@@ -21,13 +24,47 @@ Pair = Tuple[int, int]
 #: (weight gradient) as separate vendor calls, and MIOpen picks separate solvers for them.
 DIRECTIONS: tuple[str, ...] = ("fwd", "bwd_data", "bwd_weight")
 
-_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float64: "float64"}
+#: The dtypes a key may name (torch-free, so the CLI reads keys without importing torch).
+KEY_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float64")
 _KEY_VERSION = "v1"
+#: The largest number a key may hold: MIOpen (and MIOpenDriver) take 32-bit ints.
+_MAX_INT = 2**31 - 1
+
+
+class SignatureError(Rdna1Error):
+    """Text that is not a conv signature key (from a breadcrumb, a verdict file, a probe job)."""
+
+
+def _shown(text: object, limit: int = 120) -> str:
+    """``text`` for a one-line message: quoted, control characters escaped, long text cut."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _number(text: str, prefix: str, what: str, low: int) -> int:
+    """One decimal number after ``prefix``: ASCII digits only, from ``low`` to 2**31-1."""
+    if not text.startswith(prefix):
+        raise SignatureError(f"expected {prefix!r} before the {what}, got {text[:20]!r}")
+    digits = text[len(prefix):]
+    if not (0 < len(digits) <= 10 and digits.isascii() and digits.isdigit()):
+        raise SignatureError(f"the {what} must be a number, got {digits[:20]!r}")
+    value = int(digits)
+    if not low <= value <= _MAX_INT:
+        raise SignatureError(f"the {what} must be from {low} to {_MAX_INT}, got {value}")
+    return value
+
+
+def _numbers(text: str, prefix: str, sep: str, what: str, low: int) -> Pair:
+    """Two numbers ``<prefix>A<sep>B`` (``k3x3``, ``c16>32``), each checked as :func:`_number`."""
+    if not text.startswith(prefix) or text.count(sep) != 1:
+        raise SignatureError(f"expected the {what} as {prefix}A{sep}B, got {text[:20]!r}")
+    a, b = text[len(prefix):].split(sep)
+    return _number(a, "", what, low), _number(b, "", what, low)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     """The short, stable name of a floating dtype (``float32``), as used in keys and profiles."""
-    return _DTYPE_NAMES.get(dtype) or str(dtype).replace("torch.", "")
+    return str(dtype).replace("torch.", "")  # torch.half prints as torch.float16
 
 
 @dataclass(frozen=True)
@@ -115,40 +152,58 @@ class ConvSignature:
 
     @classmethod
     def from_key(cls, key: str) -> "ConvSignature":
-        """Inverse of :meth:`key`; raises ``ValueError`` for text that is not a signature key."""
+        """Inverse of :meth:`key`, strict: only the exact text :meth:`key` writes is accepted.
+
+        Keys come from files (breadcrumbs, verdict exports from other machines), so anything
+        else (zero or negative sizes, unknown dtypes, extra text, control characters) raises
+        :class:`SignatureError` instead of becoming a verdict or a reproducer line.
+        """
+        if not isinstance(key, str):
+            raise SignatureError(f"not a conv signature key: {_shown(key)} (a key is text, got {type(key).__name__})")
         try:
-            parts = key.split(":")
-            if parts[0] != _KEY_VERSION:
-                raise ValueError(f"unknown signature key version {parts[0]!r}")
+            sig = cls._parse(key)
+        except SignatureError as e:
+            raise SignatureError(f"not a conv signature key: {_shown(key)} ({e})") from None
+        if sig.key() != key:  # leading zeros, '+' signs: one signature has exactly one key
+            raise SignatureError(f"not a conv signature key: {_shown(key)} (not in the canonical form {sig.key()!r})")
+        return sig
 
-            def pair(text: str, prefix: str) -> Pair:
-                if not text.startswith(prefix):
-                    raise ValueError(f"expected {prefix!r} in {text!r}")
-                a, b = text[len(prefix):].split("x")
-                return int(a), int(b)
-
-            cin, cout = parts[1][1:].split(">")
-            height, width = parts[8].split("x")
-            transposed = len(parts) == 13
-            return cls(
-                in_channels=int(cin),
-                out_channels=int(cout),
-                kernel=pair(parts[2], "k"),
-                stride=pair(parts[3], "s"),
-                padding=pair(parts[4], "p"),
-                dilation=pair(parts[5], "d"),
-                groups=int(parts[6][1:]),
-                batch=int(parts[7][1:]),
-                height=int(height),
-                width=int(width),
-                dtype=parts[9],
-                channels_last=parts[10] == "nhwc",
-                transposed=transposed,
-                output_padding=pair(parts[11], "t") if transposed else (0, 0),
-                direction=parts[-1],
-            )
-        except (IndexError, ValueError) as e:
-            raise ValueError(f"not a conv signature key: {key!r} ({e})") from None
+    @classmethod
+    def _parse(cls, key: str) -> "ConvSignature":
+        parts = key.split(":")
+        if parts[0] != _KEY_VERSION:
+            raise SignatureError(f"unknown key version {parts[0][:20]!r}, expected {_KEY_VERSION!r}")
+        if len(parts) not in (12, 13):
+            raise SignatureError(f"{len(parts)} fields, a key has 12 (13 for a transposed conv)")
+        transposed = len(parts) == 13
+        cin, cout = _numbers(parts[1], "c", ">", "channels", 1)
+        groups = _number(parts[6], "g", "groups", 1)
+        if cin % groups or cout % groups:
+            raise SignatureError(f"groups {groups} do not divide the channels {cin}>{cout}")
+        if parts[9] not in KEY_DTYPES:
+            raise SignatureError(f"unknown dtype {parts[9][:20]!r}; known: {', '.join(KEY_DTYPES)}")
+        if parts[10] not in ("nchw", "nhwc"):
+            raise SignatureError(f"unknown layout {parts[10][:20]!r}; known: nchw, nhwc")
+        if parts[-1] not in DIRECTIONS:
+            raise SignatureError(f"unknown direction {parts[-1][:20]!r}; known: {', '.join(DIRECTIONS)}")
+        height, width = _numbers(parts[8], "", "x", "height/width", 1)
+        return cls(
+            in_channels=cin,
+            out_channels=cout,
+            kernel=_numbers(parts[2], "k", "x", "kernel", 1),
+            stride=_numbers(parts[3], "s", "x", "stride", 1),
+            padding=_numbers(parts[4], "p", "x", "padding", 0),
+            dilation=_numbers(parts[5], "d", "x", "dilation", 1),
+            groups=groups,
+            batch=_number(parts[7], "n", "batch", 1),
+            height=height,
+            width=width,
+            dtype=parts[9],
+            channels_last=parts[10] == "nhwc",
+            transposed=transposed,
+            output_padding=_numbers(parts[11], "t", "x", "output padding", 0) if transposed else (0, 0),
+            direction=parts[-1],
+        )
 
     def __str__(self) -> str:
         t = "T" if self.transposed else ""

@@ -27,14 +27,33 @@ def split_options(kwargs: dict[str, Any]) -> tuple[PluginOptions, dict[str, Any]
 
 
 def check_ultralytics_args(args: dict[str, Any]) -> None:
-    """The same check (and message) ``yolo train`` gives an unknown argument."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT, check_dict_alignment
+    """The same checks (and messages) ``yolo train`` gives an unknown argument or a bad value (``epochs=abc``)."""
+    from ._ultralytics import check_args, message
 
     try:
-        check_dict_alignment(DEFAULT_CFG_DICT, args)
+        check_args(args)
     except SyntaxError as e:
-        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # Ultralytics 8.3 colours the argument names
-        raise OptionError(plain + f"\nyolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
+        raise OptionError(message(e) + f" yolo_rdna1 options: {', '.join(PluginOptions.names())}") from None
+    except (TypeError, ValueError) as e:
+        raise OptionError(message(e)) from None
+
+
+def check_data(data: str) -> None:
+    """Fail now, not after probing, on a dataset YAML Ultralytics cannot use (missing file, keys, images)."""
+    if not str(data).endswith((".yaml", ".yml")):
+        return  # a classification folder or a name Ultralytics resolves itself
+    import yaml
+
+    from ._ultralytics import check_dataset, is_input_error, message
+
+    try:
+        check_dataset(str(data))
+    except Exception as e:  # noqa: BLE001 - only Ultralytics' own dataset errors become a DatasetError
+        if not (is_input_error(e) or isinstance(e, yaml.YAMLError)):
+            raise
+        from .data.configs import DatasetError
+
+        raise DatasetError(f"data={data}: {message(e)}; pass data=<a dataset YAML with train, val and names>") from None
 
 
 def check_writable(args: dict[str, Any]) -> None:
@@ -76,7 +95,9 @@ def dataset_args(data: str, root: str | os.PathLike[str] | None, args: dict[str,
     A shipped dataset name (``ltdv2``) or a config with a ``${VAR}`` root becomes a concrete
     data.yaml here, so a missing root fails before any probing or training; the config's
     ``train_settings`` (no hue/saturation jitter on grey thermal frames) fill in only what the
-    caller did not set.
+    caller did not set. A dataset YAML may come from anyone, so those settings are checked
+    against an allow-list of augmentation and hyperparameters
+    (:data:`~yolo_rdna1.data.configs.TRAIN_SETTINGS`) before they get here.
     """
     from .data.configs import resolve_training_data
 
@@ -100,12 +121,14 @@ def train(
     arguments (``epochs``, ``imgsz``, ``batch``, ``device``, ...) and yolo_rdna1 options
     (``faults``, ``env_profile``, ``unknown``, ``probe``, ``cache``, ``prefer_faster``, ...); an
     unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
-    With ``supervise=True`` training runs in a child process that is restarted (at most
-    ``max_restarts`` times, the first after ``backoff_s`` seconds, doubling) after a crash or a
-    hang; the run dir is returned.
+    With ``supervise=True`` training runs in a child process that is restarted after a crash or a
+    hang, ``backoff_s`` seconds later; only restarts in a row that made no progress double the wait
+    and count against ``max_restarts`` (see :class:`~yolo_rdna1.supervision.RestartPolicy`); the
+    run dir is returned.
     """
     options, args = split_options({"guard": guard, **kwargs})
     data, args = dataset_args(data, root, args)
+    check_data(data)
     check_writable(args)
     if supervise:
         from .supervision import RestartPolicy, supervise as run_supervised

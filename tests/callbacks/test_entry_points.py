@@ -55,6 +55,7 @@ def test_train_api_under_gfx1010(synthetic_data, tmp_path, run_child, shared_cac
     report = check_run(tmp_path / "api", expect_bypass=True)
     assert report["bypassed"] > 0 and report["policy"] == "auto"
     assert any(m.startswith("model.") and v["bypass_share"] > 0 for m, v in report["modules"].items())
+    assert any(m.startswith("model.model.") for s in report["signatures"] if s["bypassed"] for m in s["modules"])
 
 
 @pytest.mark.slow

@@ -25,7 +25,9 @@ def test_name_with_root_argument_or_environment(converted_like, monkeypatch):
     assert cfg == {"path": str(converted_like), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     assert converted_like not in out.parents  # the dataset folder is not written to
     monkeypatch.setenv("LTDV2_ROOT", str(converted_like))
-    assert resolve_data("ltdv2") == out and resolve_data("ltdv2.yaml") == out
+    assert resolve_data("ltdv2") == out
+    with pytest.raises(DatasetError, match="ltdv2.yaml: no such file; the shipped dataset config is named 'ltdv2', without .yaml"):
+        resolve_data("ltdv2.yaml")  # a path (it ends in .yaml), and there is no such file here
     assert resolve_data(config_dir("datasets", "ltdv2.yaml")) == out  # the shipped file by path: same placeholder
     (converted_like / "images" / "test").mkdir()
     assert yaml.safe_load(resolve_data("ltdv2").read_text())["test"] == "images/test"
@@ -40,7 +42,7 @@ def test_plain_yaml_passes_through_and_bad_specs_explain(converted_like, tmp_pat
     monkeypatch.delenv("LTDV2_ROOT", raising=False)
     with pytest.raises(DatasetError, match="pass root=... or set LTDV2_ROOT"):
         resolve_data("ltdv2")
-    with pytest.raises(DatasetError, match="not found.*ltdv2-sample"):
+    with pytest.raises(DatasetError, match="unknown dataset config 'ltdv3'; did you mean 'ltdv2'.*ltdv2-sample"):
         resolve_data("ltdv3")
     with pytest.raises(DatasetError, match="not a dataset config"):
         resolve_data("ltdv2-drift")
@@ -188,3 +190,60 @@ def test_cli_recipe_with_a_dataset_name_merges_recipe_dataset_and_command_line(s
     assert kwargs["flipud"] == dataset_config("ltdv2")["train_settings"]["flipud"]  # from the dataset config (the recipe has none)
     assert kwargs["hsv_h"] == 0 and kwargs["imgsz"] == 640 and kwargs["epochs"] == 1 and kwargs["hsv_v"] == 0.5  # recipe, then command line
     assert policy.max_restarts == 20 and policy.backoff_s == 0
+
+
+HOSTILE_SETTINGS = {
+    "project": "/", "name": "../../elsewhere", "exist_ok": True, "pretrained": "/tmp/evil.pt", "model": "/tmp/evil.pt",
+    "resume": "/tmp/evil.pt", "data": "/tmp/other.yaml", "save_dir": "/", "device": "cpu", "cache": "disk", "amp": True,
+    "workers": 64, "weights": "/tmp/evil.pt", "cfg": "/tmp/evil.yaml", "save_period": 1,
+}
+
+
+@pytest.mark.parametrize("key", HOSTILE_SETTINGS)
+def test_defect5_dataset_train_settings_cannot_redirect_runs_load_weights_or_change_the_device(key, converted_like, tmp_path, no_training):
+    import yolo_rdna1
+
+    trained, supervised = no_training
+    received = tmp_path / "received.yaml"
+    received.write_text(yaml.safe_dump({"path": str(converted_like), "train": "images/train", "val": "images/val",
+                                        "names": dict(enumerate(CLASS_NAMES)), "train_settings": {"hsv_h": 0.0, key: HOSTILE_SETTINGS[key]}}))
+    with pytest.raises(DatasetError, match=rf"received.yaml: train_settings may not set '{key}': a dataset config sets only augmentation and hyperparameters") as info:
+        yolo_rdna1.train(data=str(received), project=str(tmp_path), epochs=1)
+    assert "\n" not in str(info.value)
+    with pytest.raises(DatasetError, match=f"'{key}'"):
+        yolo_rdna1.train(data=str(received), project=str(tmp_path), supervise=True)
+    assert trained == [] and supervised == []
+
+
+@pytest.mark.parametrize("settings, pattern", [
+    ({"hsv_h": "0.1"}, "hsv_h must be a number"),
+    ({"lr0": float("nan")}, "lr0 must be a number"),
+    ({"epochs": 1.5}, "epochs must be an integer >= 0"),
+    ({"imgsz": -640}, "imgsz must be an integer >= 0"),
+    ({"rect": 1}, "rect must be true or false"),
+    ({"scale": [0.5, 1.5]}, "scale must be a number"),
+    ({"optimizer": "os.system"}, "optimizer must be one of auto, SGD"),
+    ({1: 0.5}, "may not set 1"),
+    ("../../other.yaml", "train_settings '../../other.yaml' must be the name of a shipped dataset config"),
+    ("ltdv3", "unknown dataset config 'ltdv3'"),
+])
+def test_defect5_train_settings_values_are_type_checked(settings, pattern, converted_like, tmp_path):
+    from yolo_rdna1.data import resolve_training_data
+
+    received = tmp_path / "received.yaml"
+    received.write_text(yaml.safe_dump({"path": str(converted_like), "train": "images/train", "val": "images/val",
+                                        "names": {0: "person"}, "train_settings": settings}))
+    with pytest.raises(DatasetError, match=pattern):
+        resolve_training_data(received)
+
+
+def test_allowed_train_settings_pass_as_they_are(converted_like, tmp_path):
+    from yolo_rdna1.data import resolve_training_data
+    from yolo_rdna1.data.configs import TRAIN_SETTINGS
+
+    settings = {"lr0": 0.002, "epochs": 3, "batch": 0.7, "cos_lr": True, "optimizer": "AdamW", "mosaic": 0, "copy_paste_mode": "mixup"}
+    received = tmp_path / "received.yaml"
+    received.write_text(yaml.safe_dump({"path": str(converted_like), "train": "images/train", "val": "images/val",
+                                        "names": {0: "person"}, "train_settings": settings}))
+    assert resolve_training_data(received) == (str(received), settings)
+    assert not set(HOSTILE_SETTINGS) & set(TRAIN_SETTINGS)

@@ -1,7 +1,13 @@
 """LTDV2 conversion on the LTDV2-shaped sample: classes by name, every box, resume, bad input, drift."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -9,7 +15,7 @@ import yaml
 from yolo_rdna1.cli import main
 from yolo_rdna1.data.check import check_dataset
 from yolo_rdna1.data.ltdv2 import (
-    CategoryError, DestinationError, FramesNotFoundError, NotCocoError, convert_ltdv2, make_drift_splits, read_index,
+    CategoryError, DestinationError, FileNameError, FramesNotFoundError, NotCocoError, convert_ltdv2, make_drift_splits, read_index,
 )
 from yolo_rdna1.data.ltdv2_sample import META_KEYS, make_ltdv2_sample
 from yolo_rdna1.data.synthetic import CLASS_NAMES, make_synthetic_thermal
@@ -278,3 +284,107 @@ def test_link_modes_and_hardlink_fallback(tmp_path, monkeypatch):
     assert not frame(tmp_path / "fallback").is_symlink() and frame(tmp_path / "fallback").stat().st_nlink == 3
     with pytest.raises(Exception, match="link='move' is not one of symlink, hardlink, copy"):
         convert_ltdv2(src, tmp_path / "x", link="move")
+
+
+# -- received annotation files that point elsewhere (defect 6) ---------------------------------
+FRAME = "frames/20200514/clip_1_1200/image_0001.jpg"
+
+
+def tiny_download(tmp_path, file_names):
+    """A crafted LTDV2 download: one real frame (FRAME) and a Train.json listing ``file_names``."""
+    src = tmp_path / "src"
+    frame = src / "data" / FRAME
+    frame.parent.mkdir(parents=True)
+    frame.write_bytes(b"a frame")
+    coco = {"images": [{"id": i, "file_name": f, "width": 384, "height": 288} for i, f in enumerate(file_names)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20]} for i in range(len(file_names))],
+            "categories": [{"id": 0, "name": "background"}, {"id": 1, "name": "person"}]}
+    (src / "data" / "Train.json").write_text(json.dumps(coco))
+    return src
+
+
+@pytest.mark.parametrize("hostile", ["frames/../../secret.jpg", "../../secret.jpg", "frames/20200514/../../../secret.jpg",
+                                     "SECRET", "frames/escape/clip_1_1200/image_0001.jpg", "frames/20200514/clip_1_1200/escape.jpg"])
+def test_defect6_file_name_outside_the_frames_folder_is_refused_before_anything_is_written(tmp_path, hostile):
+    secret = tmp_path / "src" / "secret.jpg"  # what ../../ from src/data/frames reaches
+    src = tiny_download(tmp_path, [FRAME, hostile.replace("SECRET", str(secret))])
+    secret.write_bytes(b"not a frame")
+    outside = tmp_path / "outside" / "clip_1_1200"
+    outside.mkdir(parents=True)
+    (outside / "image_0001.jpg").write_bytes(b"not a frame either")
+    os.symlink(outside.parent, src / "data" / "frames" / "escape")  # a folder link leading out
+    os.symlink(secret, src / "data" / "frames" / "20200514" / "clip_1_1200" / "escape.jpg")  # a frame link leading out
+    with pytest.raises(FileNameError, match=r"Train.json: images\[1\].file_name '.*' (is not a path inside|leads outside) the frames folder.*nothing was converted") as info:
+        convert_ltdv2(src, tmp_path / "yolo", splits=["Train"], progress=False)
+    assert hostile.replace("SECRET", str(secret)).removeprefix("frames/") in str(info.value)
+    assert not (tmp_path / "yolo").exists()
+
+
+def test_defect6_frames_sharing_a_stem_would_share_a_label_file_and_are_refused(tmp_path):
+    png = FRAME.replace(".jpg", ".png")
+    src = tiny_download(tmp_path, [FRAME, png])
+    (src / "data" / png).write_bytes(b"another frame")
+    with pytest.raises(FileNameError, match=r"images\[1\].file_name '20200514/clip_1_1200/image_0001.png' and '20200514/clip_1_1200/image_0001.jpg' "
+                                            r"would share the label file 20200514_clip_1_1200_image_0001.txt"):
+        convert_ltdv2(src, tmp_path / "yolo", splits=["Train"], progress=False)
+    assert not (tmp_path / "yolo").exists()
+
+
+def test_frames_folder_that_is_itself_a_link_and_repeated_entries_still_convert(tmp_path):
+    src = tiny_download(tmp_path, [FRAME, FRAME, "./" + FRAME])
+    shutil.move(src / "data" / "frames", tmp_path / "big-disk")
+    os.symlink(tmp_path / "big-disk", src / "data" / "frames")
+    report = convert_ltdv2(src, tmp_path / "yolo", splits=["Train"], progress=False)
+    assert report.splits["train"].written == 1 and report.splits["train"].duplicates == 2
+
+
+# -- interrupted conversions (defect 11) ---------------------------------------------------------
+CHILD = Path(__file__).with_name("convert_child.py")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_resumes(sample, converted, tmp_path, signum):
+    dst = tmp_path / "yolo"
+    child = subprocess.Popen([sys.executable, str(CHILD), str(sample), str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (list(dst.glob(".index.jsonl.*.tmp")) and len(list(dst.glob("labels/train/*.txt"))) > 5):
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.05)
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 128 + signum, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "yolo-rdna1 data convert-ltdv2: interrupted; running the same command again resumes where it stopped"
+    assert [p for p in dst.rglob("*") if p.name.endswith(".tmp")] == [] and not (dst / "index.jsonl").exists()
+    report = convert_ltdv2(sample, dst, progress=False)
+    assert report.splits["train"].skipped > 5 and report.splits["train"].written > 0
+    for split in ("train", "val"):
+        assert read_labels(dst / "labels" / split) == read_labels(converted[0] / "labels" / split)
+    assert len(read_index(dst)) == 240
+
+
+def test_defect11_rerun_sweeps_temp_files_of_dead_writers_only(tmp_path):
+    src = make_ltdv2_sample(tmp_path / "src", months=1, frames_per_clip=1)
+    dst = tmp_path / "yolo"
+    convert_ltdv2(src, dst, progress=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftovers = [dst / f".index.jsonl.{dead.pid}.tmp", dst / f".data.yaml.{dead.pid}.tmp",
+                 dst / "images" / "train" / f".x.jpg.{dead.pid}.tmp", dst / "labels" / "train" / f".x.txt.{dead.pid}.tmp"]
+    live = dst / ".index.jsonl.1.tmp"  # pid 1 is alive: another writer's, not ours to remove
+    for p in (*leftovers, live):
+        p.write_bytes(b"x" * 1000)
+    convert_ltdv2(src, dst, progress=False)
+    assert not any(p.exists() for p in leftovers) and live.exists()
+
+
+def test_rerun_rewrites_a_label_cut_short(sample, converted, tmp_path):
+    dst = tmp_path / "yolo"
+    shutil.copytree(converted[0], dst, symlinks=True)
+    label = next(p for p in sorted((dst / "labels" / "train").glob("*.txt")) if p.read_text())
+    label.write_text("")  # what a power cut can leave of a label written without an fsync
+    report = convert_ltdv2(sample, dst, progress=False)
+    assert report.splits["train"].written == 1 and read_labels(dst / "labels" / "train") == read_labels(converted[0] / "labels" / "train")

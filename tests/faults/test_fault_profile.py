@@ -81,7 +81,7 @@ def test_malformed_profiles_name_the_problem_and_the_choices(raw, needle):
 
 
 def test_unknown_profile_name_lists_shipped_profiles():
-    with pytest.raises(FaultProfileError, match="shipped profiles: .*gfx1010"):
+    with pytest.raises(FaultProfileError, match="shipped fault profiles: .*gfx1010"):
         load_profile("gfx9999")
 
 

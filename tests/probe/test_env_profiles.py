@@ -12,12 +12,47 @@ from yolo_rdna1.verdicts import VerdictStore
 def test_shipped_profiles_load_and_bad_names_are_named(tmp_path):
     assert {"default", "no_gemm", "implicit_gemm", "direct_only", "no_winograd"} <= set(shipped_env_profiles())
     assert load_env_profile("no_gemm").env == {"MIOPEN_DEBUG_CONV_GEMM": "0"}
-    with pytest.raises(EnvProfileError, match="unknown MIOpen env profile 'fast'; shipped profiles:"):
+    with pytest.raises(EnvProfileError, match="unknown MIOpen env profile 'fast'; shipped MIOpen env profiles: default, "):
         load_env_profile("fast")
     bad = tmp_path / "p.yaml"
     bad.write_text("name: x\nenvs: {}\n")
     with pytest.raises(EnvProfileError, match=r"unknown key\(s\) \['envs'\]"):
         load_env_profile(bad)
+
+
+@pytest.mark.parametrize("env, pattern", [
+    ({"PYTHONPATH": "/tmp/evil"}, "may not set 'PYTHONPATH'"),
+    ({"LD_PRELOAD": "/tmp/evil.so"}, "may not set 'LD_PRELOAD'"),
+    ({"PATH": "/tmp"}, "may not set 'PATH'"),
+    ({"MIOPEN_DEBUG_CONV_GEMM": "0", "LD_LIBRARY_PATH": "/tmp"}, "may not set 'LD_LIBRARY_PATH'"),
+    ({"miopen_debug_conv_gemm": "0"}, "may not set 'miopen_debug_conv_gemm'"),
+    ({"MIOPEN_DEBUG_CONV_GEMM": ["0"]}, "MIOPEN_DEBUG_CONV_GEMM must be a string or a number"),
+    ({"MIOPEN_DEBUG_CONV_GEMM": {"a": 1}}, "must be a string or a number"),
+    ({"MIOPEN_DEBUG_CONV_GEMM": True}, "must be a string or a number"),
+    ({"HIP_VISIBLE_DEVICES": "0\nexport LD_PRELOAD=/tmp/evil.so"}, "HIP_VISIBLE_DEVICES holds a control character"),
+])
+def test_defect4_env_profile_may_set_only_gpu_stack_variables(tmp_path, env, pattern):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"name": "mine", "env": env}))
+    with pytest.raises(EnvProfileError, match=pattern) as info:
+        load_env_profile(path)
+    assert "\n" not in str(info.value)
+    if "may not set" in pattern:
+        assert "MIOPEN_, HIP_, HSA_, ROCR_, AMD_, HCC_, GPU_, PYTORCH_" in str(info.value)
+
+
+def test_env_profile_of_ones_own_sets_gpu_variables_under_its_own_name(tmp_path):
+    path = tmp_path / "mine.yaml"
+    env = {"MIOPEN_FIND_MODE": 1, "HSA_OVERRIDE_GFX_VERSION": "10.3.0", "PYTORCH_HIP_ALLOC_CONF": "expandable_segments:True",
+           "GPU_MAX_HW_QUEUES": 2.0, "AMD_LOG_LEVEL": "0", "ROCR_VISIBLE_DEVICES": "0", "HIP_FORCE_DEV_KERNARG": "1", "HCC_AMDGPU_TARGET": "gfx1010"}
+    path.write_text(yaml.safe_dump({"name": "mine", "env": env, "description": "mine"}))
+    assert load_env_profile(path).env == {k: str(v) for k, v in env.items()}
+    for name in ("no_gemm", "bad name", "x" * 65):  # verdicts are stored per profile name
+        path.write_text(yaml.safe_dump({"name": name, "env": {}}))
+        with pytest.raises(EnvProfileError, match="name"):
+            load_env_profile(path)
+    for shipped in shipped_env_profiles():
+        assert load_env_profile(shipped).name == shipped  # every shipped profile passes its own allow-list
 
 
 def test_auto_picks_the_profile_under_which_most_flops_are_ok(tmp_path, monkeypatch):

@@ -111,3 +111,41 @@ def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_defect11_a_probe_removes_its_temp_folders_and_sweeps_those_of_dead_probes(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.delenv("YOLO_RDNA1_FAULTS", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # what TMPDIR=tmp_path gives a fresh process
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    left = tmp_path / f"yolo_rdna1-probe-{dead}-x1y2z3"  # a probe that was killed
+    (left / f"probe-{dead}-abc").mkdir(parents=True)
+    alive = tmp_path / f"yolo_rdna1-probe-{os.getpid()}-live"  # a probe still running
+    older = tmp_path / "yolo_rdna1-probe-k2j4l5m6"  # no owner in the name: not ours to judge
+    for folder in (alive, older):
+        folder.mkdir()
+    assert [r.verdict for r in Prober("cpu").probe([sig()])] == ["ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, older.name]), "its own folder gone, the dead probe's swept"
+
+
+def test_defect11_a_probe_that_is_interrupted_or_fails_leaves_no_temp_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    import pytest
+
+    monkeypatch.delenv("YOLO_RDNA1_FAULTS", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    def stop(result):
+        raise KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt):
+        Prober("cpu").probe([sig(), sig(height=16, width=16)], on_result=stop)  # the spare child is warming up meanwhile
+    assert list(tmp_path.iterdir()) == []
+    given = tmp_path / "work"
+    with pytest.raises(RuntimeError, match="could not start"):
+        Prober("no-such-device", work_dir=given).probe([sig()])  # the child fails at start
+    assert list(given.iterdir()) == [], "a given folder stays, the children's folders in it go"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 import torch
@@ -53,7 +54,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_one_war
     if damage == "truncated":
         newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     elif damage == "unpickleable":
-        newest.write_bytes(b"\x80\x02cno_such_module\nGone\nq\x00)\x81q\x01.")  # a class that no longer exists
+        newest.write_bytes(b"\x80\x02garbage")  # not a pickle stream
     else:
         torch.save({"epoch": 0, "ema": None}, newest)
     with caplog.at_level(logging.WARNING, logger="yolo_rdna1"):
@@ -64,6 +65,73 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_one_war
     assert (tmp_path / "mid.pt.corrupt").is_file() and not newest.exists(), "moved aside, never tried again"
     caplog.clear()
     assert ck.newest(tmp_path).path.name == ck.PREV_NAME and not caplog.records
+
+
+class Unpicklable:
+    """A class of this module in a checkpoint: loading it imports the module and looks the class up."""
+
+
+def three_checkpoints(folder):
+    torch.save(fake_checkpoint(0), folder / ck.LAST_NAME)
+    torch.save(fake_checkpoint(1, batch=2), folder / ck.PREV_NAME)
+    torch.save(fake_checkpoint(1, batch=3), folder / ck.MID_NAME)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("problem", ["missing module", "missing class", "memory", "io error", "permission"])
+def test_defect9_an_environment_problem_is_reported_and_renames_nothing(tmp_path, monkeypatch, problem):
+    """A checkpoint that fails to load for a reason of this environment is kept as it is: moving
+    it aside (and resuming from an older one, which then overwrites it) would lose it."""
+    before = three_checkpoints(tmp_path)
+    mid = tmp_path / ck.MID_NAME
+    if problem in ("missing module", "missing class"):  # written where a module or class existed that this install lacks
+        ckpt = fake_checkpoint(1, batch=3)
+        ckpt["extra"] = Unpicklable()
+        torch.save(ckpt, mid)
+        before[ck.MID_NAME] = mid.read_bytes()
+        if problem == "missing module":
+            monkeypatch.setitem(sys.modules, Unpicklable.__module__, None)
+        else:
+            monkeypatch.delattr(sys.modules[Unpicklable.__module__], "Unpicklable")
+    else:
+        error = {"memory": MemoryError(), "io error": OSError(5, "Input/output error"), "permission": PermissionError(13, "Permission denied")}[problem]
+        real = torch.load
+
+        def load(path, *args, **kwargs):
+            if str(path).endswith(ck.MID_NAME):
+                raise error
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "load", load)
+    with pytest.raises(ck.CheckpointUnloadable, match=r"mid.pt cannot be loaded here \(\w+Error.*kept as it is: fix what the error names") as e:
+        ck.newest(tmp_path)
+    assert "\n" not in str(e.value) and isinstance(e.value, ck.ResumeError)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "nothing renamed, nothing changed"
+
+
+def test_defect9_a_truncated_zip_is_damaged_but_an_io_error_on_an_intact_one_is_not(tmp_path):
+    path = tmp_path / ck.MID_NAME
+    torch.save(fake_checkpoint(1, batch=3), path)
+    whole = path.read_bytes()
+    assert ck._damaged(path, OSError(5, "Input/output error")) is False, "an intact archive: the error is the environment's"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(OSError):  # what torch's zip reader says about a truncated file, an OSError like a disk error
+        torch.load(path, weights_only=False)
+    assert ck._damaged(path, OSError(22, "Invalid argument")) is True
+    with pytest.raises(ck.CorruptCheckpoint):
+        ck.load(path)
+
+
+def test_defect9_a_file_moved_aside_never_overwrites_an_earlier_one(tmp_path):
+    three_checkpoints(tmp_path)
+    for n, old in enumerate([b"first bad mid.pt", b"second bad mid.pt"]):
+        (tmp_path / ("mid.pt.corrupt" + (f".{n}" if n else ""))).write_bytes(old)
+    (tmp_path / ck.MID_NAME).write_bytes(b"\x80\x02garbage")
+    assert ck.newest(tmp_path).path.name == ck.PREV_NAME
+    assert (tmp_path / "mid.pt.corrupt").read_bytes() == b"first bad mid.pt"
+    assert (tmp_path / "mid.pt.corrupt.1").read_bytes() == b"second bad mid.pt"
+    assert (tmp_path / "mid.pt.corrupt.2").read_bytes() == b"\x80\x02garbage", "the next free name"
+    assert not (tmp_path / ck.MID_NAME).exists()
 
 
 def test_the_checkpoint_furthest_along_wins_and_a_finished_run_is_recognised(tmp_path):

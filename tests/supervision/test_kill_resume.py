@@ -265,3 +265,85 @@ def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each
     resumes = [e for e in events if e["event"] == "resume"]
     assert len(resumes) == 10 and any(e["batch"] > 0 for e in resumes), "resumed mid-epoch"
     assert all(e["checkpoint"].endswith(("mid.pt", "mid.prev.pt", "last.pt")) for e in resumes)
+
+
+# The trainer of the next test: says when it started, and takes at least 0.5 s a batch, so a run
+# holds more training than two kills take away on any machine (32 batches, >= 22 s).
+SLOW_TRAINER = textwrap.dedent("""
+    import os, runpy, sys, time
+    from pathlib import Path
+    from ultralytics.utils.callbacks import base
+
+    with open(os.environ["TRAINERS"], "a") as f:
+        f.write(f"{os.getpid()} {time.time()}\\n")
+    base.default_callbacks["on_train_batch_end"].append(lambda trainer: time.sleep(0.5))
+    sys.argv = [sys.argv[0], *sys.argv[3:]]  # drop "-m yolo_rdna1.supervision.child"
+    runpy.run_module("yolo_rdna1.supervision.child", run_name="__main__", alter_sys=True)
+""")
+
+
+@pytest.mark.slow
+def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_waits_the_base_backoff(tmp_path, tmp_path_factory):
+    """SIGKILL from outside 10-20 s after each of the first two trainers starts (and not before it
+    saved a checkpoint: a restart that made no progress rightly waits longer); two, not more, to keep
+    the suite short: the old policy already doubled the second wait."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from yolo_rdna1.data import make_synthetic_thermal
+    from yolo_rdna1.supervision import RestartPolicy, supervise
+
+    data = make_synthetic_thermal(tmp_path_factory.mktemp("kill16"), n_train=32, n_val=4, seed=1, size=(96, 72))
+    harness = tmp_path / "trainer.py"
+    harness.write_text(SLOW_TRAINER)
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{harness}" "$@"\n')
+    python.chmod(0o755)
+    trainers = tmp_path / "trainers"
+    os.environ["TRAINERS"] = str(trainers)  # the supervisor's children inherit it
+    run = tmp_path / "p" / "r"
+    done, kills, rng = threading.Event(), [], random.Random(4)
+
+    def killer():
+        seen = 0
+        while not done.is_set() and len(kills) < 2:
+            lines = trainers.read_text().splitlines() if trainers.exists() else []
+            if len(lines) <= seen:
+                time.sleep(0.05)
+                continue
+            pid, started = int(lines[seen].split()[0]), float(lines[seen].split()[1])
+            seen, after = seen + 1, rng.uniform(10, 20)
+            while not done.is_set():
+                saved = [e["time"] for e in journal.read(run) if e["event"] == "checkpoint" and e["time"] > started]
+                if saved and time.time() >= max(started + after, saved[0] + 3):
+                    break
+                time.sleep(0.1)
+            else:
+                return
+            try:
+                if str(harness) in open(f"/proc/{pid}/cmdline").read():  # still that trainer, not a reused pid
+                    os.kill(pid, signal.SIGKILL)
+                    kills.append(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # it ended by itself
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    kw = dict(FAST, data=str(data), epochs=2, project=str(tmp_path / "p"), name="r", cache=str(tmp_path / "cache"))
+    policy = RestartPolicy(backoff_s=1.0)
+    try:
+        supervise(kw, policy, python=str(python))
+    finally:
+        done.set()
+        thread.join(30)
+        os.environ.pop("TRAINERS", None)
+    events = list(journal.read(run))
+    restarts = [e for e in events if e["event"] == "restart"]
+    assert len(kills) == 2 and [e["cause"] for e in restarts] == ["killed"] * len(kills)
+    waited = [b["time"] - a["time"] for a, b in zip(events, events[1:]) if a["event"] == "restart"]  # restart .. resume: the sleep
+    assert len(waited) == 2 and all(1.0 <= w < 1.8 for w in waited), f"every restart after the base backoff: {waited}"
+    assert [e["wait_s"] for e in restarts] == [1.0] * len(kills) and [e["progress"] for e in restarts] == [True] * len(kills)
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "completed"
+    assert epochs_in(run) == [1, 2]

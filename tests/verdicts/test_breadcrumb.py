@@ -5,6 +5,9 @@ import textwrap
 
 from yolo_rdna1.verdicts.breadcrumb import Breadcrumb, clear, in_flight, mark_hang
 
+SIG_A = "v1:c16>32:k3x3:s1x1:p1x1:d1x1:g1:n4:48x48:float32:nchw:fwd"
+SIG_B = "v1:c16>32:k3x3:s1x1:p1x1:d1x1:g1:n4:48x48:float32:nchw:bwd_weight"
+
 
 def test_the_conv_in_flight_at_an_abort_is_found(tmp_path, run_child):
     stem = tmp_path / "crumb"
@@ -12,24 +15,24 @@ def test_the_conv_in_flight_at_an_abort_is_found(tmp_path, run_child):
         import os
         from yolo_rdna1.verdicts.breadcrumb import Breadcrumb
         b = Breadcrumb({str(stem)!r})
-        ok = b.register("sig-a"); b.enter(ok); b.leave()
-        bad = b.register("sig-b"); b.enter(bad)
+        ok = b.register({SIG_A!r}); b.enter(ok); b.leave()
+        bad = b.register({SIG_B!r}); b.enter(bad)
         os.abort()
     """))
     assert r.returncode == -signal.SIGABRT
-    assert in_flight(stem) == ("sig-b", "abort")
+    assert in_flight(stem) == (SIG_B, "abort")
     mark_hang(stem)
-    assert in_flight(stem) == ("sig-b", "hang")
+    assert in_flight(stem) == (SIG_B, "hang")
     clear(stem)
     assert in_flight(stem) is None
 
 
 def test_a_clean_end_leaves_nothing_in_flight(tmp_path):
     b = Breadcrumb(tmp_path / "crumb")
-    idx = b.register("sig-a")
-    assert b.register("sig-a") == idx, "a signature is logged once per process"
+    idx = b.register(SIG_A)
+    assert b.register(SIG_A) == idx, "a signature is logged once per process"
     b.enter(idx)
-    assert in_flight(tmp_path / "crumb") == ("sig-a", "abort")
+    assert in_flight(tmp_path / "crumb") == (SIG_A, "abort")
     b.leave()
     assert in_flight(tmp_path / "crumb") is None
     b.close()

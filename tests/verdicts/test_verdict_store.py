@@ -82,13 +82,13 @@ def test_export_import_round_trip_and_bad_imports(tmp_path):
     out = tmp_path / "shared.json"
     assert a.export_json(out) == 2
     b = VerdictStore(tmp_path / "b.sqlite")
-    assert b.import_json(out) == 2
+    assert b.import_json(out).written == 2
     got = b.get("dev", "default", v(1).signature)
     assert got.verdict == "abort" and got.source == "import"
     data = json.loads(out.read_text())
     data["schema_version"] = 99
     out.write_text(json.dumps(data))
-    with pytest.raises(VerdictStoreError, match="schema 99.*reads schema 1"):
+    with pytest.raises(VerdictStoreError, match="schema 99.*reads schema 1, 2"):
         b.import_json(out)
     out.write_text("{not json")
     with pytest.raises(VerdictStoreError, match="not a JSON file"):

@@ -25,9 +25,11 @@ one per module and input shape and runs fully bypassed convs through it
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
+from typing import Iterator
 
-from . import depthwise, im2col, nhwc_gemm, pointwise
+from . import _common, bordered, depthwise, im2col, nhwc_gemm, pointwise
 from .params import ConvParams
 
 ALGORITHMS: dict[str, ModuleType] = {
@@ -64,4 +66,42 @@ def algorithm_for(sig: object) -> ModuleType:
     return im2col
 
 
-__all__ = ["ALGORITHMS", "PREFERENCE", "ConvParams", "algorithm_for", "depthwise", "im2col", "nhwc_gemm", "pointwise"]
+@contextlib.contextmanager
+def settings(
+    *,
+    preference: tuple[str, ...] | None = None,
+    follow_cudnn_tf32: bool | None = None,
+    wide_copies: bool | None = None,
+    wide_min_bytes: int | None = None,
+    pad_budget_bytes: int | None = None,
+) -> Iterator[None]:
+    """Change the bypass's tunables inside a block and restore them after; ``None`` leaves one as is.
+
+    The one switch for A/B comparisons (benchmarks): :data:`PREFERENCE` (``("im2col",)`` forces
+    the reference algorithm), ``_common.FOLLOW_CUDNN_TF32``, ``_common.WIDE_COPIES`` /
+    ``WIDE_MIN_BYTES`` and ``bordered.BUDGET_BYTES`` (0: no kept pad buffers). Process-wide like
+    ``torch.backends`` flags, so not for blocks that overlap in several threads. A guard caches
+    each signature's algorithm at its first call: ``preference`` reaches guards that resolve
+    their routes inside the block.
+    """
+    global PREFERENCE
+    saved = (PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES, bordered.BUDGET_BYTES)
+    try:
+        if preference is not None:
+            PREFERENCE = tuple(preference)
+        if follow_cudnn_tf32 is not None:
+            _common.FOLLOW_CUDNN_TF32 = follow_cudnn_tf32
+        if wide_copies is not None:
+            _common.WIDE_COPIES = wide_copies
+        if wide_min_bytes is not None:
+            _common.WIDE_MIN_BYTES = wide_min_bytes
+        if pad_budget_bytes is not None:
+            bordered.BUDGET_BYTES = pad_budget_bytes
+        yield
+    finally:
+        (PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES,
+         bordered.BUDGET_BYTES) = saved
+
+
+__all__ = ["ALGORITHMS", "PREFERENCE", "ConvParams", "algorithm_for", "depthwise", "im2col", "nhwc_gemm", "pointwise",
+           "settings"]

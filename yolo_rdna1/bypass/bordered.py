@@ -22,16 +22,17 @@ does not free them). The convs of one forward that share an input shape get one 
 (they are all saved for backward at once); bwd_data's grad pads mostly find the forward buffer
 of their shape already freed by the backward and take it. A YOLOv8n step at 640 px, batch 16
 keeps ~0.75 GB in fp32 -- memory the saved padded inputs take during the step anyway, but kept
-through its end, where the first layers' backward needs its largest temporaries: the
-training's peak rose by ~0.5 GB on an H200 (1.08x -> 1.23x of stock; docs/benchmarks.md).
+through its end, where the first layers' backward needs its largest temporaries: measured on
+an H200, the training's peak is ~0.5 GB higher than with ``constant_pad_nd`` (1.23x of stock
+instead of 1.08x; docs/benchmarks.md).
 
 Only training calls make new buffers: inference (validation, the EMA model, anything under
-``no_grad``) reuses idle ones of its shape and otherwise pads the old way, so validation's
+``no_grad``) reuses idle ones of its shape and otherwise pads with ``constant_pad_nd``, so validation's
 batch size holds no memory through the epochs. A sweep drops idle buffers no call took for a
 while (the smaller last batch of an epoch, a finished scale of multi-scale training).
 :data:`BUDGET_BYTES`, and :data:`BUDGET_FRACTION` of a GPU's memory for 6-8 GB cards, bound
 the total per device; a buffer that does not fit evicts idle ones, least recently used first,
-or the call pads the old way. :func:`release` drops everything (the plugin calls it when a run
+or the call pads with ``constant_pad_nd``. :func:`release` drops everything (the plugin calls it when a run
 ends).
 
 The storage reference count is ``torch._C._storage_Use_Count`` (torch 2.0+) or, on torch 1.13,
@@ -42,8 +43,10 @@ call pads the old way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
+from typing import Iterator
 
 import torch
 
@@ -53,8 +56,8 @@ from .._compat import storage_use_count as _use_count
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 #: Bytes of kept buffers per device (busy or idle); 0 turns reuse off (every call pads with
-#: ``constant_pad_nd``, as before). 1.5 GiB covers YOLOv8n at 640 px, batch 16, fp32 (~0.75 GB);
-#: larger images or batches keep what fits and pad the rest the old way.
+#: ``constant_pad_nd``). 1.5 GiB covers YOLOv8n at 640 px, batch 16, fp32 (~0.75 GB);
+#: larger images or batches keep what fits and pad the rest with ``constant_pad_nd``.
 BUDGET_BYTES = 3 << 29
 #: ... and at most this share of a GPU's memory (an RX 5600 XT has 6 GB): the buffers stay
 #: allocated through the whole step, so on a small card they cost batch size.
@@ -255,6 +258,35 @@ def kept_bytes(device: int | None = None) -> int:
     """Bytes of kept buffers on ``device`` (a CUDA index, -1 for the CPU), or on all devices."""
     with _LOCK:
         return sum(_BYTES.values()) if device is None else _BYTES.get(device, 0)
+
+
+class Pool:
+    """A set of kept buffers of its own, for :func:`pool`."""
+
+    __slots__ = ("slots", "bytes")
+
+    def __init__(self) -> None:
+        self.slots: "OrderedDict[tuple, list[_Slot]]" = OrderedDict()
+        self.bytes: dict[int, int] = {}
+
+    def kept_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+
+@contextlib.contextmanager
+def pool(own: Pool) -> Iterator[Pool]:
+    """Inside the block kept buffers come from and go to ``own``: a benchmark that compares
+    paths in one process gives each its own, so one path's buffers never serve another and
+    each path's memory is its own. Process-wide, like :data:`BUDGET_BYTES`."""
+    global _SLOTS, _BYTES
+    with _LOCK:
+        outer = _SLOTS, _BYTES
+        _SLOTS, _BYTES = own.slots, own.bytes
+    try:
+        yield own
+    finally:
+        with _LOCK:
+            _SLOTS, _BYTES = outer
 
 
 def release() -> None:

@@ -50,7 +50,7 @@ weight keeps its memory (``_common.WeightView``) and the im2col view of a kept p
 made once per buffer. The plan's ``forward`` hands back the padded input as the tensor to save,
 so bwd_weight rebuilds its columns without padding again. Pads and column copies of channels_last tensors of at least
 ``_common.WIDE_MIN_BYTES`` move 16-byte units (``complex128`` views of the channel vectors): same bytes, 4-8x fewer elements for the
-strided copy kernel (on an H100 the step's copy time fell from 8.7 to 5.5 ms).
+strided copy kernel (measured on an H100: a YOLOv8n step's copies take 5.5 ms this way, 8.7 ms element by element).
 """
 
 from __future__ import annotations

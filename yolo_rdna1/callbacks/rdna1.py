@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .._compat import warn_untested_ultralytics
+from .. import runfiles
+from .._ultralytics import add_results_columns, check_contract, check_version
 from ..options import PluginOptions
 from ..run import GuardedRun
 from ..supervision.checkpoint import MidEpochCheckpoints
@@ -43,12 +44,9 @@ def _rank() -> int:
     return int(os.environ.get("RANK", -1))
 
 
-OPTIONS_FILE = "rdna1_options.json"
-
-
 def _options_for(trainer: Any, options: PluginOptions | None) -> PluginOptions:
     """The run's options; a resumed run keeps the ones it started with (a sidecar, not trainer.args)."""
-    sidecar = Path(trainer.save_dir) / OPTIONS_FILE
+    sidecar = Path(trainer.save_dir) / runfiles.OPTIONS
     if getattr(trainer.args, "resume", False) and sidecar.is_file():
         try:
             return PluginOptions.from_mapping(json.loads(sidecar.read_text()))
@@ -66,6 +64,7 @@ def on_pretrain_routine_start(trainer: Any, options: PluginOptions | None = None
     global _RUN, _MID
     if _RUN is not None:
         _RUN.finish()
+    check_contract(trainer)  # what Ultralytics changed turns its feature off here, not mid-run
     opts = _options_for(trainer, options)
     _MID = MidEpochCheckpoints.attach(trainer, opts.checkpoint_minutes)  # a bad resume fails before probing
     _RUN = GuardedRun(opts, Path(trainer.save_dir), trainer.device, rank=_rank())
@@ -89,18 +88,7 @@ def on_pretrain_routine_end(trainer: Any, options: PluginOptions | None = None) 
         run.guard.label(trainer.ema.ema, prefix="ema")
     if getattr(trainer.args, "resume", False) and _rank() <= 0:
         _trim_results(Path(trainer.save_dir), int(getattr(trainer, "start_epoch", 0)))
-    if "save_metrics" not in vars(trainer):  # once per trainer instance
-        save_metrics = trainer.save_metrics
-
-        def save_metrics_with_rdna1(metrics: dict) -> None:
-            # save_metrics writes the CSV row before on_fit_epoch_end: keys added later miss it.
-            # trainer.metrics is what TensorBoard, W&B, MLflow, ... log in on_fit_epoch_end.
-            extra = run.epoch_metrics()
-            if isinstance(getattr(trainer, "metrics", None), dict):
-                trainer.metrics.update(extra)
-            save_metrics({**metrics, **extra})
-
-        trainer.save_metrics = save_metrics_with_rdna1
+    add_results_columns(trainer, run.epoch_metrics)
 
 
 def _trim_results(save_dir: Path, epochs_done: int) -> None:
@@ -109,7 +97,7 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
     A crash between save_metrics and save_model leaves a row for an epoch that the resumed run
     trains again; without this, that epoch would appear twice.
     """
-    csv = save_dir / "results.csv"
+    csv = save_dir / runfiles.RESULTS_CSV
     if not csv.is_file():
         return
     lines = csv.read_text().splitlines()
@@ -238,7 +226,7 @@ def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     training starts. Calling it again replaces the earlier registration instead of adding to it.
     """
     opts = PluginOptions.from_mapping(options)
-    warn_untested_ultralytics()
+    check_version()  # before any training: one warning for a release outside the supported range
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
         raise TypeError(f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}")

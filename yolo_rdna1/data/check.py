@@ -194,9 +194,9 @@ def _inspect(img: str, hashes: bool) -> tuple[int | None, str | None, str | None
 def _check_files(images: list[str], split: str, report: CheckReport, counts: Counter, digests: dict[str, str], hashes: bool, progress: bool) -> None:
     bar = None
     if progress and images:
-        from ultralytics.utils import TQDM
+        from ..progress import ProgressBar
 
-        bar = TQDM(total=len(images), desc=f"checking {split}", unit="img")
+        bar = ProgressBar(len(images), f"checking {split}", unit="img")
     nc = len(report.names)
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:  # I/O bound: hashing releases the GIL
         for start in range(0, len(images), _BATCH):

@@ -9,13 +9,19 @@ environment variable, then writes the result where Ultralytics can read it (it n
 A config may also carry ``train_settings``: Ultralytics arguments that suit the data (no hue or
 saturation jitter on grey thermal frames). :func:`resolve_training_data` is what
 ``yolo_rdna1.train(data=...)`` calls: the data.yaml to train on plus those settings, which the
-caller's own arguments override.
+caller's own arguments override. A dataset YAML often comes from elsewhere, so those settings
+are an allow-list (:data:`TRAIN_SETTINGS`) of augmentation and hyperparameters: nothing that
+names a file, a folder, a model or weights, resumes a run or changes the device or precision.
+
+Names follow :mod:`yolo_rdna1.configs_path`: a bare name (``ltdv2``) is always the shipped
+config, a file of one's own is given as a path (``./mine.yaml``).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import os
 import re
 from pathlib import Path
@@ -23,13 +29,38 @@ from typing import Any
 
 import yaml
 
-from ..configs_path import config_dir
+from ..configs_path import is_name, load_yaml_file, resolve_named, shipped_configs
 from ..errors import Rdna1Error
+from ..files import atomic_write
 
 #: Keys of a shipped dataset config that go into the concrete data.yaml; the rest (train_settings,
 #: layout notes) describe the dataset for people and for this package.
 ULTRALYTICS_KEYS = ("path", "train", "val", "test", "names")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+_NUMBER, _INT, _BOOL = "a number", "an integer >= 0", "true or false"
+#: What ``train_settings`` may set, and the type of each: augmentation, loss gains, optimiser
+#: hyperparameters and the schedule, which describe how to learn from the data. Everything else
+#: Ultralytics takes (model, data, weights, pretrained, resume, project, name, exist_ok, save_dir,
+#: device, cache, workers, amp, ...) is refused: a received dataset must not redirect or
+#: overwrite runs, load a pickle, or undo the plugin's settings for the card (amp=False on gfx101x).
+TRAIN_SETTINGS: dict[str, str | tuple[str, ...]] = {
+    # optimiser and schedule
+    **dict.fromkeys(("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
+                     "batch", "fraction", "dropout"), _NUMBER),
+    **dict.fromkeys(("epochs", "patience", "close_mosaic", "nbs", "imgsz"), _INT),
+    **dict.fromkeys(("cos_lr", "rect", "single_cls", "overlap_mask"), _BOOL),
+    "mask_ratio": _INT,
+    "optimizer": ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp"),
+    # loss gains
+    **dict.fromkeys(("box", "cls", "cls_pw", "dfl", "pose", "kobj"), _NUMBER),
+    # augmentation
+    **dict.fromkeys(("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
+                     "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "erasing"), _NUMBER),
+    "copy_paste_mode": ("flip", "mixup"),
+    "auto_augment": ("randaugment", "autoaugment", "augmix"),
+}
 
 
 class DatasetError(Rdna1Error):
@@ -38,8 +69,7 @@ class DatasetError(Rdna1Error):
 
 def shipped_datasets() -> dict[str, Path]:
     """Shipped dataset configs by name (file stem)."""
-    folder = config_dir("datasets")
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+    return shipped_configs("datasets")
 
 
 def dataset_config(spec: str | os.PathLike) -> dict[str, Any]:
@@ -54,13 +84,7 @@ def dataset_config(spec: str | os.PathLike) -> dict[str, Any]:
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """A dataset YAML (config or data.yaml) as a mapping; one message naming the file otherwise."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DatasetError(f"dataset config {path}: cannot be read as YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"dataset config {path}: expected a mapping (path, train, val, names), got {type(data).__name__}")
-    return data
+    return load_yaml_file(path, DatasetError, "dataset config")
 
 
 def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
@@ -104,23 +128,51 @@ def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = f"# written by yolo_rdna1.data.resolve_data from {path} for the root {root_path}\n" + yaml.safe_dump(concrete, sort_keys=False)
     if not out.is_file() or out.read_text() != text:
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out)  # a concurrent run never reads half a file
+        atomic_write(out, text)  # a concurrent run never reads half a file
     return out
 
 
-def train_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``train_settings`` of a dataset config: a mapping, or the name of the shipped config
-    whose settings apply (the LTDV2 sample has LTDV2's frames, so it names ``ltdv2``)."""
+def train_settings(config: dict[str, Any], source: str | os.PathLike = "dataset config") -> dict[str, Any]:
+    """The ``train_settings`` of a dataset config (read from ``source``, named in messages): a
+    mapping of :data:`TRAIN_SETTINGS` keys, or the name of the shipped config whose settings
+    apply (the LTDV2 sample has LTDV2's frames, so it names ``ltdv2``).
+
+    Raises :class:`DatasetError` naming the key for anything outside the allow-list or of the
+    wrong type, before any training.
+    """
     value = config.get("train_settings")
     if isinstance(value, str):
-        value = dataset_config(value).get("train_settings")
+        if not is_name(value):
+            raise DatasetError(f"{source}: train_settings {value!r} must be the name of a shipped dataset config (e.g. ltdv2), not a file")
+        source, value = resolve_named("datasets", value, DatasetError), dataset_config(value).get("train_settings")
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DatasetError(f"train_settings must be a mapping of Ultralytics arguments (or a dataset config name), got {value!r}")
-    return dict(value)
+        raise DatasetError(f"{source}: train_settings must be a mapping of augmentation and hyperparameter keys (or a shipped dataset config's name), got {value!r:.80}")
+    return {str(k): _setting(source, k, v) for k, v in value.items()}
+
+
+def _setting(source: str | os.PathLike, key: Any, value: Any) -> Any:
+    """One ``train_settings`` value, checked against :data:`TRAIN_SETTINGS`."""
+    kind = TRAIN_SETTINGS.get(key) if isinstance(key, str) else None
+    if kind is None:
+        raise DatasetError(
+            f"{source}: train_settings may not set {key!r}: a dataset config sets only augmentation and hyperparameters "
+            f"({', '.join(TRAIN_SETTINGS)}); give other arguments on the command line or in a recipe"
+        )
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if kind == _NUMBER:
+        ok = integer or (isinstance(value, float) and math.isfinite(value))
+    elif kind == _INT:
+        ok = integer and value >= 0
+    elif kind == _BOOL:
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, str) and value in kind
+    if not ok:
+        want = kind if isinstance(kind, str) else f"one of {', '.join(kind)}"
+        raise DatasetError(f"{source}: train_settings {key} must be {want}, got {value!r:.80}")
+    return value
 
 
 def resolve_training_data(spec: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[str, dict[str, Any]]:
@@ -144,26 +196,33 @@ def resolve_training_data(spec: str | os.PathLike, root: str | os.PathLike | Non
     if "schemes" in config:
         from .ltdv2 import make_drift_splits
 
-        converted = yaml.safe_load(resolve_data(str(config["dataset"]), root).read_text())["path"]
+        dataset = config.get("dataset")
+        if not isinstance(dataset, str) or not is_name(dataset):
+            raise DatasetError(f"{path}: 'dataset' must name a shipped dataset config (e.g. ltdv2), got {dataset!r:.80}")
+        converted = read_mapping(resolve_data(dataset, root))["path"]
         path, root = make_drift_splits(converted).train_yaml, None
         config = dataset_config(path)
     if root is None and _PLACEHOLDER.fullmatch(str(config.get("path"))) is None:
-        return os.fspath(path), train_settings(config)  # a plain data.yaml: Ultralytics reads it as it is
-    return str(resolve_data(path, root)), train_settings(config)
+        return os.fspath(path), train_settings(config, path)  # a plain data.yaml: Ultralytics reads it as it is
+    return str(resolve_data(path, root)), train_settings(config, path)
 
 
 def _training_config(spec: str | os.PathLike) -> Path | None:
-    """The YAML behind ``data=spec`` when it is ours to read: a shipped name or a YAML file."""
+    """The YAML behind ``data=spec`` when it is ours to read: a shipped config by name, or a YAML file.
+
+    Anything else goes to Ultralytics as it is: its own dataset names (``coco8.yaml``,
+    ``mnist160``), URLs, folders. A name one typo away from a shipped config is an error.
+    """
+    if is_name(spec):
+        shipped = shipped_datasets()
+        if spec in shipped or difflib.get_close_matches(str(spec), shipped, n=1, cutoff=0.8):
+            return resolve_named("datasets", spec, DatasetError)
+        return None
     path = Path(os.fspath(spec)).expanduser()
     if path.is_file():
-        return path if path.suffix in (".yaml", ".yml") else None
-    shipped = shipped_datasets()
-    key = path.stem if path.suffix == ".yaml" and len(path.parts) == 1 else os.fspath(spec)
-    if key in shipped:
-        return shipped[key]
-    close = difflib.get_close_matches(key, shipped, n=1, cutoff=0.8)
-    if close and len(path.parts) == 1:
-        raise DatasetError(f"dataset {os.fspath(spec)!r} not found; did you mean {close[0]!r}? (shipped dataset configs: {', '.join(shipped)})")
+        return path if path.suffix.lower() in (".yaml", ".yml") else None
+    if isinstance(spec, str) and len(Path(spec).parts) == 1 and path.stem in shipped_datasets():
+        return resolve_named("datasets", spec, DatasetError)  # ltdv2.yaml, not a file here: says to drop .yaml
     return None
 
 
@@ -177,19 +236,12 @@ def _cache_dir() -> Path:
 
 
 def _config_path(spec: str | os.PathLike) -> Path:
-    path = Path(os.fspath(spec)).expanduser()
-    if path.is_file():
-        return path
-    shipped = shipped_datasets()
-    key = path.stem if path.suffix == ".yaml" and len(path.parts) == 1 else os.fspath(spec)
-    if key in shipped:
-        return shipped[key]
-    raise DatasetError(f"dataset {os.fspath(spec)!r} not found: not a file, and the shipped dataset configs are {', '.join(_dataset_names()) or 'none'}")
+    return resolve_named("datasets", spec, DatasetError)
 
 
 def _dataset_names() -> list[str]:
     """Shipped configs that describe a dataset (ltdv2-drift describes experiments on one)."""
-    return [name for name, path in shipped_datasets().items() if "names" in (yaml.safe_load(path.read_text()) or {})]
+    return [name for name, path in shipped_datasets().items() if "names" in read_mapping(path)]
 
 
 def _check_root(name: str, root: Path, data: dict[str, Any], env: str) -> None:

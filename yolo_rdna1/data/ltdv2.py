@@ -5,14 +5,22 @@ and ``TestNoLabels.json`` in COCO style, and its frames in ``data/frames.zip`` a
 ``frames/YYYYMMDD/clip_<n>_<hhmm>/image_<nnnn>.jpg``. What the converter relies on, and why:
 
 * Class ids come from category NAMES (person, bicycle, motorcycle, vehicle -> 0..3). The
-  categories list starts with a background entry, so numbering by position shifted every label
-  by one in an earlier conversion; names that are neither a class nor background are refused.
+  categories list starts with a background entry, so numbering by position would shift every
+  label by one; names that are neither a class nor background are refused.
 * The JSON is streamed with ijson (``json.load`` of Train.json takes gigabytes of memory):
   one pass for the categories, one for the annotations (kept as compact float arrays per image),
   one for the images. Each pass shows a progress bar over the file's bytes.
 * Frames are linked, not copied (symlink, hardlink where symlinks fail), under flattened unique
-  names ``20200514_clip_3_1402_image_0012.jpg``; labels are written atomically, so a frame whose
-  label exists is finished and a re-run skips it: an interrupted conversion resumes.
+  names ``20200514_clip_3_1402_image_0012.jpg``. A re-run skips a frame whose link exists and
+  whose label holds what it should, and rewrites a label cut short by a kill or a power cut, so
+  an interrupted conversion resumes; the index is replaced only when a run completes, after
+  everything written is flushed to disk. SIGTERM and Ctrl-C remove the temp index and any
+  partial file; a re-run removes those of writers that died without cleaning up.
+* An annotation file is received input: before anything is written, every ``file_name`` is
+  checked to stay inside the frames folder (no ``..``, no absolute path, no symlink leading
+  out), and two frames whose flattened names share a stem (``a.jpg``, ``a.png``) are refused,
+  since Ultralytics finds a frame's label by its name without the extension and they would
+  share one label file.
 * ``index.jsonl`` keeps, per converted frame, its split, date, month, clip and time (from the
   path) and every scalar field of its image entry (``date_captured``, and ``meta.Temperature``
   and the other weather fields of ``meta``, flattened with dots as ``pandas.json_normalize``
@@ -23,6 +31,7 @@ Extracting ``frames.zip`` is out of scope (unzip it first; the error says so).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -31,14 +40,17 @@ import math
 import os
 import re
 import shutil
+import signal
+import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import yaml
 
+from ..files import atomic_write, stale_temps
 from .configs import DatasetError, dataset_config
 from .synthetic import CLASS_NAMES
 
@@ -78,6 +90,18 @@ class DestinationError(ConversionError):
 
 class FramesNotFoundError(ConversionError):
     """No extracted frames where the annotations say they are (often: frames.zip not unzipped)."""
+
+
+class FileNameError(ConversionError):
+    """A ``file_name`` that leads outside the frames folder, or two that would share a label file."""
+
+
+class ConversionInterrupted(KeyboardInterrupt):
+    """SIGTERM during a conversion, raised like Ctrl-C so that the same cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,8 +200,12 @@ def convert_ltdv2(
     ``index.jsonl`` and ``missing-<split>.txt`` where frames were missing. Everything is checked
     before ``dst`` is touched: the files exist and are COCO, the categories are LTDV2's, and
     ``dst`` is empty, new, or an earlier conversion of the same files, which is resumed (finished
-    frames are skipped). The returned report's ``table()`` gives the counts per split and class
-    (the CLI prints it).
+    frames are skipped), and every ``file_name`` stays inside the frames folder and has a label
+    file of its own (:class:`FileNameError` otherwise). The returned report's ``table()`` gives
+    the counts per split and class (the CLI prints it).
+
+    SIGTERM (in the main thread) is raised as :class:`ConversionInterrupted`, a
+    ``KeyboardInterrupt``: either removes the temp index and partial files on its way out.
     """
     if link not in LINK_MODES:
         raise ConversionError(f"link={link!r} is not one of {', '.join(LINK_MODES)}")
@@ -189,24 +217,47 @@ def convert_ltdv2(
     for path in jobs.values():
         _sniff(path)
     mappings = {split: _map_categories(path, _categories(path, progress)) for split, path in jobs.items()}
-    _claim(dst, jobs)
-
+    sources = {split: _check_file_names(path, roots, progress) for split, path in jobs.items()}
     report = ConversionReport(dst, dst / "data.yaml", dst / INDEX, {})
-    rows_tmp = dst / f".{INDEX}.{os.getpid()}.tmp"
-    try:
-        with rows_tmp.open("w") as rows:
-            for split, path in jobs.items():
-                counts = SplitCounts(split, path, labelled=split != "test")
-                report.splits[split] = counts
-                by_image = _annotations(path, mappings[split], counts, progress) if counts.labelled else {}
-                _convert_images(path, dst, split, by_image, roots, link, counts, rows, progress)
-            for line in _old_rows(dst / INDEX, set(jobs)):
-                rows.write(line)
-        os.replace(rows_tmp, dst / INDEX)  # the index changes only when a run completes
-    finally:
-        rows_tmp.unlink(missing_ok=True)
-    _write_data_yaml(dst)
+
+    def write_index(rows: IO[bytes]) -> None:
+        out = _Output(dst, link, rows, progress)
+        for split, path in jobs.items():
+            counts = SplitCounts(split, path, labelled=split != "test")
+            report.splits[split] = counts
+            by_image = _annotations(path, mappings[split], counts, progress) if counts.labelled else {}
+            _convert_images(counts, by_image, sources[split], out)
+        for line in _old_rows(dst / INDEX, set(jobs)):
+            rows.write(line.encode())
+        if hasattr(os, "sync"):
+            os.sync()  # labels are written without an fsync each: the completed index vouches for them on disk
+
+    with _sigterm_as_interrupt():
+        _claim(dst, jobs)
+        for tmp in stale_temps(dst):
+            tmp.unlink(missing_ok=True)  # an index or YAML of a writer that died before its rename
+        atomic_write(dst / INDEX, write_index)  # the index changes only when a run completes
+        _write_data_yaml(dst)
     return report
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`ConversionInterrupted`, so ``finally`` and ``atomic_write``
+    clean up as for Ctrl-C (the default action would end the process on the spot, leaving a temp
+    index of up to 100 MB behind). Signal handlers belong to the main thread; elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise ConversionInterrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _locate(src: Path, splits: Sequence[str]) -> dict[str, Path]:
@@ -282,9 +333,9 @@ def _items(path: Path, prefix: str, what: str, progress: bool) -> Iterator[Any]:
 
     bar = None
     if progress:
-        from ultralytics.utils import TQDM
+        from ..progress import ProgressBar
 
-        bar = TQDM(total=path.stat().st_size, desc=f"{path.name}: {what}", unit="B", unit_scale=True, unit_divisor=1024)
+        bar = ProgressBar(path.stat().st_size, f"{path.name}: {what}", binary=True)
     try:
         with path.open("rb") as f:
             yield from ijson.items(_Reader(f, bar), prefix, use_float=True)
@@ -431,70 +482,152 @@ def _yolo_lines(values: array | None, width: float, height: float) -> tuple[list
     return lines, classes, clipped, dropped
 
 
-def _convert_images(path: Path, dst: Path, split: str, by_image: dict[Any, array], roots: list[Path], link: str,
-                    counts: SplitCounts, rows: TextIO, progress: bool) -> None:
-    """Link the frames of one split, write their labels and index rows; skip what is finished."""
+@dataclass
+class _Frames:
+    """Where one split's frames are read from: the candidate folders, and the one that holds them."""
+
+    roots: list[Path]
+    root: Path | None  # None: no frame of the split was found in any candidate
+
+
+@dataclass(frozen=True)
+class _Output:
+    """Where and how a conversion writes; the same for every split of one run."""
+
+    dst: Path  # the YOLO dataset folder
+    link: str  # one of LINK_MODES
+    rows: IO[bytes]  # the index being written (a temp file until the run completes)
+    progress: bool  # show a progress bar per pass over an annotation file
+
+
+def _entry(path: Path, n: int, img: Any) -> tuple[str, float, float]:
+    """(path under the frames folder, width, height) of ``images[n]``; refuses an entry that is not
+    COCO, and a ``file_name`` that leads outside the frames folder by its text alone."""
+    try:
+        file_name, width, height = str(img["file_name"]).replace("\\", "/"), float(img["width"]), float(img["height"])
+        if not file_name or not (0 < width < math.inf and 0 < height < math.inf):
+            raise ValueError
+    except (TypeError, KeyError, ValueError):
+        raise NotCocoError(f"{path}: images[{n}] is not a COCO image entry (file_name, width, height): {img!r:.200}") from None
+    rel = re.sub(r"^(?:\./)*(?:frames/)?", "", file_name)
+    why = ("it is an absolute path" if file_name.startswith("/") or re.match(r"[A-Za-z]:", file_name)
+           else "it climbs out with '..'" if ".." in rel.split("/")
+           else "it holds a NUL character" if "\0" in rel
+           else "it names no file" if not rel or rel.endswith("/") else None)
+    if why:
+        raise FileNameError(f"{path}: images[{n}].file_name {file_name!r:.200} is not a path inside the frames folder ({why}); nothing was converted: fix the annotation file")
+    return rel, width, height
+
+
+def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
+    """One pass over a split's image entries before anything is written: each ``file_name`` stays
+    inside the frames folder (also through symlinks), and no two frames share a label file.
+
+    The frames folder is the first candidate that holds a frame. Symlinks are resolved per
+    folder (a clip's frames share theirs) plus one ``lstat`` a frame, so a million frames cost
+    seconds. Raises :class:`FileNameError` naming the entry.
+    """
+    root: Path | None = None
+    root_real = ""
+    folders: dict[str, str] = {}  # folder under the root -> its real path
+    stems: dict[str, str] = {}  # flattened stem -> the file_name that has it
+    for n, img in enumerate(_items(path, "images.item", "file names", progress)):
+        rel, _, _ = _entry(path, n, img)
+        flat = rel.replace("/", "_")
+        stem = Path(flat).stem
+        other = stems.setdefault(stem, rel)
+        if other != rel:
+            raise FileNameError(
+                f"{path}: images[{n}].file_name {rel!r:.200} and {other!r:.200} would share the label file {stem}.txt "
+                "(Ultralytics finds a frame's labels by its name without the extension); nothing was converted: rename one of the frames"
+            )
+        if root is None:
+            root = next((r for r in roots if (r / rel).is_file()), None)
+            root_real = os.path.realpath(root) if root is not None else ""
+        if root is None:
+            continue
+        folder, _, name = rel.rpartition("/")
+        real_folder = folders.get(folder)
+        if real_folder is None:
+            real_folder = folders[folder] = os.path.realpath(root / folder)
+        target = os.path.join(real_folder, name)
+        if os.path.islink(target):
+            target = os.path.realpath(target)
+        if os.path.commonpath([root_real, target]) != root_real:
+            raise FileNameError(
+                f"{path}: images[{n}].file_name {rel!r:.200} leads outside the frames folder {root} through a symbolic link "
+                f"(to {target}); nothing was converted: replace the link with the frame, or convert from a folder without it"
+            )
+    if not stems:
+        raise NotCocoError(f"{path} is not a COCO annotation file: it has no 'images' entries")
+    return _Frames(roots, root)
+
+
+def _convert_images(counts: SplitCounts, by_image: dict[Any, array], frames: _Frames, out: _Output) -> None:
+    """Link the frames of one split, write their labels and index rows; skip what is finished.
+
+    ``counts`` names the split and its annotation file and receives what happened to each frame.
+    """
+    path, split, dst = counts.source, counts.split, out.dst
     img_dir, lbl_dir = dst / "images" / split, dst / "labels" / split
     for folder in (img_dir, lbl_dir) if counts.labelled else (img_dir,):
         folder.mkdir(parents=True, exist_ok=True)
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink()  # a label or copy an interrupted run did not finish
+        for tmp in stale_temps(folder):
+            tmp.unlink(missing_ok=True)  # a label or copy of a writer that died before its rename
     seen: set[str] = set()
     missing: list[str] = []
-    root: Path | None = None
-    for n, img in enumerate(_items(path, "images.item", "frames", progress)):
+    for n, img in enumerate(_items(path, "images.item", "frames", out.progress)):
         counts.images += 1
-        try:
-            file_name, width, height = str(img["file_name"]).replace("\\", "/"), float(img["width"]), float(img["height"])
-            if not file_name or width <= 0 or height <= 0:
-                raise ValueError
-        except (TypeError, KeyError, ValueError):
-            raise NotCocoError(f"{path}: images[{n}] is not a COCO image entry (file_name, width, height): {img!r:.200}") from None
-        rel = re.sub(r"^(?:\./|/)*(?:frames/)?", "", file_name)
+        rel, width, height = _entry(path, n, img)
         flat = rel.replace("/", "_")
         if flat in seen:
             counts.duplicates += 1
             continue
         seen.add(flat)
         lines, classes, clipped, dropped = _yolo_lines(by_image.pop(img.get("id"), None), width, height)
+        text = "".join(line + "\n" for line in lines)
         image_out, label_out = img_dir / flat, lbl_dir / f"{Path(flat).stem}.txt"
-        if os.path.exists(image_out) and (label_out.is_file() or not counts.labelled):
+        if os.path.exists(image_out) and (not counts.labelled or _read(label_out) == text):
             counts.skipped += 1
         else:
-            if root is None:
-                root = next((r for r in roots if (r / rel).is_file()), None)
-            source = root / rel if root is not None else None
-            if source is None or not source.is_file():
+            source = frames.root / rel if frames.root is not None else frames.roots[0] / rel
+            if frames.root is None or not source.is_file():
                 counts.missing += 1
-                missing.append(str(source or roots[0] / rel))
+                missing.append(str(source))
                 continue
-            _link(source, image_out, link)
+            _link(source, image_out, out.link)
             if counts.labelled:
-                _write_label(label_out, lines)
+                _write_label(label_out, text)
             counts.written += 1
         counts.empty += counts.labelled and not lines
         counts.clipped += clipped
         counts.dropped += dropped
         for cls in classes:
             counts.boxes[cls] += 1
-        rows.write(json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n")
+        out.rows.write((json.dumps(_index_row(img, rel, split, f"images/{split}/{flat}", len(lines))) + "\n").encode())
     counts.orphans = sum(len(a) // 5 for a in by_image.values())
-    if counts.images == 0:
-        raise NotCocoError(f"{path} is not a COCO annotation file: it has no 'images' entries")
-    missing_list = dst / f"missing-{split}.txt"
-    if missing:
-        missing_list.write_text("".join(m + "\n" for m in missing))
-        counts.missing_examples = missing[:5]
-        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)", path.name, len(missing), counts.images, missing[0], missing_list)
-    else:
-        missing_list.unlink(missing_ok=True)
+    _write_missing_list(dst, counts, missing)
     if counts.frames == 0:
         raise FramesNotFoundError(
             f"none of the {counts.images} frames of {path.name} were found (e.g. {missing[0]}); "
-            f"looked under {', '.join(map(str, roots))}: pass frames=<folder holding YYYYMMDD/clip_...>"
+            f"looked under {', '.join(map(str, frames.roots))}: pass frames=<folder holding YYYYMMDD/clip_...>"
         )
     if counts.written:
         (dst / "labels" / f"{split}.cache").unlink(missing_ok=True)  # Ultralytics' cache of the older folder
+
+
+def _write_missing_list(dst: Path, counts: SplitCounts, missing: list[str]) -> None:
+    """``missing-<split>.txt`` lists the frames of a split that were not found (one warning names
+    the first); a split with none missing has no list, so a stale one from a run that lacked
+    frames does not outlive their arrival."""
+    missing_list = dst / f"missing-{counts.split}.txt"
+    if missing:
+        atomic_write(missing_list, "".join(m + "\n" for m in missing))
+        counts.missing_examples = missing[:5]
+        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)",
+                       counts.source.name, len(missing), counts.images, missing[0], missing_list)
+    else:
+        missing_list.unlink(missing_ok=True)
 
 
 def _link(source: Path, target: Path, mode: str) -> None:
@@ -502,9 +635,8 @@ def _link(source: Path, target: Path, mode: str) -> None:
     if os.path.lexists(target):
         target.unlink()  # ours: a link to a frame that moved, or a copy cut short
     if mode == "copy":
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        with source.open("rb") as frame:
+            atomic_write(target, lambda out: shutil.copyfileobj(frame, out, 1 << 20))
         return
     if mode == "symlink":
         try:
@@ -518,11 +650,19 @@ def _link(source: Path, target: Path, mode: str) -> None:
         raise ConversionError(f"cannot link {source} to {target} ({e}); pass link=copy to copy the frames instead") from None
 
 
-def _write_label(path: Path, lines: list[str]) -> None:
-    """Atomic: a label file that exists is complete, which is what makes a re-run resume safely."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+def _read(path: Path) -> str | None:
+    """A label file's text, None where it is missing or unreadable."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_label(path: Path, text: str) -> None:
+    """A label, whole or not at all (a kill leaves the earlier one). Not fsynced one by one: a
+    million fsyncs cost hours; the conversion syncs the disk once before its index commits it,
+    and a re-run compares every label with what it should hold (a power cut can empty one)."""
+    atomic_write(path, text, durable=False)
 
 
 def _flatten(entry: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -584,11 +724,8 @@ def _thermal_settings() -> dict[str, Any]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text() == text:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if _read(path) != text:
+        atomic_write(path, text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -646,29 +783,14 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
     paths (a moved dataset needs this call again, as its data.yaml needs a new ``path``).
     """
     cfg = dataset_config("ltdv2-drift")
-    scheme = scheme or str(cfg["scheme"])
-    if scheme not in cfg["schemes"]:
-        raise ConversionError(f"scheme={scheme!r} is not one of {', '.join(cfg['schemes'])}")
-    n = cfg["train_months"] if train_months is None else train_months
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConversionError(f"train_months must be an integer >= 1, got {n!r}")
+    scheme, n = _drift_options(cfg, scheme, train_months)
     dst = Path(dst).expanduser().absolute()
-    rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
-    undated = sum(1 for r in rows if not r.get("month"))
-    rows = [r for r in rows if r.get("month")]
-    if undated:
-        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+    rows = _dated_rows(dst)
     months = sorted({r["month"] for r in rows})
     if n >= len(months):
         raise ConversionError(f"train_months={n} leaves no later month to evaluate: the labelled frames span {len(months)} month(s) ({', '.join(months) or 'none'})")
     trained = set(months[:n])
-    season_of = {m: season for season, ms in cfg["seasons"].items() for m in ms}
-
-    def period(month: str) -> str:
-        if scheme == "month":
-            return month
-        year, mo = int(month[:4]), int(month[5:])
-        return f"{year + (mo == 12)}-{season_of[mo]}"  # December opens the next year's winter
+    period = _period_of(scheme, cfg["seasons"])
 
     train = [r for r in rows if r["split"] == "train" and r["month"] in trained]
     val = [r for r in rows if r["split"] == "val" and r["month"] in trained]
@@ -677,35 +799,84 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
             f"the training months {', '.join(sorted(trained))} hold {len(train)} Train and {len(val)} Valid frames; "
             "both are needed (convert the Valid split too: splits=Train,Valid)"
         )
-    folder = dst / "drift" / f"{scheme}-{n}"
-    shutil.rmtree(folder, ignore_errors=True)  # ours: regenerated from the index every time
-    folder.mkdir(parents=True)
-    names = dict(enumerate(CLASS_NAMES))
-    settings = _thermal_settings()
-
-    rel = folder.relative_to(dst).as_posix()
-
-    def write(name: str, frames: list[dict[str, Any]], val_list: str | None = None) -> Path:
-        """``<name>.txt`` and, when it is a val set to train or evaluate with, ``<name>.yaml``."""
-        (folder / f"{name}.txt").write_text("".join(f"{dst / r['file']}\n" for r in frames))
-        out = folder / f"{name}.yaml"
-        if val_list is not None:
-            out.write_text(yaml.safe_dump({"path": str(dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt", "names": names,
-                                           "train_settings": settings}, sort_keys=False))
-        return out
-
-    write("val", val)
-    train_yaml = write("train", train, "val")
+    lists = _DriftFolder(dst, dst / "drift" / f"{scheme}-{n}", _thermal_settings())
+    shutil.rmtree(lists.folder, ignore_errors=True)  # ours: regenerated from the index every time
+    lists.folder.mkdir(parents=True)
+    lists.write("val", val)
+    train_yaml = lists.write("train", train, "val")
     periods = []
     for name in sorted({period(m) for m in months}, key=lambda p: min(m for m in months if period(m) == p)):
         frames = [r for r in rows if period(r["month"]) == name and (r["month"] not in trained or r["split"] == "val")]
         if frames:
             ms = sorted({r["month"] for r in frames})
-            periods.append(DriftPeriod(name, ms, len(frames), bool(trained & set(ms)), write(name, frames, name)))
-    result = DriftSplits(folder, scheme, sorted(trained), len(train), len(val), train_yaml, periods)
-    (folder / "splits.json").write_text(json.dumps({
-        "scheme": scheme, "train_months": result.train_months, "train_frames": len(train), "val_frames": len(val),
-        "train_yaml": str(train_yaml),
-        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)} for p in periods],
-    }, indent=1))
+            periods.append(DriftPeriod(name, ms, len(frames), bool(trained & set(ms)), lists.write(name, frames, name)))
+    result = DriftSplits(lists.folder, scheme, sorted(trained), len(train), len(val), train_yaml, periods)
+    _write_splits_json(result)
     return result
+
+
+def _drift_options(cfg: dict[str, Any], scheme: str | None, train_months: int | None) -> tuple[str, int]:
+    """(scheme, number of training months): the arguments, else the drift config's defaults;
+    checked before the index is read, so a typo fails at once."""
+    scheme = scheme or str(cfg["scheme"])
+    if scheme not in cfg["schemes"]:
+        raise ConversionError(f"scheme={scheme!r} is not one of {', '.join(cfg['schemes'])}")
+    n = cfg["train_months"] if train_months is None else train_months
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConversionError(f"train_months must be an integer >= 1, got {n!r}")
+    return scheme, n
+
+
+def _dated_rows(dst: Path) -> list[dict[str, Any]]:
+    """The index rows of labelled (Train and Valid) frames that have a month; the undated ones
+    cannot be placed in time, so they are left out with one warning that counts them."""
+    rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
+    undated = sum(1 for r in rows if not r.get("month"))
+    if undated:
+        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+    return [r for r in rows if r.get("month")]
+
+
+def _period_of(scheme: str, seasons: dict[str, Any]) -> Callable[[str], str]:
+    """month (``YYYY-MM``) -> the name of its evaluation period under ``scheme``: the month
+    itself, or ``<year>-<season>`` from the config's season table (month number -> season)."""
+    season_of = {m: season for season, ms in seasons.items() for m in ms}
+
+    def period(month: str) -> str:
+        if scheme == "month":
+            return month
+        year, mo = int(month[:4]), int(month[5:])
+        return f"{year + (mo == 12)}-{season_of[mo]}"  # December opens the next year's winter
+
+    return period
+
+
+@dataclass(frozen=True)
+class _DriftFolder:
+    """One drift-split folder being written: its frame lists and the YAMLs that train or evaluate
+    on them, which share the dataset root, the class names and the thermal train settings."""
+
+    dst: Path  # the converted dataset; the lists hold absolute paths under it
+    folder: Path  # dst/drift/<scheme>-<N>
+    settings: dict[str, Any]  # the ltdv2 config's train_settings
+
+    def write(self, name: str, frames: list[dict[str, Any]], val_list: str | None = None) -> Path:
+        """``<name>.txt`` and, when it is a val set to train or evaluate with, ``<name>.yaml``."""
+        (self.folder / f"{name}.txt").write_text("".join(f"{self.dst / r['file']}\n" for r in frames))
+        out = self.folder / f"{name}.yaml"
+        if val_list is not None:
+            rel = self.folder.relative_to(self.dst).as_posix()
+            cfg = {"path": str(self.dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt",
+                   "names": dict(enumerate(CLASS_NAMES)), "train_settings": self.settings}
+            out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return out
+
+
+def _write_splits_json(result: DriftSplits) -> None:
+    """``splits.json``: what :func:`make_drift_splits` wrote, for scripts and plots."""
+    (result.folder / "splits.json").write_text(json.dumps({
+        "scheme": result.scheme, "train_months": result.train_months, "train_frames": result.train_frames,
+        "val_frames": result.val_frames, "train_yaml": str(result.train_yaml),
+        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)}
+                    for p in result.periods],
+    }, indent=1))

@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 import yaml
 
+from ..files import atomic_write
+
 LOGGER = logging.getLogger(__name__)
 
 #: LTDV2's classes, in its id order (a model trained here keeps its ids on the real data).
@@ -233,7 +235,7 @@ def _noise(rng: np.random.Generator, w: int, h: int, sigma: float) -> np.ndarray
     """Per-pixel sensor noise, zero-mean with deviation ``sigma``.
 
     A sum of four uniform bytes (Irwin-Hall, indistinguishable from Gaussian at 8 bits) costs
-    about half of ``standard_normal``, which was the largest single cost of a frame.
+    about half of ``standard_normal``, which would be the largest single cost of a frame.
     """
     u = np.frombuffer(rng.bytes(4 * h * w), np.uint8).reshape(4, h, w)
     noise = u[0].astype(np.float32)
@@ -343,13 +345,6 @@ def _read_marker(root: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers (a second process, a DDP rank) never see half a data.yaml or marker."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _yaml_text(root: Path) -> str:
     cfg = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
     return yaml.safe_dump(cfg, sort_keys=False)
@@ -385,6 +380,71 @@ def _foreign_files(root: Path) -> list[Path]:
             if d.is_dir():
                 found += [p for p in sorted(d.iterdir()) if not _OUR_FILE.fullmatch(p.name)]
     return found
+
+
+def _update_moved_yaml(root: Path, yaml_path: Path) -> None:
+    """Point a complete dataset's data.yaml at ``root`` again where the folder was moved (or the
+    file is unreadable): Ultralytics resolves the splits from its absolute ``path``."""
+    try:
+        recorded = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError:
+        recorded = None
+    if not isinstance(recorded, dict) or recorded.get("path") != str(root):
+        LOGGER.info("synthetic dataset %s was moved; updating the path in its data.yaml", root)
+        atomic_write(yaml_path, _yaml_text(root))
+
+
+def _check_may_write(root: Path, yaml_path: Path, state: dict[str, Any] | None, same: bool, overwrite: bool) -> None:
+    """Raise FileExistsError unless writing the dataset into ``root`` loses nothing of anyone else's.
+
+    ``root`` does not hold this exact, complete dataset. Without ``overwrite`` it may be written
+    only if it is empty or holds our own unfinished or damaged copy of it; with ``overwrite``,
+    still never where a split folder or the data.yaml holds files this generator did not write.
+    """
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} exists and is not a directory; choose another root")
+    if root.exists() and any(root.iterdir()) and not same and not overwrite:
+        what = "a synthetic dataset with other parameters" if state is not None else "other files"
+        raise FileExistsError(
+            f"{root} already holds {what}; pass overwrite=True to write the synthetic dataset there "
+            "(only files this generator wrote are replaced), or choose another root"
+        )
+    foreign = _foreign_files(root) if root.exists() else []
+    if foreign or (yaml_path.exists() and state is None and not _yaml_is_ours(yaml_path)):
+        example = foreign[0] if foreign else yaml_path
+        raise FileExistsError(
+            f"{root} holds files this generator did not write (e.g. {example}); they would be "
+            "mixed into or replaced by the synthetic dataset, even with overwrite=True: choose another root"
+        )
+
+
+def _write_split(root: Path, split: str, count: int, draw: Callable[[str, int], tuple[np.ndarray, list[str]]]) -> int:
+    """Write frames ``0..count-1`` of ``split`` and their labels; return how many objects they hold.
+
+    Our frames beyond ``count`` (of a larger dataset of ours in the same folder) are removed so
+    they do not join this one, and so is Ultralytics' label cache of the split.
+    """
+    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lbl_dir.mkdir(parents=True, exist_ok=True)
+    n_objects = 0
+    wanted = set()
+    for i in range(count):
+        img, labels = draw(split, i)
+        n_objects += len(labels)
+        stem = _stem(split, i)
+        wanted.update((f"{stem}.jpg", f"{stem}.txt"))
+        if not cv2.imwrite(str(img_dir / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+            raise OSError(f"cv2.imwrite could not write {img_dir / f'{stem}.jpg'}")
+        (lbl_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in labels))
+    for d in (img_dir, lbl_dir):  # frames of an earlier, larger dataset of ours
+        for p in d.iterdir():
+            if _OUR_FILE.fullmatch(p.name) and p.name not in wanted:
+                p.unlink()
+    # Ultralytics' label cache of this split describes our files only (foreign ones were refused
+    # before writing); a stale one could survive its size-based hash check, so it goes.
+    (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
+    return n_objects
 
 
 def make_synthetic_thermal(
@@ -429,61 +489,22 @@ def make_synthetic_thermal(
     same = state is not None and state.get("generator") == _GENERATOR and state.get("version") == _VERSION and state.get("params") == params
 
     if same and state.get("complete") and yaml_path.is_file() and _complete(root, counts):
-        try:
-            recorded = yaml.safe_load(yaml_path.read_text())
-        except yaml.YAMLError:
-            recorded = None
-        if not isinstance(recorded, dict) or recorded.get("path") != str(root):
-            LOGGER.info("synthetic dataset %s was moved; updating the path in its data.yaml", root)
-            _write_atomic(yaml_path, _yaml_text(root))
+        _update_moved_yaml(root, yaml_path)
         return yaml_path
-
-    # Below: the folder does not hold this exact, complete dataset. It may be rewritten without
-    # overwrite=True only if it is empty or holds our own unfinished/damaged copy of it.
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root} exists and is not a directory; choose another root")
-    if root.exists() and any(root.iterdir()) and not same and not overwrite:
-        what = "a synthetic dataset with other parameters" if state is not None else "other files"
-        raise FileExistsError(
-            f"{root} already holds {what}; pass overwrite=True to write the synthetic dataset there "
-            "(only files this generator wrote are replaced), or choose another root"
-        )
-    foreign = _foreign_files(root) if root.exists() else []
-    if foreign or (yaml_path.exists() and state is None and not _yaml_is_ours(yaml_path)):
-        example = foreign[0] if foreign else yaml_path
-        raise FileExistsError(
-            f"{root} holds files this generator did not write (e.g. {example}); they would be "
-            "mixed into or replaced by the synthetic dataset, even with overwrite=True: choose another root"
-        )
+    _check_may_write(root, yaml_path, state, same, overwrite)
 
     start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
     marker = {"generator": _GENERATOR, "version": _VERSION, "params": params, "complete": False}
-    _write_atomic(marker_path, json.dumps(marker, indent=1))  # claims the folder before the first frame
+    atomic_write(marker_path, json.dumps(marker, indent=1))  # claims the folder before the first frame
     sensor = _sensor(seed, w, h)
-    n_objects = 0
-    for split, count in counts.items():
-        img_dir, lbl_dir = root / "images" / split, root / "labels" / split
-        img_dir.mkdir(parents=True, exist_ok=True)
-        lbl_dir.mkdir(parents=True, exist_ok=True)
-        wanted = set()
-        for i in range(count):
-            img, labels = _frame(seed, split, i, w, h, max_objects, sensor)
-            n_objects += len(labels)
-            stem = _stem(split, i)
-            wanted.update((f"{stem}.jpg", f"{stem}.txt"))
-            if not cv2.imwrite(str(img_dir / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90]):
-                raise OSError(f"cv2.imwrite could not write {img_dir / f'{stem}.jpg'}")
-            (lbl_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in labels))
-        for d in (img_dir, lbl_dir):  # frames of an earlier, larger dataset of ours
-            for p in d.iterdir():
-                if _OUR_FILE.fullmatch(p.name) and p.name not in wanted:
-                    p.unlink()
-        # Ultralytics' label cache of this split describes our files only (foreign ones were refused
-        # above); a stale one could survive its size-based hash check, so it goes.
-        (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
-    _write_atomic(yaml_path, _yaml_text(root))
-    _write_atomic(marker_path, json.dumps({**marker, "complete": True}, indent=1))
+
+    def draw(split: str, index: int) -> tuple[np.ndarray, list[str]]:
+        return _frame(seed, split, index, w, h, max_objects, sensor)
+
+    n_objects = sum(_write_split(root, split, count, draw) for split, count in counts.items())
+    atomic_write(yaml_path, _yaml_text(root))
+    atomic_write(marker_path, json.dumps({**marker, "complete": True}, indent=1))
     LOGGER.info(
         "wrote synthetic thermal dataset %s: %d train + %d val frames, %d objects, %dx%d, %.1fs",
         root, n_train, n_val, n_objects, w, h, time.perf_counter() - start,

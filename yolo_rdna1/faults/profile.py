@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
+from ..configs_path import load_named_yaml, shipped_configs
 from ..signature import ConvSignature
 from ..errors import Rdna1Error
 
@@ -212,33 +211,24 @@ def parse_profile(data: Any, source: str = "<profile>") -> FaultProfile:
 
 def shipped_profiles() -> dict[str, Path]:
     """Profiles shipped in the package (``configs/faults/<name>.yaml``), by name."""
-    from ..configs_path import config_dir
-
-    folder = config_dir("faults")
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+    return shipped_configs("faults")
 
 
 def load_profile(spec: str | os.PathLike) -> FaultProfile:
-    """Load a profile from a YAML path or the name of a shipped profile."""
-    text = os.fspath(spec)
-    path = Path(text).expanduser()
-    shipped = shipped_profiles()
-    if not path.is_file():
-        if text in shipped:
-            path = shipped[text]
-        else:
-            raise FaultProfileError(
-                f"{ENV_VAR}={text!r} is neither a YAML file nor a shipped profile; "
-                f"shipped profiles: {', '.join(shipped) or 'none'}; or give the path of a YAML file"
-            )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise FaultProfileError(f"{path}: not valid YAML ({e}); fix the file or unset {ENV_VAR}") from None
+    """Load a shipped profile by name (``gfx1010``) or a profile file by path (``./mine.yaml``).
+
+    The naming rule is :mod:`yolo_rdna1.configs_path`'s: a bare name is always the shipped file.
+    """
+    path, data = load_named_yaml("faults", spec, FaultProfileError)
     return parse_profile(data, str(path))
 
 
 def profile_from_env(environ: Mapping[str, str] | None = None) -> FaultProfile | None:
     """The profile ``YOLO_RDNA1_FAULTS`` names, or None when it is unset or empty."""
     spec = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
-    return load_profile(spec) if spec else None
+    if not spec:
+        return None
+    try:
+        return load_profile(spec)
+    except FaultProfileError as e:
+        raise FaultProfileError(f"{ENV_VAR}={spec}: {e}; fix it or unset {ENV_VAR}") from None

@@ -1,7 +1,8 @@
 """The conv guard: one router that every convolution of a model passes through."""
 
 from .router import POLICIES, ConvGuard, GuardConfigError
-from .routes import BYPASS, VENDOR, Route, is_vendor_error
+from ..route import Route, RouteTable
+from .routes import BYPASS, VENDOR, SignatureRoute, is_vendor_error
 from .switch import current, disable, enable, guarded, is_patched
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "ConvGuard",
     "GuardConfigError",
     "Route",
+    "RouteTable",
+    "SignatureRoute",
     "current",
     "disable",
     "enable",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Callable, Iterable, Optional, Union
+from typing import Iterable, Union
 
 import torch
 import torch.nn as nn
@@ -22,14 +22,11 @@ from ..bypass import ConvParams, algorithm_for
 from ..faults import FaultProfile, load_profile, profile_from_env
 from ..signature import DIRECTIONS, ConvSignature, dtype_name
 from ..verdicts.breadcrumb import Breadcrumb
-from .routes import BYPASS, VENDOR, PlannedConv, Route, RoutedConv, is_vendor_error
+from ..route import Route, RouteFunction, RouteTable
+from .routes import BYPASS, VENDOR, PlannedConv, RoutedConv, SignatureRoute, is_vendor_error
 from ..errors import Rdna1Error
 
 POLICIES = ("off", "vendor", "bypass", "auto")
-
-#: A route table answers, for one signature *with a direction*, "vendor", "bypass" or None
-#: (no verdict). The verdict store provides one; the router only reads it.
-RouteTable = Callable[[ConvSignature], Optional[str]]
 
 # The original methods, captured at import so unpatching restores them exactly.
 ORIGINAL_CONV2D_FORWARD = nn.Conv2d._conv_forward
@@ -45,7 +42,7 @@ class _Entry:
 
     __slots__ = ("route", "calls", "bypassed", "pre_pad", "pad_mode", "plan")
 
-    def __init__(self, route: Route, pre_pad: tuple[int, ...] | None, pad_mode: str) -> None:
+    def __init__(self, route: SignatureRoute, pre_pad: tuple[int, ...] | None, pad_mode: str) -> None:
         self.route = route
         self.calls = 0
         self.bypassed = 0
@@ -124,7 +121,9 @@ class ConvGuard:
             is trusted and without a fault profile it only counts).
         faults: a fault profile (name, path or parsed), ``None`` to read ``YOLO_RDNA1_FAULTS``,
             or ``False`` for none regardless of the environment.
-        route_table: per-direction verdict lookup used by ``auto``.
+        route_table: what ``auto`` routes by, per signature-direction: a function (a route, or
+            None for the vendor library) or a :class:`~yolo_rdna1.route.RouteTable` that learns
+            verdicts while training runs (the verdict store's).
         counting: count calls; the Ultralytics callbacks switch it on for train/val batches only.
         check_vendor: wrap vendor calls so errors in *backward* also fall back to the bypass.
             ``None`` decides per device: on for devices the guard routes by default (RDNA1,
@@ -137,7 +136,7 @@ class ConvGuard:
         self,
         policy: str = "auto",
         faults: Union[str, os.PathLike, FaultProfile, None, bool] = None,
-        route_table: RouteTable | None = None,
+        route_table: RouteTable | RouteFunction | None = None,
         counting: bool = True,
         check_vendor: bool | None = None,
         breadcrumb: Breadcrumb | None = None,
@@ -158,12 +157,15 @@ class ConvGuard:
         self.check_vendor = check_vendor
         self.breadcrumb = breadcrumb
         self._entries: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]]" = weakref.WeakKeyDictionary()
-        self._routes: dict[ConvSignature, Route] = {}
+        self._routes: dict[ConvSignature, SignatureRoute] = {}
         self._names: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+        self._sig_names: dict[ConvSignature, set[str]] = {}
         self._device_routes: dict[torch.device, bool] = {}
         #: Routes with a direction the table had no verdict for; :meth:`refresh` revisits them.
-        self._provisional: dict[Route, set[str]] = {}
-        self._table_generation = getattr(route_table, "generation", 0)
+        self._provisional: dict[SignatureRoute, set[str]] = {}
+        #: the table whose verdicts can arrive later (None for a plain route function)
+        self._learning: RouteTable | None = route_table if isinstance(route_table, RouteTable) else None
+        self._table_generation = self._learning.generation if self._learning is not None else 0
 
     # -- hot path --------------------------------------------------------------------------------
     def conv2d(self, module: nn.Conv2d, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -268,26 +270,25 @@ class ConvGuard:
             route = self._routes[sig] = self._new_route(sig, x.device)
         return route, pre_pad, pad_mode
 
-    def _new_route(self, sig: ConvSignature, device: torch.device) -> Route:
+    def _new_route(self, sig: ConvSignature, device: torch.device) -> SignatureRoute:
         params = ConvParams(sig.stride, sig.padding, sig.dilation, sig.groups, sig.transposed, sig.output_padding)
         directions = {d: self._decide(sig.with_direction(d)) for d in DIRECTIONS}
         rules = {d: self.profile.rules_for(sig.with_direction(d)) if self.profile else () for d in DIRECTIONS}
-        route = Route(
+        route = SignatureRoute(
             sig, params, directions, rules, algorithm_for(sig),
             check_vendor=self._checks_vendor(device), fallback=self.policy != "vendor", crumb=self.breadcrumb,
         )
-        lookup = getattr(self.route_table, "lookup", None)
-        if self.policy == "auto" and lookup is not None:
-            unknown = {d for d in DIRECTIONS if lookup(sig.with_direction(d)) is None}
+        if self.policy == "auto" and self._learning is not None:
+            unknown = {d for d in DIRECTIONS if self._learning.lookup(sig.with_direction(d)) is None}
             if unknown:
                 self._provisional[route] = unknown
         return route
 
-    def _decide(self, sig: ConvSignature) -> str:
+    def _decide(self, sig: ConvSignature) -> Route:
         if self.policy == "bypass":
             return BYPASS
         if self.policy == "auto" and self.route_table is not None:
-            return self.route_table(sig) or VENDOR
+            return Route(self.route_table(sig) or VENDOR)  # a plain "bypass" from a route function becomes the member
         return VENDOR
 
     def _checks_vendor(self, device: torch.device) -> bool:
@@ -309,17 +310,16 @@ class ConvGuard:
         Cheap when nothing arrived (one int compare); call it between batches, never inside a
         forward/backward. Returns how many directions changed.
         """
-        generation = getattr(self.route_table, "generation", 0)
-        if generation == self._table_generation or not self._provisional:
+        if self._learning is None or self._learning.generation == self._table_generation or not self._provisional:
             return 0
-        self._table_generation = generation
+        self._table_generation = self._learning.generation
         changed = 0
         for route, unknown in list(self._provisional.items()):
             for d in list(unknown):
-                decided = self.route_table.lookup(route.sig.with_direction(d))  # type: ignore[union-attr]
+                decided = self._learning.lookup(route.sig.with_direction(d))
                 if decided is not None:
                     changed += route.directions[d] != decided
-                    route.set_direction(d, decided)
+                    route.set_direction(d, Route(decided))
                     unknown.discard(d)
             if not unknown:
                 del self._provisional[route]
@@ -340,7 +340,7 @@ class ConvGuard:
         for r in self._routes.values():
             r.fallbacks = 0
 
-    def routes(self) -> Iterable[Route]:
+    def routes(self) -> Iterable[SignatureRoute]:
         return self._routes.values()
 
     def totals(self) -> dict[str, int]:
@@ -353,17 +353,23 @@ class ConvGuard:
         return {"calls": calls, "bypassed": bypassed, "fallbacks": sum(r.fallbacks for r in self._routes.values())}
 
     def per_signature(self) -> list[dict]:
-        """One row per signature: routes, algorithm, calls, bypassed, fallbacks, reasons."""
+        """One row per signature: routes, algorithm, calls, bypassed, fallbacks, reasons, and the
+        labelled modules (:meth:`label`) that ran it, so a report can say which layers a signature is."""
         counts: dict[ConvSignature, list[int]] = {}
-        for per in list(self._entries.values()):
+        names = self._sig_names  # kept across calls: the names stay when a module goes (a replaced model)
+        for module, per in list(self._entries.items()):
+            name = self._names.get(module)
             for e in per.values():
                 c = counts.setdefault(e.route.sig, [0, 0])
                 c[0] += e.calls
                 c[1] += e.bypassed
+                if name:
+                    names.setdefault(e.route.sig, set()).add(name)
         rows = []
         for sig, route in self._routes.items():
             row = route.summary()
             row["calls"], row["bypassed"] = counts.get(sig, [0, 0])
+            row["modules"] = sorted(names.get(sig, ()))
             rows.append(row)
         return rows
 

@@ -1,6 +1,6 @@
 """Per-signature routes and the two ways a conv call is executed on them.
 
-A :class:`Route` belongs to one conv signature and says, per direction (fwd, bwd_data,
+A :class:`SignatureRoute` belongs to one conv signature and says, per direction (fwd, bwd_data,
 bwd_weight), whether the vendor library or the bypass runs it. A route whose three directions
 are on the vendor library, with no fault simulation and no backward checking, is *plain*: the
 guard then calls the original ``nn.Conv2d`` code with no wrapper at all, which is what keeps the
@@ -24,12 +24,14 @@ from torch.autograd.function import once_differentiable
 
 from ..bypass import ConvParams
 from ..faults import FaultProfile, FaultRule, corrupt, raise_or_block
+from ..route import Route
 from ..signature import DIRECTIONS, ConvSignature
 from ..verdicts.breadcrumb import Breadcrumb
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
-VENDOR, BYPASS = "vendor", "bypass"
+#: The two routes under the names the hot paths compare with (module globals: one lookup, no attribute).
+VENDOR, BYPASS = Route.VENDOR, Route.BYPASS
 
 # Messages of the vendor conv stack (MIOpen, cuDNN, HIP runtime). Only these are retried on the
 # bypass; a shape error or an out-of-memory is the caller's problem and propagates unchanged.
@@ -44,8 +46,8 @@ def is_vendor_error(exc: BaseException) -> bool:
     return "out of memory" not in text.lower() and bool(_VENDOR_ERROR.search(text))
 
 
-class Route:
-    """The route of one signature, shared by every module and call that has this signature."""
+class SignatureRoute:
+    """The route of each direction of one signature, shared by every module and call that has this signature."""
 
     __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "planned", "reasons", "fallbacks", "fallback", "crumb",
                  "crumb_ids", "check_vendor")
@@ -54,7 +56,7 @@ class Route:
         self,
         sig: ConvSignature,
         params: ConvParams,
-        directions: dict[str, str],
+        directions: dict[str, Route],
         rules: dict[str, tuple[FaultRule, ...]],
         algorithm: ModuleType,
         check_vendor: bool,
@@ -80,7 +82,7 @@ class Route:
         # every direction on an algorithm that plans per call key: :class:`PlannedConv` runs it
         self.planned = all(d == BYPASS for d in self.directions.values()) and hasattr(self.algorithm, "Plan")
 
-    def set_direction(self, direction: str, route: str) -> None:
+    def set_direction(self, direction: str, route: Route) -> None:
         """Move one direction to ``route`` (a verdict arrived); not for one marked bad in-process."""
         if direction in self.reasons or self.directions[direction] == route:
             return
@@ -205,7 +207,7 @@ class RoutedConv(torch.autograd.Function):
     """A conv whose forward and two backward directions each run on their own route."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, route: Route) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, route: SignatureRoute) -> torch.Tensor:  # type: ignore[override]
         ctx.route = route
         ctx.has_bias = b is not None
         ctx.save_for_backward(x, w)
@@ -249,5 +251,5 @@ class PlannedConv(torch.autograd.Function):
         return gx, gw, gb, None, None
 
 
-def directions_all(route: str) -> dict[str, str]:
+def directions_all(route: Route) -> dict[str, Route]:
     return {d: route for d in DIRECTIONS}

@@ -13,10 +13,11 @@ import torch
 
 from ..device import describe_device, parse_device
 from ..faults import FaultProfile, profile_from_env
+from ..route import Route
 from ..signature import ConvSignature
 from ..verdicts.store import Verdict, VerdictStore
 from ..verdicts.table import device_key, route_of
-from .discovery import discover
+from .discovery import DiscoveryError, discover
 from .envprofiles import EnvProfile, load_env_profile, shipped_env_profiles
 from .runner import Prober, ProbeResult, Timeouts
 
@@ -49,7 +50,7 @@ class ProbeReport:
         kinds: dict[str, int] = {}
         bypass = 0
         for v in self.verdicts:
-            if route_of(v) == "bypass":
+            if route_of(v) == Route.BYPASS:
                 bypass += 1
                 kind = v.verdict if v.bad else "faster"
                 kinds[kind] = kinds.get(kind, 0) + 1
@@ -152,6 +153,9 @@ def probe(
     ``env_profile="auto"`` probes under every shipped MIOpen env profile and reports the one
     under which the most conv work (FLOPs) is ``ok``; training then runs under it.
     """
+    for name, value in (("imgsz", imgsz), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DiscoveryError(f"{name}={value!r} must be a whole number of at least 1, e.g. imgsz=640 batch=16")
     dev = parse_device(device)
     info = describe_device(dev)
     sigs = discover(model, imgsz=imgsz, batch=batch, data=data, backend=info.backend, amp=amp)

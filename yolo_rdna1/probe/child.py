@@ -21,7 +21,7 @@ import torch
 
 from ..bypass import ConvParams, algorithm_for
 from ..faults import profile_from_env
-from ..guard.routes import Route, is_vendor_error
+from ..guard.routes import VENDOR, SignatureRoute, is_vendor_error
 from ..signature import DIRECTIONS, ConvSignature
 
 MARK = "@@rdna1 "
@@ -90,7 +90,7 @@ def probe_one(sig: ConvSignature, device: torch.device, job_id: int, repeats: in
     params = ConvParams(base.stride, base.padding, base.dilation, base.groups, base.transposed, base.output_padding)
     profile = profile_from_env()
     rules = {d: profile.rules_for(base.with_direction(d)) if profile else () for d in DIRECTIONS}
-    route = Route(base, params, {d: "vendor" for d in DIRECTIONS}, rules, algorithm_for(base), check_vendor=True, fallback=False)
+    route = SignatureRoute(base, params, {d: VENDOR for d in DIRECTIONS}, rules, algorithm_for(base), check_vendor=True, fallback=False)
     x, w, b, go = make_inputs(sig, device)
     emit({"event": "start", "id": job_id})
     ref, _, bypass_ms = timed(lambda: route.bypass_call(direction, x, w, b, go), device, repeats)

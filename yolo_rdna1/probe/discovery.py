@@ -23,8 +23,9 @@ from typing import Iterable
 
 import torch
 import torch.nn as nn
-import yaml
 
+from .. import _ultralytics as ul
+from ..configs_path import load_yaml_file
 from ..guard.router import build_signature
 from ..signature import ConvSignature
 from ..errors import Rdna1Error
@@ -72,11 +73,8 @@ def read_dataset(data: str | os.PathLike) -> DatasetShape:
     path = Path(data)
     if not path.is_file():
         raise DiscoveryError(f"dataset YAML {path} not found; pass data=<path to data.yaml>")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise DiscoveryError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(cfg, dict) or "names" not in cfg or "train" not in cfg or "val" not in cfg:
+    cfg = load_yaml_file(path, DiscoveryError, "dataset YAML")
+    if "names" not in cfg or "train" not in cfg or "val" not in cfg:
         raise DiscoveryError(f"{path}: a dataset YAML needs 'train', 'val' and 'names'")
     root = Path(cfg.get("path") or path.parent)
     root = root if root.is_absolute() else path.parent / root
@@ -92,7 +90,7 @@ def read_dataset(data: str | os.PathLike) -> DatasetShape:
     return DatasetShape(len(names), len(train), sizes)
 
 
-def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = 0.5) -> list[tuple[int, int, int]]:
+def rect_batches(sizes: list[tuple[int, int]], imgsz: int, batch: int, stride: int = 32, pad: float = ul.RECT_PAD) -> list[tuple[int, int, int]]:
     """(batch size, height, width) of each validation batch, as Ultralytics' ``set_rectangle``."""
     if not sizes:
         return []
@@ -194,8 +192,8 @@ def discover(
         if shape and shape.n_train and shape.n_train % batch:
             train_sizes.add(shape.n_train % batch)
         add(_record(net, torch.zeros(1, 3, imgsz, imgsz), train=True), sorted(train_sizes, reverse=True))
-    if val:
-        vb = batch * 2
+    if val and ul.enabled(ul.VAL_SHAPES):  # else the validation shapes get the unknown policy when they first run
+        vb = ul.val_batch_size(batch)
         batches = rect_batches(shape.val_sizes, imgsz, vb, stride) if shape and shape.val_sizes else [(vb, imgsz, imgsz)]
         by_hw: dict[tuple[int, int], set[int]] = {}
         for n, h, w in batches:

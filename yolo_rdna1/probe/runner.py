@@ -5,6 +5,10 @@ child. Children run many signatures in sequence and stream each result; when one
 stalls, the signature in flight gets its verdict (``abort`` / ``hang``) and a fresh child, already
 started and warm, takes the rest. Each child has its own MIOpen user db and kernel cache, wiped
 after an abort or a hang so a bad solver choice is never persisted.
+
+Temp folders carry the pid of the process that owns them (``yolo_rdna1-probe-<pid>-*`` in the
+temp dir, ``probe-<pid>-*`` per child): they are removed on every way out of a probe (an error
+and Ctrl-C included), and a probe that starts removes those whose owner is gone (killed).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from ..files import pid_alive
 from ..signature import ConvSignature
 from .child import MARK
 
@@ -68,11 +73,40 @@ class Timeouts:
         return max(1, repeats) * max(self.minimum, self.factor * bypass_ms / 1e3)
 
 
+#: Prefixes of the temp folders of a probe run and of each of its children.
+RUN_PREFIX, CHILD_PREFIX = "yolo_rdna1-probe-", "probe-"
+
+
+def owned_temp_dir(prefix: str, parent: str | os.PathLike | None = None) -> Path:
+    """A new temp folder whose name says which process owns it: ``<prefix><pid>-<random>``."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def sweep_dead(folder: str | os.PathLike, prefix: str) -> list[Path]:
+    """Remove the folders :func:`owned_temp_dir` made in ``folder`` whose owner process is dead."""
+    gone = []
+    for path in Path(folder).glob(f"{prefix}*"):
+        owner = path.name[len(prefix):].split("-", 1)
+        if len(owner) == 2 and owner[0].isdigit() and path.is_dir() and not path.is_symlink() and not pid_alive(int(owner[0])):
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
 class _Child:
     """One probe process and the thread that reads its events."""
 
     def __init__(self, device: str, env: Mapping[str, str], log_dir: Path) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="probe-", dir=log_dir))
+        self.workdir = owned_temp_dir(CHILD_PREFIX, log_dir)
+        try:
+            self._start(device, env)
+        except BaseException:  # no child to close: nothing else would remove the folder
+            if getattr(self, "_stderr", None) is not None:
+                self._stderr.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+
+    def _start(self, device: str, env: Mapping[str, str]) -> None:
         child_env = {
             **env,
             "MIOPEN_USER_DB_PATH": str(self.workdir / "miopen-db"),
@@ -172,11 +206,12 @@ class Prober:
         self.env = {**os.environ, **(env or {}), "YOLO_RDNA1_PROBE_REPEATS": str(repeats)}
         self.timeouts = timeouts or Timeouts()
         self.repeats = repeats
-        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="yolo_rdna1-probe-"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._given = Path(work_dir) if work_dir else None
+        self.work_dir: Path | None = self._given  # a temp folder of its own while :meth:`probe` runs
         self._spare: _Child | None = None
 
     def _spawn(self) -> _Child:
+        assert self.work_dir is not None
         return _Child(self.device, self.env, self.work_dir)
 
     def _next_child(self) -> _Child:
@@ -196,6 +231,12 @@ class Prober:
         pending = list(signatures)
         results: list[ProbeResult] = []
         child: _Child | None = None
+        if self._given is None:
+            sweep_dead(tempfile.gettempdir(), RUN_PREFIX)
+            self.work_dir = owned_temp_dir(RUN_PREFIX)
+        else:
+            self._given.mkdir(parents=True, exist_ok=True)
+            sweep_dead(self._given, CHILD_PREFIX)
         try:
             for job_id, sig in enumerate(pending):
                 if child is None:
@@ -210,11 +251,16 @@ class Prober:
                 if on_result:
                     on_result(result)
         finally:
-            if child is not None:
-                child.close(wipe=False)
-            if self._spare is not None:
-                self._spare.close(wipe=False)
-                self._spare = None
+            try:
+                if child is not None:
+                    child.close(wipe=False)
+                if self._spare is not None:
+                    self._spare.close(wipe=False)
+                    self._spare = None
+            finally:
+                if self._given is None and self.work_dir is not None:
+                    shutil.rmtree(self.work_dir, ignore_errors=True)
+                    self.work_dir = None
         return results
 
     def _run_job(self, child: _Child, job_id: int, sig: ConvSignature) -> tuple[ProbeResult, bool]:

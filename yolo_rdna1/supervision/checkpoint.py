@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import time
-from copy import deepcopy
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -58,6 +60,8 @@ import numpy as np
 import torch
 
 from . import journal
+from .. import _ultralytics as ul
+from .. import runfiles
 from ..errors import Rdna1Error
 from ..files import atomic_write
 
@@ -65,7 +69,7 @@ LOGGER = logging.getLogger("yolo_rdna1")
 
 #: Top-level key of a mid-epoch checkpoint holding the position and what a continuation needs.
 RESUME_KEY = "rdna1_resume"
-MID_NAME, PREV_NAME, LAST_NAME = "mid.pt", "mid.prev.pt", "last.pt"
+MID_NAME, PREV_NAME, LAST_NAME = runfiles.MID, runfiles.MID_PREV, runfiles.LAST
 #: Key marking the empty batch a resumed epoch passes through instead of a done batch.
 PLACEHOLDER_KEY = "rdna1_placeholder"
 #: Exit code of a supervised child that stopped on bad input (a resume that cannot be right).
@@ -84,6 +88,18 @@ class ResumeError(Rdna1Error):
 
 class CorruptCheckpoint(Rdna1Error):
     """A checkpoint file that cannot be resumed from: truncated, unpickleable or missing keys."""
+
+
+class CheckpointUnloadable(ResumeError):
+    """A checkpoint that this environment cannot load although the file looks intact (a module
+    missing or of another version, no memory, an I/O or permission error): it is kept as it is,
+    and the run stops with the message, since resuming from an older one would overwrite it."""
+
+
+#: Errors of ``torch.load`` that say the file itself is damaged (its bytes, not this environment).
+_DAMAGED = (pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
+#: Phrases of torch's zip reader about an archive that is not whole.
+_BAD_ARCHIVE = re.compile(r"PytorchStreamReader|zip archive|central directory|archive is corrupt|not a ZIP|failed finding", re.I)
 
 
 @dataclass(frozen=True, order=True)
@@ -117,8 +133,15 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, unpickling error, a class that no longer exists, ...
-        raise CorruptCheckpoint(f"{path.name} cannot be read ({type(e).__name__}: {str(e)[:200]})") from e
+    except Exception as e:
+        why = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        if _damaged(path, e):
+            raise CorruptCheckpoint(f"{path.name} cannot be read ({why})") from e
+        raise CheckpointUnloadable(
+            f"{path} cannot be loaded here ({why}), but the file does not look damaged, so it is kept as it is: fix what "
+            "the error names (a missing module or another torch/Ultralytics version than the one that wrote it, memory, "
+            "disk or permissions) and resume again"
+        ) from e
     if not isinstance(ckpt, dict):
         raise CorruptCheckpoint(f"{path.name} is not a checkpoint (a {type(ckpt).__name__}, not a dict)")
     if _finished(ckpt):
@@ -132,6 +155,49 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if missing or not isinstance(ckpt.get("ema"), torch.nn.Module) or ckpt.get("optimizer") is None:
         raise CorruptCheckpoint(f"{path.name} lacks what a resume needs ({', '.join(missing) or 'ema, optimizer'})")
     return ckpt
+
+
+def _damaged(path: Path, error: Exception) -> bool:
+    """Whether ``torch.load`` failed on the file's bytes (True) or on this environment (False).
+
+    Only a file known to be damaged is moved aside: an import, memory or I/O error says nothing
+    about the file, and moving an intact checkpoint aside loses it. Torch's zip reader reports
+    a truncated archive as ``OSError(EINVAL)`` or a ``RuntimeError``; which it is decides
+    :func:`_archive_damaged`, by reading the archive's own structure and checksums.
+    """
+    if isinstance(error, (ImportError, MemoryError)):
+        return False
+    if isinstance(error, _DAMAGED):
+        return True
+    if isinstance(error, RuntimeError) and _BAD_ARCHIVE.search(str(error)):
+        return True
+    return _archive_damaged(path) is True
+
+
+def _archive_damaged(path: Path) -> bool | None:
+    """True: a zip archive that is not whole or fails a checksum; False: an intact archive;
+    None: not a zip (torch's legacy format) or not readable here (the environment's problem)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return None
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is not None
+    except (zipfile.BadZipFile, EOFError, zlib.error):
+        return True
+    except (OSError, MemoryError):
+        return None
+
+
+def _aside(path: Path) -> Path:
+    """Move a damaged checkpoint out of the way under a name no earlier one has: ``mid.pt.corrupt``,
+    then ``mid.pt.corrupt.1``, ``.2``, ... (each may be the only copy of something)."""
+    aside, n = path.with_name(path.name + ".corrupt"), 0
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt.{n}")
+    os.replace(path, aside)
+    return aside
 
 
 def _finished(ckpt: dict[str, Any]) -> bool:
@@ -174,9 +240,10 @@ def _describe(arch: tuple | None) -> str:
 def newest(weights_dir: str | os.PathLike) -> Found | None:
     """The readable checkpoint of a run that is furthest along: last.pt, mid.pt or mid.prev.pt.
 
-    A file that cannot be read is renamed to ``<name>.corrupt`` (kept for inspection, never
-    tried again) with one warning naming the checkpoint used instead. Raises
-    :class:`ResumeError` when the readable ones hold different models.
+    A damaged file is renamed to ``<name>.corrupt`` (``.corrupt.1``, ... when that exists; kept
+    for inspection, never tried again) with one warning naming the checkpoint used instead. Raises
+    :class:`CheckpointUnloadable` (nothing renamed) when a file fails to load for a reason of this
+    environment, and :class:`ResumeError` when the readable ones hold different models.
     """
     wdir = Path(weights_dir)
     found: list[Found] = []
@@ -188,9 +255,7 @@ def newest(weights_dir: str | os.PathLike) -> Found | None:
         try:
             ckpt = load(path)
         except CorruptCheckpoint as e:
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
-            corrupt.append((aside, str(e)))
+            corrupt.append((_aside(path), str(e)))
             continue
         found.append(Found(path, position(ckpt), _finished(ckpt), architecture(ckpt)))
         del ckpt  # one checkpoint in memory at a time
@@ -213,12 +278,12 @@ def resume_point(run_dir: str | os.PathLike) -> Found:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResumeError(f"resume=True but {run_dir} does not exist: nothing to resume; drop resume=True to start a new run, or fix project=/name=")
-    if not (run_dir / "args.yaml").is_file() and not (run_dir / "weights").is_dir():
+    if not (run_dir / runfiles.ARGS_YAML).is_file() and not (run_dir / runfiles.WEIGHTS).is_dir():
         raise ResumeError(
             f"resume=True but {run_dir} is not a training run (no args.yaml, no weights/): "
             "pass the project=/name= of a run to continue it, or drop resume=True to start a new one"
         )
-    found = newest(run_dir / "weights")
+    found = newest(run_dir / runfiles.WEIGHTS)
     if found is None:
         raise ResumeError(
             f"resume=True but {run_dir} holds no readable checkpoint: nothing to resume (training ended before its first "
@@ -233,10 +298,8 @@ def check_model_arg(model: Any, found: Found) -> None:
     """A model yaml given for a resume must be the run's model (the checkpoint's wins otherwise)."""
     if found.architecture is None or not str(model).endswith((".yaml", ".yml")):
         return
-    from ultralytics.nn.tasks import yaml_model_load
-
     try:
-        cfg = yaml_model_load(str(model))
+        cfg = ul.model_yaml(str(model))
     except Exception:  # a missing or broken yaml: the child reports it as Ultralytics does
         return
     family, scale, _ = found.architecture
@@ -321,35 +384,16 @@ def _to(loss: Any, device: torch.device) -> Any:
 
 def checkpoint_dict(trainer: Any, pos: Position, batches: int, order: list[int]) -> dict[str, Any]:
     """Ultralytics' ``save_model`` payload (fp32) plus :data:`RESUME_KEY`."""
-    from datetime import datetime
-
-    from ultralytics import __version__
-
-    ema = deepcopy(trainer.ema.ema).to(memory_format=torch.contiguous_format)
-    if hasattr(ema, "criterion"):
-        ema.criterion = None  # training-only state, as save_model drops it
     dataset = trainer.train_loader.dataset
     return {
-        "epoch": max(pos.epoch - 1, 0),  # Ultralytics' resume rejects epoch < 0 (it would start a new run)
-        "best_fitness": trainer.best_fitness,
-        "stopper": {"best_fitness": trainer.stopper.best_fitness, "best_epoch": trainer.stopper.best_epoch},
-        "model": None,
-        "ema": ema,
-        "updates": trainer.ema.updates,
-        "optimizer": trainer.optimizer.state_dict(),
-        "scaler": trainer.scaler.state_dict(),
-        "train_args": vars(trainer.args),
-        "train_metrics": {**(trainer.metrics or {}), "fitness": trainer.fitness},
-        "train_results": trainer.read_results_csv() if hasattr(trainer, "read_results_csv") else {},
-        "date": datetime.now().astimezone().isoformat(),
-        "version": __version__,
+        **ul.save_model_payload(trainer, max(pos.epoch - 1, 0)),  # Ultralytics' resume rejects epoch < 0 (a new run)
         RESUME_KEY: {
             "epoch": pos.epoch,
             "batch": pos.batch,
             "batches": batches,
             "order": torch.as_tensor(order, dtype=torch.int64),
             "rng": rng_state(),
-            "buffer": list(getattr(dataset, "buffer", [])),
+            "buffer": ul.mosaic_buffer(dataset),
             "tloss": _detached(trainer.tloss),
             "model": _unwrap(trainer.model).state_dict(),
             "names": dict(trainer.data["names"]),
@@ -457,15 +501,14 @@ class MidEpochCheckpoints:
         self._due = 0.0
         self._updates = 0
         self._overrides: list[tuple[Any, str, Any]] = []
-        self._original_resume = trainer.resume_training
-        trainer.resume_training = self._resume_training
+        self._original_resume = ul.replace_resume_training(trainer, self._resume_training)
 
     @classmethod
     def attach(cls, trainer: Any, minutes: float) -> "MidEpochCheckpoints | None":
         """Set up a trainer; None under DDP (every rank would have to skip the same batches)."""
-        if int(os.environ.get("RANK", -1)) != -1:
+        if int(os.environ.get("RANK", -1)) != -1 or not ul.enabled(ul.RESUME):
             return None
-        self = cls(trainer, minutes)
+        self = cls(trainer, minutes if ul.enabled(ul.MID_EPOCH) else 0)
         resume = getattr(trainer.args, "resume", None)
         if resume:
             self._choose_resume(Path(str(resume)))
@@ -497,7 +540,7 @@ class MidEpochCheckpoints:
         if epoch >= 1:
             self._original_resume({**ckpt, "epoch": epoch - 1})
         else:  # Ultralytics asserts start_epoch > 0: load the same state without it
-            trainer._load_checkpoint_state(ckpt)
+            ul.load_checkpoint_state(trainer, ckpt)
             trainer.start_epoch = 0
         _unwrap(trainer.model).load_state_dict(state["model"])
         self.state = state
@@ -512,7 +555,7 @@ class MidEpochCheckpoints:
             return "compile=True runs the model on every batch"
         if getattr(args, "distill_model", None) or getattr(args, "quantize", None):
             return "distillation and QAT keep extra state"
-        inner = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+        inner = ul.train_batch_sampler(loader)
         if not isinstance(inner, BatchSampler) or not isinstance(inner.sampler, (RandomSampler, SequentialSampler)):
             return f"the train loader samples with {type(getattr(inner, 'sampler', inner)).__name__}"
         return None
@@ -536,11 +579,9 @@ class MidEpochCheckpoints:
                 LOGGER.warning("yolo_rdna1: %s: epoch %d restarts from its first batch", why, int(self.state["epoch"]) + 1)
             self.state = None
             return
-        inner = loader.batch_sampler.sampler
+        inner = ul.train_batch_sampler(loader)
         self.batches = EpochBatches(inner, shuffle=isinstance(inner.sampler, RandomSampler), seed=trainer.args.seed)
-        object.__setattr__(loader, "batch_sampler", self.batches)  # DataLoader forbids setting it; so does Ultralytics
-        loader.collate_fn = PlaceholderCollate(loader.collate_fn, trainer.args.imgsz)
-        loader.reset()  # an iterator made earlier would still use the old sampler
+        ul.replace_batching(loader, self.batches, PlaceholderCollate(loader.collate_fn, trainer.args.imgsz))
         self._loader = loader
         state = self.state
         if state is not None:
@@ -554,7 +595,7 @@ class MidEpochCheckpoints:
             self.batches.skip_epoch, self.batches.skip = int(state["epoch"]), self.skip
             self.batches.skip_order = state["order"].tolist()
             self.batches.rng = state["rng"]
-            _restore_buffer(loader.dataset, state["buffer"])
+            ul.restore_mosaic_buffer(loader.dataset, state["buffer"])
 
     # -- during training --------------------------------------------------------------------------
     def train_start(self, trainer: Any) -> None:
@@ -601,7 +642,7 @@ class MidEpochCheckpoints:
 
     def close(self) -> None:
         self._leave_placeholders()
-        self.trainer.__dict__.pop("resume_training", None)
+        ul.restore_resume_training(self.trainer)
 
     # -- placeholders -----------------------------------------------------------------------------
     def _enter_placeholders(self, trainer: Any) -> None:
@@ -614,12 +655,9 @@ class MidEpochCheckpoints:
             return torch.zeros((), device=device, requires_grad=True), items
 
         model = _unwrap(trainer.model)
-        if getattr(model, "criterion", None) is None and hasattr(model, "init_criterion"):
-            model.criterion = model.init_criterion()  # what the first real loss does; the epoch end reads it
-        self._override(trainer, "preprocess_batch", lambda batch: batch)
-        self._override(trainer, "optimizer_step", lambda: None)
-        self._override(trainer, "plot_training_samples", lambda batch, ni: None)
-        self._override(model, "loss", zero_loss)
+        ul.ensure_criterion(model)
+        for obj, name, stub in ul.placeholder_stubs(trainer, model, zero_loss):
+            self._override(obj, name, stub)
         LOGGER.info("yolo_rdna1: passing over the %d batches done before the checkpoint", self.skip)
 
     def _override(self, obj: Any, name: str, value: Any) -> None:
@@ -633,12 +671,3 @@ class MidEpochCheckpoints:
                 delattr(obj, name)
             else:
                 setattr(obj, name, old)
-
-
-def _restore_buffer(dataset: Any, buffer: list[int]) -> None:
-    """Reload the mosaic buffer: mosaic picks its partner images from it (load_image appends)."""
-    if not buffer or not hasattr(dataset, "buffer") or not hasattr(dataset, "load_image"):
-        return
-    dataset.buffer.clear()
-    for i in buffer:
-        dataset.load_image(int(i))

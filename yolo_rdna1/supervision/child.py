@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         train(**kwargs)
+    except KeyboardInterrupt:  # the supervisor passed on a Ctrl-C: it says what happened, no traceback here
+        return 130
     except ResumeError as e:
         logging.getLogger("yolo_rdna1").error("yolo_rdna1: %s", e)
         journal.append(Path(kwargs["project"]) / str(kwargs["name"]), "bad_input", message=str(e))

@@ -8,11 +8,19 @@ restart with a bound), with what a single GPU run needs on top:
 * the conv in flight is attributed by the child's next start (its breadcrumb), so it is bypassed;
 * a restart resumes from the newest readable checkpoint of the same run dir: the end-of-epoch
   ``last.pt`` or a mid-epoch ``mid.pt``/``mid.prev.pt``, whichever is further along;
-* restarts back off exponentially, and the supervisor gives up with a summary when the same
-  failure repeats without progress (no checkpoint further along in between);
+* a restart waits ``backoff_s``; the wait doubles only over restarts in a row that made no
+  progress (no checkpoint further along than at the restart before), and ``max_restarts`` bounds
+  those, not the restarts of the whole run: a ten-day run that crashes every few hours and
+  resumes further along each time is restarted after ``backoff_s`` every time, for as long as
+  it takes. ``max_restarts_per_hour`` spaces out a storm of crashes (it waits, never gives up);
+* the supervisor gives up with a summary when the same failure repeats without progress, or
+  after ``max_restarts`` restarts in a row without progress;
 * a child that stops on bad input (a checkpoint of another model or dataset) is not restarted:
   its message ends the supervisor;
-* Ctrl-C stops child and supervisor and leaves a run that ``resume=True`` continues.
+* SIGINT (Ctrl-C) and SIGTERM are passed on to the child, which gets ``stop_grace_s`` to end
+  before it is killed; the journal gets an ``end`` with the signal, and the run is left for
+  ``resume=True``. SIGINT then raises ``KeyboardInterrupt`` (exit code 130 when uncaught), and
+  SIGTERM ends the process by SIGTERM (exit code 143), as it would have without a supervisor.
 """
 
 from __future__ import annotations
@@ -23,16 +31,19 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from .. import runfiles
+from ..errors import Rdna1Error
+from ..files import atomic_write
 from ..verdicts import breadcrumb as crumbs
 from . import checkpoint, journal
 from .watchdog import STALL_EXIT_CODE
-from ..errors import Rdna1Error
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -41,15 +52,44 @@ class SupervisorError(Rdna1Error):
     """The supervisor gave up; the message summarises why and what was tried."""
 
 
+class SupervisorGaveUp(SupervisorError):
+    """Training kept failing (not bad input): restarts ran out or brought no progress."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
+    """When a training that ended abnormally is restarted, and when the supervisor gives up.
+
+    A restart *made progress* when the newest checkpoint is further along (epoch, then batch)
+    than the newest one at the restart before (or at the start of supervision).
+    """
+
+    #: Restarts in a row without progress before giving up; a restart with progress resets it.
     max_restarts: int = 10
+    #: Wait before a restart that made progress, and before the first one in a row without.
     backoff_s: float = 10.0
     backoff_max_s: float = 600.0
+    #: Give up when the same cause ends the run this often at the same checkpoint.
     same_failure_limit: int = 3
+    #: At most this many restarts in any hour: more wait until the hour allows one (None: no limit).
+    max_restarts_per_hour: int | None = 12
+    #: Seconds the child gets to end after a forwarded SIGINT/SIGTERM before it is killed.
+    stop_grace_s: float = 60.0
 
-    def delay(self, restart: int) -> float:
-        return min(self.backoff_max_s, self.backoff_s * 2 ** max(0, restart - 1))
+    def delay(self, stalled: int) -> float:
+        """The wait before a restart; ``stalled``: restarts in a row without progress, this one
+        included (0 when it made progress). ``backoff_s``, then doubling up to ``backoff_max_s``."""
+        return min(self.backoff_max_s, self.backoff_s * 2 ** max(0, stalled - 1))
+
+    def brake(self, restarts_at: list[float], now: float) -> float:
+        """The wait that keeps ``max_restarts_per_hour`` (``restarts_at``: earlier restarts' clock times)."""
+        limit = self.max_restarts_per_hour
+        recent = [t for t in restarts_at if now - t < 3600.0]
+        if not limit or len(recent) < limit:
+            return 0.0
+        return recent[-limit] + 3600.0 - now
 
 
 def classify(returncode: int) -> str:
@@ -75,10 +115,70 @@ def classify(returncode: int) -> str:
 
 def completed_epochs(run_dir: Path) -> int:
     """Epochs with a row in results.csv: the progress measure between restarts."""
-    csv = run_dir / "results.csv"
+    csv = run_dir / runfiles.RESULTS_CSV
     if not csv.is_file():
         return 0
     return max(0, len([line for line in csv.read_text().splitlines() if line.strip()]) - 1)
+
+
+#: The training arguments of the child, in the run dir while it runs (removed after it ends).
+SPEC_FILE = runfiles.CHILD_SPEC
+
+
+class _Stop(BaseException):
+    """SIGINT or SIGTERM reached the supervisor (raised only while it waits)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Stops:
+    """SIGINT and SIGTERM while supervising: the child is stopped first, then the supervisor.
+
+    The handlers raise :class:`_Stop` only while the supervisor waits (for the child, or before a
+    restart); a signal that comes between is kept and raised at the next wait, so no journal
+    write or checkpoint move is cut in half. Installed only over Python's default handlers, and
+    only in the main thread (where signals are delivered); a handler of the host program is left
+    in charge.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.armed = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Stops":
+        if threading.current_thread() is threading.main_thread():
+            for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+                if signal.getsignal(sig) is default:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.armed:
+            raise _Stop(signum)
+
+    def check(self) -> None:
+        """Raise the signal that came while the supervisor was busy, if one did."""
+        if self.signum is not None:
+            raise _Stop(self.signum)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        self.check()
+        self.armed = True
+        try:
+            yield
+        finally:
+            self.armed = False
 
 
 def supervise(
@@ -86,15 +186,22 @@ def supervise(
     policy: RestartPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     python: str = sys.executable,
+    clock: Callable[[], float] = time.monotonic,
+    attempt: Callable[[dict[str, Any]], int] | None = None,
 ) -> Path:
-    """Train under supervision; returns the run dir, raises :class:`SupervisorError` on giving up."""
+    """Train under supervision; returns the run dir, raises :class:`SupervisorError` on giving up.
+
+    ``sleep`` and ``clock`` (seconds) time the waits before restarts; ``attempt`` runs one
+    training with the given arguments and returns its exit status as ``Popen.returncode`` does
+    (default: a child process of ``python``). Tests replace them to play long runs in moments.
+    """
     policy = policy or RestartPolicy()
     kwargs = dict(train_kwargs)
     kwargs.setdefault("project", str(Path("runs") / "rdna1"))
     kwargs.setdefault("name", "train")
     run_dir = Path(kwargs["project"]).resolve() / str(kwargs["name"])
     kwargs["project"] = str(Path(kwargs["project"]).resolve())
-    weights = run_dir / "weights"
+    weights = run_dir / runfiles.WEIGHTS
     resuming = bool(kwargs.pop("resume", False))
     held = [p.name for p in (weights / checkpoint.LAST_NAME, weights / checkpoint.MID_NAME, weights / checkpoint.PREV_NAME) if p.is_file()]
     if held and not resuming:
@@ -108,73 +215,138 @@ def supervise(
     run_dir.mkdir(parents=True, exist_ok=True)
     journal.append(run_dir, "start", supervised=True, resume=resuming, pid=os.getpid())
 
-    restarts = 0
-    history: list[tuple[str, checkpoint.Position | None]] = []
+    stops = _Stops()
+    spec = run_dir / SPEC_FILE
+    run_attempt = attempt or (lambda args: _run_child(args, python, spec, stops, policy.stop_grace_s))
+    state = _Restarts(point.position if point is not None else None)
+    with stops:
+        try:
+            return _loop(kwargs, run_dir, point, policy, sleep, clock, run_attempt, stops, state)
+        except (_Stop, KeyboardInterrupt) as e:
+            signum = e.signum if isinstance(e, _Stop) else signal.SIGINT
+            _clear_breadcrumbs(run_dir)  # the conv in flight was stopped, not faulty
+            journal.append(run_dir, "end", status="interrupted", cause=signal.Signals(signum).name, restarts=state.restarts,
+                           epochs=completed_epochs(run_dir))
+    # the handlers are back: end the way the signal would have ended this process
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    os.kill(os.getpid(), signum)
+    raise SupervisorError(f"stopped by {signal.Signals(signum).name}; resume=True continues the run in {run_dir}")
+
+
+@dataclass
+class _Restarts:
+    """What the restart decisions remember: the progress reference and the recent restarts."""
+
+    reference: checkpoint.Position | None  # the newest checkpoint position at the last restart
+    restarts: int = 0
+    stalled: int = 0  # restarts in a row without progress
+    at: list[float] = field(default_factory=list)  # clock times of the restarts
+    history: list[tuple[str, checkpoint.Position | None]] = field(default_factory=list)
+
+
+def _loop(
+    kwargs: dict[str, Any], run_dir: Path, point: checkpoint.Found | None, policy: RestartPolicy, sleep: Callable[[float], None],
+    clock: Callable[[], float], attempt: Callable[[dict[str, Any]], int], stops: _Stops, state: _Restarts,
+) -> Path:
+    """Run, watch the exit, restart or give up: the supervisor's loop (see :func:`supervise`)."""
+    weights = run_dir / "weights"
     while True:
-        attempt = dict(kwargs, exist_ok=True)
+        args = dict(kwargs, exist_ok=True)
         if point is not None and point.finished:  # killed after the last epoch was saved, in the final validation
-            journal.append(run_dir, "end", status="completed", restarts=restarts, epochs=completed_epochs(run_dir), note="final validation cut short")
+            journal.append(run_dir, "end", status="completed", restarts=state.restarts, epochs=completed_epochs(run_dir), note="final validation cut short")
             return run_dir
         if point is not None:
-            attempt.update(model=str(point.path), resume=True)
+            args.update(model=str(point.path), resume=True)
             journal.append(run_dir, "resume", checkpoint=str(point.path), epoch=point.position.epoch, batch=point.position.batch, epochs_done=completed_epochs(run_dir))
-        try:
-            code = _run_child(attempt, python)
-        except KeyboardInterrupt:
-            journal.append(run_dir, "end", status="interrupted", restarts=restarts, epochs=completed_epochs(run_dir))
-            raise
+        stops.check()
+        code = attempt(args)
         cause = classify(code)
         epochs = completed_epochs(run_dir)
         if cause == "ok":
-            journal.append(run_dir, "end", status="completed", restarts=restarts, epochs=epochs)
+            journal.append(run_dir, "end", status="completed", restarts=state.restarts, epochs=epochs)
             return run_dir
         if cause == "bad_input":
             message = next((e.get("message") for e in reversed(list(journal.read(run_dir))) if e["event"] == "bad_input"), None)
-            journal.append(run_dir, "end", status="bad_input", restarts=restarts, epochs=epochs)
-            raise SupervisorError(message or f"training stopped on bad input (exit {code}); see its output above")
+            journal.append(run_dir, "end", status="bad_input", restarts=state.restarts, epochs=epochs)
+            raise SupervisorError(str(message) if message else f"training stopped on bad input (exit {code}); see its output above")
         if cause == "killed":
-            # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight.
-            for stem in run_dir.glob("rdna1_breadcrumb*.slot"):
-                crumbs.clear(stem.with_suffix(""))
+            _clear_breadcrumbs(run_dir)  # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight
         try:
             point = checkpoint.newest(weights)  # the next attempt's resume point, and the progress measure
         except checkpoint.ResumeError as e:
-            journal.append(run_dir, "end", status="bad_input", restarts=restarts, epochs=epochs)
+            status = "environment" if isinstance(e, checkpoint.CheckpointUnloadable) else "bad_input"
+            journal.append(run_dir, "end", status=status, restarts=state.restarts, epochs=epochs)
             raise SupervisorError(str(e)) from None
-        progress = point.position if point is not None else None
-        history.append((cause, progress))
-        journal.append(run_dir, "restart", cause=cause, returncode=code, epochs=epochs, restart=restarts + 1)
-        same = [h for h in history if h == (cause, progress)]
-        if len(same) >= policy.same_failure_limit:
-            journal.append(run_dir, "end", status="gave_up", reason="same failure without progress", cause=cause)
-            raise SupervisorError(
-                f"training ended with '{cause}' {len(same)} times at {epochs} completed epochs without progress; "
-                f"giving up. See {run_dir / 'rdna1_watchdog.log'} and {run_dir / journal.JOURNAL_FILE}; "
-                "'yolo-rdna1 verdicts list bad=True' shows what was attributed"
-            )
-        if restarts >= policy.max_restarts:
-            journal.append(run_dir, "end", status="gave_up", reason="max_restarts", cause=cause)
-            raise SupervisorError(f"training failed {restarts + 1} times (last cause '{cause}'); max_restarts={policy.max_restarts} reached")
-        restarts += 1
-        delay = policy.delay(restarts)
-        LOGGER.warning("yolo_rdna1 supervisor: training ended with '%s' (exit %s); restart %d of %d in %.0f s", cause, code, restarts, policy.max_restarts, delay)
-        sleep(delay)
+        position = point.position if point is not None else None
+        progressed = position is not None and (state.reference is None or position > state.reference)
+        if progressed:
+            state.reference, state.stalled = position, 0
+        else:
+            state.stalled += 1
+        state.history.append((cause, position))
+        same = state.history.count((cause, position))
+        if same >= policy.same_failure_limit:
+            why = (f"training ended with '{cause}' {same} times at {epochs} completed epochs without progress; "
+                   f"giving up. See {run_dir / runfiles.WATCHDOG_LOG} and {run_dir / journal.JOURNAL_FILE}; "
+                   "'yolo-rdna1 verdicts list bad=True' shows what was attributed")
+            reason = "same failure without progress"
+        elif state.stalled > policy.max_restarts:
+            why = (f"training ended with '{cause}' and {state.stalled} restarts in a row made no progress (no checkpoint further "
+                   f"along); max_restarts={policy.max_restarts} reached. See {run_dir / journal.JOURNAL_FILE}")
+            reason = "max_restarts without progress"
+        else:
+            why = reason = ""
+        wait = 0.0 if why else max(policy.delay(state.stalled), policy.brake(state.at, clock()))
+        journal.append(run_dir, "restart", cause=cause, returncode=code, epochs=epochs, restart=state.restarts + 1, progress=progressed,
+                       **({} if why else {"wait_s": wait}))
+        if why:
+            journal.append(run_dir, "end", status="gave_up", reason=reason, cause=cause, restarts=state.restarts, epochs=epochs)
+            raise SupervisorGaveUp(why)
+        state.restarts += 1
+        LOGGER.warning(
+            "yolo_rdna1 supervisor: training ended with '%s' (exit %s), %s; restart %d in %.0f s", cause, code,
+            "after progress" if progressed else f"{state.stalled} in a row without progress (at most {policy.max_restarts})",
+            state.restarts, wait,
+        )
+        with stops.waiting():
+            sleep(wait)
+        state.at.append(clock())
 
 
-def _run_child(kwargs: dict[str, Any], python: str) -> int:
-    """One training process; Ctrl-C is passed on to it, then re-raised."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(kwargs, f)
-        spec = f.name
-    proc = subprocess.Popen([python, "-m", "yolo_rdna1.supervision.child", spec])
+def _clear_breadcrumbs(run_dir: Path) -> None:
+    for slot in run_dir.glob(f"{runfiles.BREADCRUMB}*.slot"):
+        crumbs.clear(slot.with_suffix(""))
+
+
+def _run_child(kwargs: dict[str, Any], python: str, spec: Path, stops: _Stops, grace: float) -> int:
+    """One training process; a SIGINT/SIGTERM of the supervisor is passed on to it (see :class:`_Stops`).
+
+    The child has a session of its own, so a Ctrl-C in the terminal reaches it once, through
+    the supervisor. The spec file is removed on every way out.
+    """
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+        atomic_write(spec, json.dumps(kwargs))
+        proc = subprocess.Popen([python, "-m", "yolo_rdna1.supervision.child", str(spec)], start_new_session=True)
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
+            with stops.waiting():
+                return proc.wait()
+        except (_Stop, KeyboardInterrupt) as e:
+            _stop_child(proc, e.signum if isinstance(e, _Stop) else signal.SIGINT, grace, stops)
+            raise
     finally:
-        Path(spec).unlink(missing_ok=True)
+        spec.unlink(missing_ok=True)
+
+
+def _stop_child(proc: subprocess.Popen, signum: int, grace: float, stops: _Stops) -> None:
+    """Pass the signal on and wait ``grace`` seconds; a child still there (a hung conv ignores
+    signals), or a second signal meanwhile, gets SIGKILL."""
+    proc.send_signal(signum)
+    stops.armed = True
+    try:
+        proc.wait(timeout=grace)
+    except (_Stop, KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    finally:
+        stops.armed = False

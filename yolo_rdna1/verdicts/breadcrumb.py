@@ -18,9 +18,14 @@ conv whose launch was in flight, which is what a synchronous fault and a hang lo
 from __future__ import annotations
 
 import ctypes
+import logging
 import mmap
 import os
 from pathlib import Path
+
+from ..signature import ConvSignature, SignatureError
+
+LOGGER = logging.getLogger("yolo_rdna1")
 
 #: Written next to the slot by a watchdog that kills a stalled process, so the next start knows
 #: the in-flight conv hung rather than aborted.
@@ -83,7 +88,9 @@ def mark_hang(stem: str | os.PathLike) -> None:
 def in_flight(stem: str | os.PathLike) -> tuple[str, str] | None:
     """The (signature key, cause) a dead process left in flight, or None after a clean end.
 
-    ``cause`` is ``hang`` when a watchdog said so, else ``abort``.
+    ``cause`` is ``hang`` when a watchdog said so, else ``abort``. A line that is not a conv
+    signature key (a damaged or foreign file) is never blamed: it is skipped with a warning, so
+    it can neither become a verdict nor reach a reproducer line.
     """
     stem = Path(stem)
     slot_path, log_path = Path(str(stem) + ".slot"), Path(str(stem) + ".log")
@@ -95,6 +102,11 @@ def in_flight(stem: str | os.PathLike) -> tuple[str, str] | None:
         return None
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     if idx > len(lines):
+        return None
+    try:
+        ConvSignature.from_key(lines[idx - 1])
+    except SignatureError as e:
+        LOGGER.warning("yolo_rdna1: skipped 1 crash breadcrumb: line %d of %s is %s; no verdict is recorded for it", idx, log_path, e)
         return None
     cause_path = Path(str(stem) + CAUSE_SUFFIX)
     cause = "hang" if cause_path.is_file() and cause_path.read_text().strip() == "hang" else "abort"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..faults import FaultProfile
+from ..route import Route
 from ..signature import ConvSignature
 from .store import Verdict
 
@@ -31,17 +32,17 @@ def device_key(fingerprint: str, profile: FaultProfile | None) -> str:
     return f"{fingerprint}|faults={profile.name}@{digest}"
 
 
-def route_of(v: Verdict, prefer_faster: bool = True, margin: float = 0.9) -> str:
+def route_of(v: Verdict, prefer_faster: bool = True, margin: float = 0.9) -> Route:
     """The route a verdict gives: bad -> bypass; ok -> vendor, or bypass where measured faster."""
     if v.bad:
-        return "bypass"
+        return Route.BYPASS
     if prefer_faster and v.vendor_ms and v.bypass_ms is not None and v.bypass_ms < margin * v.vendor_ms:
-        return "bypass"
-    return "vendor"
+        return Route.BYPASS
+    return Route.VENDOR
 
 
 class VerdictRouteTable:
-    """``sig -> "vendor" | "bypass"`` from stored verdicts; called once per signature-direction.
+    """``sig -> Route`` from stored verdicts; called once per signature-direction (a :class:`~yolo_rdna1.route.RouteTable`).
 
     Args:
         verdicts: signature key -> verdict, for one device and env profile.
@@ -88,19 +89,19 @@ class VerdictRouteTable:
         self._stop = False
         self._thread: threading.Thread | None = None
 
-    def lookup(self, sig: ConvSignature) -> str | None:
+    def lookup(self, sig: ConvSignature) -> Route | None:
         """The route a stored verdict gives, or None; no side effects."""
         v = self.verdicts.get(sig.key())
         return None if v is None else route_of(v, self.prefer_faster, self.margin)
 
-    def __call__(self, sig: ConvSignature) -> str:
+    def __call__(self, sig: ConvSignature) -> Route:
         route = self.lookup(sig)
         if route is not None:
             return route
         self.unknown_seen.append(sig.key())
         if self.unknown == "probe":
             self._enqueue(sig)
-        return "vendor" if self.unknown == "vendor" else "bypass"
+        return Route.VENDOR if self.unknown == "vendor" else Route.BYPASS
 
     # -- the background prober -------------------------------------------------------------------
     def _enqueue(self, sig: ConvSignature) -> None:

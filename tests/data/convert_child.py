@@ -1,0 +1,28 @@
+"""Child program of the interruption tests in test_ltdv2_convert.py: ``yolo-rdna1 data
+convert-ltdv2`` (its command function, without the torch-importing error set-up of ``main``) with
+every frame's link slowed down, so that a signal lands mid-conversion.
+
+    python convert_child.py SRC DST
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import yolo_rdna1.data.ltdv2 as ltdv2
+from yolo_rdna1.cli import cmd_data
+
+_link = ltdv2._link
+
+
+def slow_link(source: Path, target: Path, mode: str) -> None:
+    """The converter's own link, 20 ms later: a 255-frame sample takes seconds, not a blink."""
+    time.sleep(0.02)
+    _link(source, target, mode)
+
+
+if __name__ == "__main__":
+    ltdv2._link = slow_link
+    sys.exit(cmd_data(["convert-ltdv2", f"src={sys.argv[1]}", f"dst={sys.argv[2]}", "progress=False"]))
