@@ -50,8 +50,9 @@ import os
 import re
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn as nn
@@ -65,7 +66,9 @@ from yolo_rdna1.guard import ConvGuard, guarded
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Kernel names of a vendor conv (cuDNN / MIOpen), forward or backward. cuDNN's batchnorm
 #: kernels (``cudnn::batchnorm_*``) are not convs: BatchNorm is not what the guard routes.
-_CONV_NAME = re.compile(r"implicit_?gemm|xmma_(fprop|dgrad|wgrad)|fprop|dgrad|wgrad|conv2d|convolution|\dconv\d|conv_|_conv", re.I)
+_CONV_NAME = re.compile(
+    r"implicit_?gemm|xmma_(fprop|dgrad|wgrad)|fprop|dgrad|wgrad|conv2d|convolution|\dconv\d|conv_|_conv", re.I
+)
 _VENDOR_LIB = re.compile(r"cudnn|miopen", re.I)
 _NOT_CONV = re.compile(r"batchnorm|bn_fw|bn_bw", re.I)
 
@@ -215,12 +218,20 @@ class ModelPath:
     def result(self) -> dict:
         times = self.wall
         q25, median, q75 = harness.quartiles(times)
-        row = dict(self.row, ms=median, host_ms=statistics.median(self.host), q25=q25, q75=q75,
-                   peak_mib=self.peak if self.device.type == "cuda" else float("nan"), timed_steps=len(times),
-                   ms_all=[round(t, 3) for t in times], host_all=[round(t, 3) for t in self.host])
+        row = dict(
+            self.row,
+            ms=median,
+            host_ms=statistics.median(self.host),
+            q25=q25,
+            q75=q75,
+            peak_mib=self.peak if self.device.type == "cuda" else float("nan"),
+            timed_steps=len(times),
+            ms_all=[round(t, 3) for t in times],
+            host_all=[round(t, 3) for t in self.host],
+        )
         row["round_ms"], i = [], 0
         for n in self.round_sizes:
-            row["round_ms"].append(statistics.median(times[i:i + n]))
+            row["round_ms"].append(statistics.median(times[i : i + n]))
             i += n
         if self.guard is not None:
             t = self.guard.totals()
@@ -241,8 +252,17 @@ class RoundObserver(Protocol):
     def annotate(self, rows: list[dict]) -> None: ...
 
 
-def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, device: torch.device, warmup: int, rounds: int,
-                 per_round: int, observer: RoundObserver | None = None) -> list[dict]:
+def bench_config(
+    paths: list[str],
+    size: int,
+    batch: int,
+    dtype_name: str,
+    device: torch.device,
+    warmup: int,
+    rounds: int,
+    per_round: int,
+    observer: RoundObserver | None = None,
+) -> list[dict]:
     """All paths of one config, interleaved: ``rounds`` x (``per_round`` steps of each path), so a
     drift of the machine's speed hits every path alike. Python's GC is off while timing."""
     runners, rows = [], []
@@ -252,8 +272,18 @@ def bench_config(paths: list[str], size: int, batch: int, dtype_name: str, devic
             r.run(warmup, timed=False)
             runners.append(r)
         except Exception as e:  # noqa: BLE001 - report and go on
-            rows.append({"path": path, "size": size, "batch": batch, "dtype": dtype_name, "ms": float("nan"), "host_ms": float("nan"),
-                         "peak_mib": float("nan"), "error": repr(e)[:300]})
+            rows.append(
+                {
+                    "path": path,
+                    "size": size,
+                    "batch": batch,
+                    "dtype": dtype_name,
+                    "ms": float("nan"),
+                    "host_ms": float("nan"),
+                    "peak_mib": float("nan"),
+                    "error": repr(e)[:300],
+                }
+            )
     sync(device)
     gc.collect()
     gc.disable()
@@ -300,8 +330,21 @@ def model_signatures(size: int, batch: int) -> list[dict]:
 
     def hook(mod: nn.Conv2d, inp, out) -> None:
         x = inp[0]
-        key = (x.shape[1], mod.out_channels, tuple(mod.kernel_size), tuple(mod.stride), tuple(mod.padding), mod.groups, mod.bias is not None, x.shape[2], x.shape[3])
-        row = seen.setdefault(key, dict(zip(("cin", "cout", "k", "s", "p", "groups", "bias", "h", "w"), key), count=0, first=len(seen) == 0))
+        key = (
+            x.shape[1],
+            mod.out_channels,
+            tuple(mod.kernel_size),
+            tuple(mod.stride),
+            tuple(mod.padding),
+            mod.groups,
+            mod.bias is not None,
+            x.shape[2],
+            x.shape[3],
+        )
+        row = seen.setdefault(
+            key,
+            dict(zip(("cin", "cout", "k", "s", "p", "groups", "bias", "h", "w"), key), count=0, first=len(seen) == 0),
+        )
         row["count"] += 1
 
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -344,7 +387,9 @@ def conv_case(r: dict, device: torch.device, cl: bool, dtype):
     return fb
 
 
-def bench_signatures(rows: list[dict], device: torch.device, dtype_name: str, cl: bool, warmup: int, steps: int, rounds: int = 5) -> list[dict]:
+def bench_signatures(
+    rows: list[dict], device: torch.device, dtype_name: str, cl: bool, warmup: int, steps: int, rounds: int = 5
+) -> list[dict]:
     """Forward + backward of each signature alone, cuDNN vs im2col vs the chosen algorithm,
     interleaved in ``rounds`` (like the whole-model table) so machine drift hits all three; the
     median of the rounds' median device times."""
@@ -366,7 +411,7 @@ def bench_signatures(rows: list[dict], device: torch.device, dtype_name: str, cl
             for path, (guard, fb, times) in runs.items():
                 with path_context(path, guard):
                     times.append(harness.device_ms(fb, n=per_round, warmup=0))
-        for path, (guard, fb, times) in runs.items():
+        for path, (_guard, _fb, times) in runs.items():
             res[path] = statistics.median(times)
         res["algorithm"] = runs["bypass"][0].per_signature()[0]["algorithm"]
         out.append(res)
@@ -385,22 +430,49 @@ def check_signatures(rows: list[dict], device: torch.device) -> list[dict]:
 
     res = []
     for r in rows:
-        sig = ConvSignature(r["cin"], r["cout"], tuple(r["k"]), tuple(r["s"]), tuple(r["p"]), (1, 1), r["groups"], r["h"], r["w"], 2, channels_last=True)
+        sig = ConvSignature(
+            r["cin"],
+            r["cout"],
+            tuple(r["k"]),
+            tuple(r["s"]),
+            tuple(r["p"]),
+            (1, 1),
+            r["groups"],
+            r["h"],
+            r["w"],
+            2,
+            channels_last=True,
+        )
         alg = algorithm_for(sig)
         prm = ConvParams(sig.stride, sig.padding, (1, 1), sig.groups)
         g = torch.Generator(device="cpu").manual_seed(0)
-        x = torch.randn(2, r["cin"], r["h"], r["w"], generator=g, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
-        w = torch.randn(r["cout"], r["cin"] // r["groups"], *r["k"], generator=g, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+        x = (
+            torch.randn(2, r["cin"], r["h"], r["w"], generator=g, dtype=torch.float64)
+            .to(device)
+            .contiguous(memory_format=torch.channels_last)
+        )
+        w = (
+            torch.randn(r["cout"], r["cin"] // r["groups"], *r["k"], generator=g, dtype=torch.float64)
+            .to(device)
+            .contiguous(memory_format=torch.channels_last)
+        )
         b = torch.randn(r["cout"], generator=g, dtype=torch.float64).to(device) if r["bias"] else None
         xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
         ref = F.conv2d(xr, wr, b, sig.stride, sig.padding, 1, sig.groups)
-        go = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(device).contiguous(memory_format=torch.channels_last)
+        go = (
+            torch.randn(ref.shape, generator=g, dtype=torch.float64)
+            .to(device)
+            .contiguous(memory_format=torch.channels_last)
+        )
         rgx, rgw = torch.autograd.grad(ref, [xr, wr], go)
         row = {"sig": sig_label(r), "algorithm": alg.__name__.rsplit(".", 1)[-1]}
         for dt in (torch.float64, torch.bfloat16):
-            cast = (lambda t: t.to(dt).contiguous(memory_format=torch.channels_last))
-            xb, wb, gb = cast(x), cast(w), cast(go)
-            outs = (alg.forward(xb, wb, None if b is None else b.to(dt), prm), alg.backward_data(gb, xb, wb, prm), alg.backward_weight(gb, xb, wb, prm))
+            xb, wb, gb = (t.to(dt).contiguous(memory_format=torch.channels_last) for t in (x, w, go))
+            outs = (
+                alg.forward(xb, wb, None if b is None else b.to(dt), prm),
+                alg.backward_data(gb, xb, wb, prm),
+                alg.backward_weight(gb, xb, wb, prm),
+            )
             errs = [((o.double() - rf).norm() / rf.norm()).item() for o, rf in zip(outs, (ref, rgx, rgw))]
             row[str(dt).split(".")[-1]] = max(errs)
             row["cl_out"] = bool(outs[0].is_contiguous(memory_format=torch.channels_last))
@@ -436,12 +508,20 @@ def profile_checks(sig_rows: list[dict], device: torch.device, size: int, batch:
             with path_context(path):
                 names = kernels_of(make_step(model, x, device, DTYPES[dtype_name]), device)
             vendor = sorted({n for n in names if vendor_conv(n)})
-            res["steps"][f"{path}/{dtype_name}"] = {"kernels": len(names), "vendor_conv_kernels": sum(1 for n in names if vendor_conv(n)), "vendor_names": vendor[:8]}
+            res["steps"][f"{path}/{dtype_name}"] = {
+                "kernels": len(names),
+                "vendor_conv_kernels": sum(1 for n in names if vendor_conv(n)),
+                "vendor_names": vendor[:8],
+            }
             del model, x
     # launches per conv (forward + backward) for one signature of each kind
     kinds: dict[str, dict] = {}
     for r in sig_rows:
-        kind = "first 3x3 s2 (no input grad)" if r["first"] else f"{r['k'][0]}x{r['k'][1]} s{r['s'][0]}" + (" +bias" if r["bias"] else "")
+        kind = (
+            "first 3x3 s2 (no input grad)"
+            if r["first"]
+            else f"{r['k'][0]}x{r['k'][1]} s{r['s'][0]}" + (" +bias" if r["bias"] else "")
+        )
         kinds.setdefault(kind, r)
     for kind, r in kinds.items():
         row = {"kind": kind, "sig": sig_label(r)}
@@ -466,50 +546,88 @@ def configs_of(model_rows: list[dict]) -> list[tuple[int, int, str]]:
 
 
 def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: dict) -> str:
-    lines = [f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}; commit {meta['commit']}. Whole model: {meta['warmup']} "
-             f"warm-up steps per path, then {meta['rounds']} rounds x {meta['per_round']} steps per path, paths interleaved; median of the "
-             f"steps' wall times (synced) (q25-q75 beside it); host ms = time to issue a step. Per signature: median of the rounds' "
-             f"median device times, {meta['sig_steps']} steps after 3 warm-up.", ""]
+    lines = [
+        f"Device: {meta['device']}; torch {meta['torch']}; cudnn {meta['cudnn']}; commit "
+        f"{meta['commit']}. Whole model: {meta['warmup']} warm-up steps per path, then {meta['rounds']} "
+        f"rounds x {meta['per_round']} steps per path, paths interleaved; median of the steps' wall "
+        "times (synced) (q25-q75 beside it); host ms = time to issue a step. Per signature: median of "
+        f"the rounds' median device times, {meta['sig_steps']} steps after 3 warm-up.",
+        "",
+    ]
     for size, batch, dt in configs_of(model_rows):
         rows = [r for r in model_rows if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)]
         vend = [r for r in rows if r["path"] in ("cudnn_nchw", "cudnn_cl")]
         best = min(vend, key=lambda r: r["ms"]) if vend else rows[0]
         cl = next((r for r in rows if r["path"] == "cudnn_cl"), best)
-        lines += [f"### {size} px, batch {batch}, {dt}{'' if dt == 'fp32' else ' autocast'}", "",
-                  f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | same, paired by round | fastest step vs fastest | host ms/step | peak MiB | peak vs cuDNN channels_last |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {size} px, batch {batch}, {dt}{'' if dt == 'fp32' else ' autocast'}",
+            "",
+            f"| path | ms/step | q25-q75 | vs best cuDNN ({best['path']}) | vs cuDNN channels_last | same, paired "
+            "by round | fastest step vs fastest | host ms/step | peak MiB | peak vs cuDNN channels_last |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
-            lines.append(f"| {r['path']} | {fmt(r['ms'])} | {fmt(r.get('q25', float('nan')))}-{fmt(r.get('q75', float('nan')))} | {fmt(r['ms'] / best['ms'], 2)} | "
-                         f"{fmt(r['ms'] / cl['ms'], 2)} | {fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | {fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | "
-                         f"{fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | {fmt(r['peak_mib'] / cl['peak_mib'], 2)} |")
+            lines.append(
+                f"| {r['path']} | {fmt(r['ms'])} | {fmt(r.get('q25', float('nan')))}-{fmt(r.get('q75', float('nan')))} "
+                f"| {fmt(r['ms'] / best['ms'], 2)} | {fmt(r['ms'] / cl['ms'], 2)} | "
+                f"{fmt(r.get('paired_vs_cudnn_cl', float('nan')), 2)} | "
+                f"{fmt(r.get('min_vs_cudnn_cl', float('nan')), 2)} | {fmt(r['host_ms'])} | {fmt(r['peak_mib'], 0)} | "
+                f"{fmt(r['peak_mib'] / cl['peak_mib'], 2)} |"
+            )
         lines.append("")
         ieee = [r for r in rows if "paired_vs_cudnn_cl_ieee" in r and r["path"] != "cudnn_cl_ieee"]
         if ieee:
-            lines += ["Without TF32 on either side, paired by round with cudnn_cl_ieee: " +
-                      ", ".join(f"{r['path']} {fmt(r['paired_vs_cudnn_cl_ieee'], 2)}" for r in ieee), ""]
+            lines += [
+                "Without TF32 on either side, paired by round with cudnn_cl_ieee: "
+                + ", ".join(f"{r['path']} {fmt(r['paired_vs_cudnn_cl_ieee'], 2)}" for r in ieee),
+                "",
+            ]
     for key, table in sig_tables.items():
-        lines += [f"### Per signature, {key}: forward + backward ms (median)", "",
-                  "| signature | convs | cuDNN | im2col | bypass | bypass / im2col | bypass / cuDNN | algorithm |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### Per signature, {key}: forward + backward ms (median)",
+            "",
+            "| signature | convs | cuDNN | im2col | bypass | bypass / im2col | bypass / cuDNN | algorithm |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         tot = {"cudnn": 0.0, "im2col": 0.0, "bypass": 0.0}
         for r in table:
             for k in tot:
                 tot[k] += r[k] * r["count"]
-            lines.append(f"| {r['sig']} | {r['count']} | {fmt(r['cudnn'], 3)} | {fmt(r['im2col'], 3)} | {fmt(r['bypass'], 3)} | "
-                         f"{fmt(r['bypass'] / r['im2col'], 2)} | {fmt(r['bypass'] / r['cudnn'], 2)} | {r['algorithm']} |")
+            lines.append(
+                f"| {r['sig']} | {r['count']} | {fmt(r['cudnn'], 3)} | {fmt(r['im2col'], 3)} | {fmt(r['bypass'], 3)} | "
+                f"{fmt(r['bypass'] / r['im2col'], 2)} | {fmt(r['bypass'] / r['cudnn'], 2)} | {r['algorithm']} |"
+            )
         slower = [r["sig"] for r in table if r["bypass"] > r["im2col"]]
-        lines += [f"| **sum x count** | | {fmt(tot['cudnn'], 2)} | {fmt(tot['im2col'], 2)} | {fmt(tot['bypass'], 2)} | "
-                  f"{fmt(tot['bypass'] / tot['im2col'], 2)} | {fmt(tot['bypass'] / tot['cudnn'], 2)} | |", "",
-                  f"Signatures where the bypass is slower than im2col: {', '.join(slower) if slower else 'none'}.", ""]
+        lines += [
+            f"| **sum x count** | | {fmt(tot['cudnn'], 2)} | {fmt(tot['im2col'], 2)} | {fmt(tot['bypass'], 2)} | "
+            f"{fmt(tot['bypass'] / tot['im2col'], 2)} | {fmt(tot['bypass'] / tot['cudnn'], 2)} | |",
+            "",
+            f"Signatures where the bypass is slower than im2col: {', '.join(slower) if slower else 'none'}.",
+            "",
+        ]
     if prof:
-        lines += ["### Profiler: device kernels per train step (channels_last)", "",
-                  "| step | kernels | vendor conv kernels | vendor kernel names (first) |", "|---|---|---|---|"]
+        lines += [
+            "### Profiler: device kernels per train step (channels_last)",
+            "",
+            "| step | kernels | vendor conv kernels | vendor kernel names (first) |",
+            "|---|---|---|---|",
+        ]
         for k, v in prof["steps"].items():
-            lines.append(f"| {k} | {v['kernels']} | {v['vendor_conv_kernels']} | {', '.join(n[:60] for n in v['vendor_names'][:3]) or '-'} |")
-        lines += ["", "### Kernel launches per conv (forward + backward, fp32, channels_last)", "",
-                  "| kind | signature | cuDNN | im2col | bypass | vendor conv kernels in bypass |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {k} | {v['kernels']} | {v['vendor_conv_kernels']} | "
+                f"{', '.join(n[:60] for n in v['vendor_names'][:3]) or '-'} |"
+            )
+        lines += [
+            "",
+            "### Kernel launches per conv (forward + backward, fp32, channels_last)",
+            "",
+            "| kind | signature | cuDNN | im2col | bypass | vendor conv kernels in bypass |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in prof["per_conv"]:
-            lines.append(f"| {r['kind']} | {r['sig']} | {r['cudnn']} | {r['im2col']} | {r['bypass']} | {r['bypass_vendor']} |")
+            lines.append(
+                f"| {r['kind']} | {r['sig']} | {r['cudnn']} | {r['im2col']} | {r['bypass']} | {r['bypass_vendor']} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -517,25 +635,37 @@ def report(model_rows: list[dict], sig_tables: dict, prof: dict | None, meta: di
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--configs", default="640x16:fp32,640x16:bf16,640x16:fp16,320x64:fp32,320x64:bf16",
-                    help="comma list of SIZExBATCH:DTYPE")
+    ap.add_argument(
+        "--configs",
+        default="640x16:fp32,640x16:bf16,640x16:fp16,320x64:fp32,320x64:bf16",
+        help="comma list of SIZExBATCH:DTYPE",
+    )
     ap.add_argument("--paths", default="cudnn_nchw,cudnn_cl,cudnn_off,im2col,bypass,bypass_nchw,auto")
     ap.add_argument("--extra-fp32-paths", default="bypass_ieee", help="paths run for fp32 configs only")
     ap.add_argument("--extra-amp-paths", default="", help="paths run for autocast configs only")
     ap.add_argument("--rounds", type=int, default=8, help="rounds per config; each runs every path in turn")
     ap.add_argument("--per-round", type=int, default=3, help="timed steps of a path per round (cudnn_off: 1)")
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--sig-configs", default="640x16:fp32:nhwc,640x16:bf16:nhwc,640x16:fp32:nchw", help="per-signature tables; '' for none")
+    ap.add_argument(
+        "--sig-configs",
+        default="640x16:fp32:nhwc,640x16:bf16:nhwc,640x16:fp32:nchw",
+        help="per-signature tables; '' for none",
+    )
     ap.add_argument("--sig-steps", type=int, default=20)
     ap.add_argument("--no-profile", action="store_true")
-    ap.add_argument("--check", action="store_true", help="first: float64/bf16 exactness of every signature on the device")
+    ap.add_argument(
+        "--check", action="store_true", help="first: float64/bf16 exactness of every signature on the device"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few steps (CPU smoke test)")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     return ap
 
 
-def main(argv: list[str] | None = None, observer: Callable[[torch.device], RoundObserver] | None = None,
-         extra_report: Callable[[list[dict]], str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    observer: Callable[[torch.device], RoundObserver] | None = None,
+    extra_report: Callable[[list[dict]], str] | None = None,
+) -> int:
     """The benchmark; ``observer`` (one per config) and ``extra_report`` let a study watch the
     rounds and add its own tables (:mod:`benchmarks.studies.host_spells`)."""
     args = parser().parse_args(argv)
@@ -545,13 +675,17 @@ def main(argv: list[str] | None = None, observer: Callable[[torch.device], Round
         args.sig_configs = "64x2:fp32:nhwc,64x2:fp32:nchw"
         if device.type == "cpu":
             args.paths = "cudnn_nchw,cudnn_cl,im2col,bypass,bypass_nchw,auto"
-    meta = harness.meta(device, rounds=args.rounds, per_round=args.per_round, warmup=args.warmup, sig_steps=args.sig_steps)
+    meta = harness.meta(
+        device, rounds=args.rounds, per_round=args.per_round, warmup=args.warmup, sig_steps=args.sig_steps
+    )
     print(json.dumps(meta), flush=True)
     out_dir = Path(args.out) if args.out else None
     result: dict[str, Any] = {"meta": meta, "model": [], "signatures": {}, "profile": None}
 
     def text() -> str:
-        return report(result["model"], result["signatures"], result["profile"], meta) + (extra_report(result["model"]) if extra_report else "")
+        return report(result["model"], result["signatures"], result["profile"], meta) + (
+            extra_report(result["model"]) if extra_report else ""
+        )
 
     def save() -> None:
         if out_dir:
@@ -564,7 +698,13 @@ def main(argv: list[str] | None = None, observer: Callable[[torch.device], Round
         for r in result["check"]:
             print(json.dumps(r), flush=True)
         worst = {k: max(r[k] for r in result["check"]) for k in ("float64", "bfloat16")}
-        print("CHECK worst relative error:", worst, "all channels_last out:", all(r["cl_out"] for r in result["check"]), flush=True)
+        print(
+            "CHECK worst relative error:",
+            worst,
+            "all channels_last out:",
+            all(r["cl_out"] for r in result["check"]),
+            flush=True,
+        )
         save()
 
     for cfg in filter(None, args.configs.split(",")):
@@ -572,8 +712,17 @@ def main(argv: list[str] | None = None, observer: Callable[[torch.device], Round
         size, batch = map(int, sb.split("x"))
         extra = args.extra_fp32_paths if dt == "fp32" else args.extra_amp_paths
         paths = args.paths.split(",") + (extra.split(",") if extra else [])
-        rows = bench_config(paths, size, batch, dt, device, args.warmup, args.rounds, args.per_round,
-                            observer(device) if observer else None)
+        rows = bench_config(
+            paths,
+            size,
+            batch,
+            dt,
+            device,
+            args.warmup,
+            args.rounds,
+            args.per_round,
+            observer(device) if observer else None,
+        )
         for row in rows:
             print(json.dumps({k: v for k, v in row.items() if not k.endswith("_all")}, default=str), flush=True)
         result["model"].extend(rows)

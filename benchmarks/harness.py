@@ -172,15 +172,22 @@ def command_line() -> list[str]:
 
 
 # -- processes and files ----------------------------------------------------------------------
-def run_module(module: str, args: list[str], log: Path, env: dict[str, str] | None = None,
-               timeout: float | None = None) -> int:
+def run_module(
+    module: str, args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float | None = None
+) -> int:
     """Run ``python -m <module> <args>`` from the repository root in a fresh process, its output
     to ``log``; returns the exit code. Why fresh: trainings that follow each other in one
     process drift (RAM caches, dataloader workers, allocator state)."""
     with open(log, "w") as f:
         try:
-            return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                  env={**os.environ, **(env or {})}, timeout=timeout).returncode
+            return subprocess.run(
+                [sys.executable, "-m", module, *args],
+                cwd=ROOT,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                timeout=timeout,
+            ).returncode
         except subprocess.TimeoutExpired:
             f.write(f"\n[harness] killed after {timeout} s\n")
             return 124

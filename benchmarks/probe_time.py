@@ -51,16 +51,28 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     store = VerdictStore(folder / "verdicts.sqlite")
     t = time.perf_counter()
-    cold = probe("yolov8n.yaml", imgsz=args.imgsz, batch=args.batch, data=data, device=args.device, store=store, progress=False)
+    cold = probe(
+        "yolov8n.yaml", imgsz=args.imgsz, batch=args.batch, data=data, device=args.device, store=store, progress=False
+    )
     cold_s = time.perf_counter() - t
     t = time.perf_counter()
-    warm = probe("yolov8n.yaml", imgsz=args.imgsz, batch=args.batch, data=data, device=args.device, store=store, progress=False)
+    warm = probe(
+        "yolov8n.yaml", imgsz=args.imgsz, batch=args.batch, data=data, device=args.device, store=store, progress=False
+    )
     warm_s = time.perf_counter() - t
     print_report(cold)
     kinds = dict(collections.Counter(v.verdict for v in cold.verdicts))
-    result = {"meta": harness.meta(args.device, imgsz=args.imgsz, batch=args.batch, faults=args.faults),
-              "cold_s": cold_s, "warm_s": warm_s, "pairs": len(cold.verdicts), "verdicts": kinds, "cold_probed": cold.probed,
-              "warm_probed": warm.probed, "warm_cached": warm.cached, "summary": cold.summary()}
+    result = {
+        "meta": harness.meta(args.device, imgsz=args.imgsz, batch=args.batch, faults=args.faults),
+        "cold_s": cold_s,
+        "warm_s": warm_s,
+        "pairs": len(cold.verdicts),
+        "verdicts": kinds,
+        "cold_probed": cold.probed,
+        "warm_probed": warm.probed,
+        "warm_cached": warm.cached,
+        "summary": cold.summary(),
+    }
     print(f"\ncold: {cold_s:.1f} s for {len(cold.verdicts)} (signature, direction) pairs {kinds}")
     print(f"warm: {warm_s:.2f} s ({warm.probed} probed, {warm.cached} from the store)")
     if args.out:

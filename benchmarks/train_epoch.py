@@ -86,19 +86,41 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
     model.add_callback("on_train_epoch_end", on_epoch_end)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    guard_ctx = yolo_rdna1.guarded(policy=base, faults=False) if base in ("bypass", "auto") else contextlib.nullcontext(None)
+    guard_ctx = (
+        yolo_rdna1.guarded(policy=base, faults=False) if base in ("bypass", "auto") else contextlib.nullcontext(None)
+    )
     knobs = bypass.settings(pad_budget_bytes=0) if base == "plugin_bypass_nopool" else contextlib.nullcontext()
     t0 = time.perf_counter()
     try:
         with knobs, guard_ctx as g:
-            model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
-                        device=args.device, amp=False, plots=False, val=False, cache=args.cache, seed=0,
-                        project=str(project), name=name, exist_ok=True, verbose=False)
+            model.train(
+                data=str(data),
+                epochs=args.epochs,
+                imgsz=args.imgsz,
+                batch=args.batch,
+                workers=args.workers,
+                device=args.device,
+                amp=False,
+                plots=False,
+                val=False,
+                cache=args.cache,
+                seed=0,
+                project=str(project),
+                name=name,
+                exist_ok=True,
+                verbose=False,
+            )
             if plugin:
                 report = json.loads((project / name / "rdna1_report.json").read_text())
                 last = report["epochs"][-1] if report["epochs"] else {}
-                totals = {"calls": report["calls"], "bypassed": report["bypassed"], "telemetry": report["telemetry_source"],
-                          "probe": report.get("probe"), "last_epoch_calls": last.get("calls"), "last_epoch_bypassed": last.get("bypassed")}
+                totals = {
+                    "calls": report["calls"],
+                    "bypassed": report["bypassed"],
+                    "telemetry": report["telemetry_source"],
+                    "probe": report.get("probe"),
+                    "last_epoch_calls": last.get("calls"),
+                    "last_epoch_bypassed": last.get("bypassed"),
+                }
                 routes = report["signatures"]
             else:
                 totals = g.totals() if g is not None else None
@@ -107,7 +129,7 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
         bordered.release()  # a bare guard keeps its pad buffers; the next configuration must not see them
     total = time.perf_counter() - t0
     seps = [i for i, v in enumerate(marks["batch_end"]) if v < 0]
-    last_batches = marks["batch_end"][seps[-1] + 1:] if seps else []
+    last_batches = marks["batch_end"][seps[-1] + 1 :] if seps else []
     gaps = [(b - a) * 1e3 for a, b in zip(last_batches, last_batches[1:])]
     epoch_s = marks["epoch_end"][-1] - marks["epoch_start"][-1]
     return {
@@ -120,7 +142,9 @@ def run_config(name: str, data: Path, args: argparse.Namespace, project: Path) -
         "whole_run_s": total,
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan"),
         "guard_totals": totals,
-        "bypass_algorithms": sorted({r["algorithm"] for r in routes if r.get("routes") and "bypass" in r["routes"].values()}),
+        "bypass_algorithms": sorted(
+            {r["algorithm"] for r in routes if r.get("routes") and "bypass" in r["routes"].values()}
+        ),
         "cudnn_tf32_after": torch.backends.cudnn.allow_tf32,  # read back: did anything in the run switch it?
     }
 
@@ -131,23 +155,31 @@ def bypassed(row: dict[str, Any]) -> str:
     if not t:
         return "n/a (no guard)"
     if t.get("last_epoch_calls"):
-        return f"{t['last_epoch_bypassed']}/{t['last_epoch_calls']} ({t['last_epoch_bypassed'] / t['last_epoch_calls']:.0%})"
+        return (
+            f"{t['last_epoch_bypassed']}/{t['last_epoch_calls']} "
+            f"({t['last_epoch_bypassed'] / t['last_epoch_calls']:.0%})"
+        )
     return f"{t['bypassed']}/{t['calls']}"
 
 
 def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """Markdown: one row per training, and medians per configuration when one repeats."""
     stock = next((r for r in rows if r["config"].split("#")[0] == "stock"), rows[0])
-    lines = [f"Device: {meta['device']}; torch {meta['torch']}; ultralytics {meta['ultralytics']}; commit {meta['commit']}; "
-             f"{meta['n_train']} train images (synthetic thermal), imgsz {meta['imgsz']}, batch {meta['batch']}, workers {meta['workers']}, "
-             f"cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the last epoch is measured; cuDNN TF32 "
-             f"{'on' if meta['cudnn_tf32'] else 'off (both sides plain float32)'}.", "",
-             "| config | last epoch s | images/s | vs stock | median batch ms | first epoch s | peak MiB | convs bypassed |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Device: {meta['device']}; torch {meta['torch']}; ultralytics {meta['ultralytics']}; commit "
+        f"{meta['commit']}; {meta['n_train']} train images (synthetic thermal), imgsz {meta['imgsz']}, batch "
+        f"{meta['batch']}, workers {meta['workers']}, cache {meta['cache']}, amp=False, epochs {meta['epochs']}: the "
+        f"last epoch is measured; cuDNN TF32 {'on' if meta['cudnn_tf32'] else 'off (both sides plain float32)'}.",
+        "",
+        "| config | last epoch s | images/s | vs stock | median batch ms | first epoch s | peak MiB | convs bypassed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['config']} | {harness.fmt(r['last_epoch_s'], 2)} | {harness.fmt(r['images_per_s'])} | "
-                     f"{harness.fmt(r['images_per_s'] / stock['images_per_s'], 2)} | {harness.fmt(r['median_batch_ms'])} | "
-                     f"{harness.fmt(r['first_epoch_s'], 2)} | {harness.fmt(r['peak_mib'], 0)} | {bypassed(r)} |")
+        lines.append(
+            f"| {r['config']} | {harness.fmt(r['last_epoch_s'], 2)} | {harness.fmt(r['images_per_s'])} | "
+            f"{harness.fmt(r['images_per_s'] / stock['images_per_s'], 2)} | {harness.fmt(r['median_batch_ms'])} | "
+            f"{harness.fmt(r['first_epoch_s'], 2)} | {harness.fmt(r['peak_mib'], 0)} | {bypassed(r)} |"
+        )
     groups: dict[str, list[float]] = {}
     for r in rows:
         groups.setdefault(r["config"].split("#")[0], []).append(r["images_per_s"])
@@ -171,11 +203,18 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--cache", default="ram", help="Ultralytics 'cache' (ram keeps image decoding out of the way)")
     ap.add_argument("--device", default="0")
-    ap.add_argument("--data", default=None, help="an existing data.yaml (else a synthetic set of --n-train images is made)")
-    ap.add_argument("--verdicts", default=None, help="the plugin's verdict store folder (default: a new empty one per training)")
-    ap.add_argument("--no-tf32", action="store_true",
-                    help="cuDNN convs without TF32 (torch.backends.cudnn.allow_tf32 = False); the bypass follows cuDNN's "
-                         "policy, so both sides run plain float32 FMA, as on a GPU without tensor cores (RDNA1)")
+    ap.add_argument(
+        "--data", default=None, help="an existing data.yaml (else a synthetic set of --n-train images is made)"
+    )
+    ap.add_argument(
+        "--verdicts", default=None, help="the plugin's verdict store folder (default: a new empty one per training)"
+    )
+    ap.add_argument(
+        "--no-tf32",
+        action="store_true",
+        help="cuDNN convs without TF32 (torch.backends.cudnn.allow_tf32 = False); the bypass follows cuDNN's "
+        "policy, so both sides run plain float32 FMA, as on a GPU without tensor cores (RDNA1)",
+    )
     ap.add_argument("--out", default=os.environ.get("OUT"))
     return ap
 
@@ -193,10 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_tf32:
         torch.backends.cudnn.allow_tf32 = False  # torch's own switch, read by cuDNN and by the bypass
     t = time.perf_counter()
-    data = Path(args.data) if args.data else make_synthetic_thermal(work / "data", n_train=args.n_train, n_val=args.n_val, seed=0)
+    data = (
+        Path(args.data)
+        if args.data
+        else make_synthetic_thermal(work / "data", n_train=args.n_train, n_val=args.n_val, seed=0)
+    )
     print(f"dataset: {data} in {time.perf_counter() - t:.1f} s", flush=True)
-    meta = harness.meta(args.device, n_train=args.n_train, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
-                        cache=args.cache, epochs=args.epochs, cudnn_tf32=torch.backends.cudnn.allow_tf32)
+    meta = harness.meta(
+        args.device,
+        n_train=args.n_train,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        workers=args.workers,
+        cache=args.cache,
+        epochs=args.epochs,
+        cudnn_tf32=torch.backends.cudnn.allow_tf32,
+    )
     rows: list[dict[str, Any]] = []
     out = Path(args.out) if args.out else None
     for name in args.configs.split(","):
@@ -206,8 +257,15 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-            row = {"config": name, "error": repr(e)[:300], "last_epoch_s": float("nan"), "images_per_s": float("nan"),
-                   "median_batch_ms": float("nan"), "first_epoch_s": float("nan"), "peak_mib": float("nan")}
+            row = {
+                "config": name,
+                "error": repr(e)[:300],
+                "last_epoch_s": float("nan"),
+                "images_per_s": float("nan"),
+                "median_batch_ms": float("nan"),
+                "first_epoch_s": float("nan"),
+                "peak_mib": float("nan"),
+            }
         rows.append(row)
         print(json.dumps(row, default=str), flush=True)
         if out:

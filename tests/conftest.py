@@ -19,6 +19,9 @@ os.environ.pop("YOLO_RDNA1_FAULTS", None)
 os.environ.setdefault("YOLO_RDNA1_CACHE", tempfile.mkdtemp(prefix="yolo_rdna1_tests_cache_"))
 
 REPO = Path(__file__).resolve().parent.parent
+#: Child programs of the tests: real files, run by path (the Ultralytics 8.3 wheel installs a
+#: top-level ``tests`` package that would shadow ours in a child, so they never import ``tests.*``).
+CHILDREN = REPO / "tests" / "children"
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +54,35 @@ def run_child():
         full_env = {**os.environ, **(env or {})}
         return subprocess.run(
             [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO)
+        )
+
+    return run
+
+
+def child_argv(name: str, *args: object) -> list[str]:
+    """The command line that runs ``tests/children/<name>.py`` with ``args`` (made strings)."""
+    path = CHILDREN / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no child program {path}")
+    return [sys.executable, str(path), *(str(a) for a in args)]
+
+
+@pytest.fixture
+def child_command():
+    """``child_command(name, *args)``: the argv of a child program, for tests that need ``Popen``."""
+    return child_argv
+
+
+@pytest.fixture
+def run_child_file():
+    """Run a child program of ``tests/children`` to its end, as ``run_child`` runs code."""
+
+    def run(
+        name: str, *args: object, env: dict[str, str] | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            child_argv(name, *args), env=full_env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO)
         )
 
     return run

@@ -22,7 +22,12 @@ sys.modules["torch._dynamo"] = None
 sys.modules["torch.compiler"] = None
 for name in ("_dynamo", "compiler", "compile", "get_autocast_dtype"):
     vars(torch).pop(name, None)
-for name in ("_storage_Use_Count", "_set_multithreading_enabled", "_is_multithreading_enabled", "_is_any_autocast_enabled"):
+for name in (
+    "_storage_Use_Count",
+    "_set_multithreading_enabled",
+    "_is_multithreading_enabled",
+    "_is_any_autocast_enabled",
+):
     if hasattr(torch._C, name):
         delattr(torch._C, name)
 
@@ -103,8 +108,17 @@ def test_the_raw_count_is_refused_when_it_does_not_follow_references():
 
 @pytest.mark.parametrize(
     "version, known",
-    [("8.3.213", True), ("8.3.253", True), ("8.4.0", True), ("8.4.190", True), ("8.3.212", False), ("8.5.0", False),
-     ("9.0.1", False), ("8.5.0rc1", False), ("main", False)],
+    [
+        ("8.3.213", True),
+        ("8.3.253", True),
+        ("8.4.0", True),
+        ("8.4.190", True),
+        ("8.3.212", False),
+        ("8.5.0", False),
+        ("9.0.1", False),
+        ("8.5.0rc1", False),
+        ("main", False),
+    ],
 )
 def test_ultralytics_versions_outside_the_supported_range_are_named(version, known):
     why = ul.untested(version)

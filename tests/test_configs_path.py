@@ -54,7 +54,10 @@ def test_unknown_names_and_bad_files_are_one_line_errors_of_the_callers_kind(kin
     name, load, error = LOADERS[kind]
     assert issubclass(error, Rdna1Error)
     cases = {
-        name[:-1] + "9": rf"unknown .* '{name[:-1]}9'; did you mean '{name}'\? shipped .*{name}.*; for a file of your own give its path",
+        name[:-1] + "9": (
+            rf"unknown .* '{name[:-1]}9'; did you mean '{name}'\? "
+            rf"shipped .*{name}.*; for a file of your own give its path"
+        ),
         "nothing-like-it": r"shipped .*; for a file of your own give its path \(e\.g\. \./nothing-like-it\.yaml\)",
         f"{name}.yaml": rf"{name}.yaml: no such file; the shipped .* is named '{name}', without .yaml",
         str(tmp_path / "absent.yaml"): "absent.yaml: no such file",
@@ -99,5 +102,8 @@ def test_env_var_names_a_shipped_profile_or_a_path_and_says_so_when_wrong(tmp_pa
     Path("mine.yaml").write_text("name: mine\nrules: []\n")
     assert profile_from_env({"YOLO_RDNA1_FAULTS": "mine.yaml"}).name == "mine"
     assert profile_from_env({"YOLO_RDNA1_FAULTS": "gfx1010"}).name == "gfx1010"
-    with pytest.raises(FaultProfileError, match=r"^YOLO_RDNA1_FAULTS=mine: unknown fault profile 'mine'; .*; fix it or unset YOLO_RDNA1_FAULTS$"):
+    with pytest.raises(
+        FaultProfileError,
+        match=r"^YOLO_RDNA1_FAULTS=mine: unknown fault profile 'mine'; .*; fix it or unset YOLO_RDNA1_FAULTS$",
+    ):
         profile_from_env({"YOLO_RDNA1_FAULTS": "mine"})

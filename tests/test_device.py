@@ -46,7 +46,9 @@ def _isolated(monkeypatch, tmp_path):
     clear_cache()
 
 
-def amd_props(name: str = RX5600, arch: str | None = "gfx1010:xnack-", bus: int | None = 3, **extra: Any) -> SimpleNamespace:
+def amd_props(
+    name: str = RX5600, arch: str | None = "gfx1010:xnack-", bus: int | None = 3, **extra: Any
+) -> SimpleNamespace:
     fields: dict[str, Any] = {"name": name, "major": 10, "minor": 1, "total_memory": 6 << 30, **extra}
     if arch is not None:
         fields["gcnArchName"] = arch
@@ -59,7 +61,13 @@ def amd_props(name: str = RX5600, arch: str | None = "gfx1010:xnack-", bus: int 
 def fake_gpus(monkeypatch) -> Callable[..., None]:
     """Install fake GPUs: ``fake_gpus([props, ...], hip=..., cuda=..., conv=...)``."""
 
-    def install(props: list[SimpleNamespace], hip: str | None = HIP, cuda: str | None = None, conv: Any = 3002000, current: int = 0) -> None:
+    def install(
+        props: list[SimpleNamespace],
+        hip: str | None = HIP,
+        cuda: str | None = None,
+        conv: Any = 3002000,
+        current: int = 0,
+    ) -> None:
         monkeypatch.setattr(torch.version, "hip", hip, raising=False)
         monkeypatch.setattr(torch.version, "cuda", cuda, raising=False)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -291,7 +299,9 @@ def test_identical_cards_share_fingerprint_without_index_or_pci(fake_gpus):
         assert "cuda:" not in fp and a.ultralytics_version not in fp
 
 
-@pytest.mark.parametrize("conv", [lambda: None, lambda: (_ for _ in ()).throw(RuntimeError("cuDNN version incompatibility"))])
+@pytest.mark.parametrize(
+    "conv", [lambda: None, lambda: (_ for _ in ()).throw(RuntimeError("cuDNN version incompatibility"))]
+)
 def test_conv_library_version_none_when_unavailable(fake_gpus, conv):
     fake_gpus([amd_props()], conv=conv)
     info = describe_device(0)
@@ -321,7 +331,9 @@ def test_describe_missing_gpu_raises(fake_gpus, monkeypatch):
 
 
 def test_cuda_h100(fake_gpus):
-    h100 = SimpleNamespace(name="NVIDIA H100 80GB HBM3", major=9, minor=0, gcnArchName="", pci_bus_id=25, pci_device_id=0, pci_domain_id=0)
+    h100 = SimpleNamespace(
+        name="NVIDIA H100 80GB HBM3", major=9, minor=0, gcnArchName="", pci_bus_id=25, pci_device_id=0, pci_domain_id=0
+    )
     fake_gpus([h100], hip=None, cuda="12.4", conv=90100)
     info = describe_device(0)
     assert info.backend == "cuda" and info.arch == "sm_90" and info.effective_arch == "sm_90"
@@ -348,11 +360,24 @@ def _rocm_info(arch: str | None) -> DeviceInfo:
 @pytest.mark.parametrize(
     "arch,routes",
     [
-        ("gfx1010:xnack-", True), ("gfx1011", True), ("gfx1012:xnack-", True), ("gfx1013", True),
-        ("gfx900:xnack-", True), ("gfx803", True), ("gfx90c", True), (None, True),
-        ("gfx906:sramecc+:xnack-", False), ("gfx908:sramecc+:xnack-", False), ("gfx942:sramecc+:xnack-", False),
-        ("gfx950", False), ("gfx1030", False), ("gfx1036", False), ("gfx1100", False), ("gfx1103", False),
-        ("gfx1151", False), ("gfx1201", False),
+        ("gfx1010:xnack-", True),
+        ("gfx1011", True),
+        ("gfx1012:xnack-", True),
+        ("gfx1013", True),
+        ("gfx900:xnack-", True),
+        ("gfx803", True),
+        ("gfx90c", True),
+        (None, True),
+        ("gfx906:sramecc+:xnack-", False),
+        ("gfx908:sramecc+:xnack-", False),
+        ("gfx942:sramecc+:xnack-", False),
+        ("gfx950", False),
+        ("gfx1030", False),
+        ("gfx1036", False),
+        ("gfx1100", False),
+        ("gfx1103", False),
+        ("gfx1151", False),
+        ("gfx1201", False),
     ],
 )
 def test_routes_by_default_rocm(arch, routes):
@@ -378,7 +403,9 @@ def test_parse_device_forms(monkeypatch):
     assert parse_device("cpu") == parse_device(" CPU ") == parse_device(torch.device("cpu")) == torch.device("cpu")
     assert parse_device("mps") == torch.device("mps")
     assert parse_device("cuda:1") == parse_device(1) == parse_device("1") == torch.device("cuda", 1)
-    assert parse_device(0) == parse_device("0") == parse_device("0,1") == parse_device("0, 1") == torch.device("cuda", 0)
+    assert (
+        parse_device(0) == parse_device("0") == parse_device("0,1") == parse_device("0, 1") == torch.device("cuda", 0)
+    )
     assert parse_device("cuda:2,3") == parse_device([2, 3]) == torch.device("cuda", 2)
     assert parse_device(torch.device("cuda", 3)) == torch.device("cuda", 3)
 
@@ -403,8 +430,14 @@ def test_parse_device_rejects(bad):
 
 @pytest.mark.parametrize(
     "raw,base",
-    [("gfx1010:xnack-", "gfx1010"), ("gfx90a:sramecc+:xnack-", "gfx90a"), ("gfx1030", "gfx1030"),
-     ("amdgcn-amd-amdhsa--gfx1012:xnack-", "gfx1012"), ("", None), (None, None)],
+    [
+        ("gfx1010:xnack-", "gfx1010"),
+        ("gfx90a:sramecc+:xnack-", "gfx90a"),
+        ("gfx1030", "gfx1030"),
+        ("amdgcn-amd-amdhsa--gfx1012:xnack-", "gfx1012"),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_base_arch(raw, base):
     assert base_arch(raw) == base
@@ -412,8 +445,15 @@ def test_base_arch(raw, base):
 
 @pytest.mark.parametrize(
     "value,arch",
-    [("10.3.0", "gfx1030"), ("9.0.10", "gfx90a"), ("9.4.2", "gfx942"), ("11.0.0", "gfx1100"),
-     ("10.1.0", "gfx1010"), ("9.0.12", "gfx90c"), ("12.0.1", "gfx1201")],
+    [
+        ("10.3.0", "gfx1030"),
+        ("9.0.10", "gfx90a"),
+        ("9.4.2", "gfx942"),
+        ("11.0.0", "gfx1100"),
+        ("10.1.0", "gfx1010"),
+        ("9.0.12", "gfx90c"),
+        ("12.0.1", "gfx1201"),
+    ],
 )
 def test_override_to_arch(value, arch):
     assert override_to_arch(value) == arch
@@ -448,12 +488,21 @@ def test_rocm_env_summary(monkeypatch):
 
 @pytest.mark.parametrize(
     "name,arch",
-    [("AMD Radeon RX 5600 XT", "gfx1010"), ("AMD Radeon RX 5700", "gfx1010"), ("AMD Radeon Pro W5700", "gfx1010"),
-     ("AMD Radeon RX 5500 XT", "gfx1012"), ("AMD Radeon Pro W5500", "gfx1012"), ("AMD Radeon Pro 5300M", "gfx1012"),
-     ("AMD Radeon Pro V520", "gfx1011"), ("AMD Radeon Pro 5600M", "gfx1011"),
-     ("Navi 10 [Radeon RX 5600 OEM/5600 XT / 5700/5700 XT]", "gfx1010"),
-     ("AMD Ryzen 5 5600G with Radeon Graphics", None), ("AMD Radeon RX 6500 XT", None), ("AMD Radeon Graphics", None),
-     ("AMD Radeon RX 7600", None)],
+    [
+        ("AMD Radeon RX 5600 XT", "gfx1010"),
+        ("AMD Radeon RX 5700", "gfx1010"),
+        ("AMD Radeon Pro W5700", "gfx1010"),
+        ("AMD Radeon RX 5500 XT", "gfx1012"),
+        ("AMD Radeon Pro W5500", "gfx1012"),
+        ("AMD Radeon Pro 5300M", "gfx1012"),
+        ("AMD Radeon Pro V520", "gfx1011"),
+        ("AMD Radeon Pro 5600M", "gfx1011"),
+        ("Navi 10 [Radeon RX 5600 OEM/5600 XT / 5700/5700 XT]", "gfx1010"),
+        ("AMD Ryzen 5 5600G with Radeon Graphics", None),
+        ("AMD Radeon RX 6500 XT", None),
+        ("AMD Radeon Graphics", None),
+        ("AMD Radeon RX 7600", None),
+    ],
 )
 def test_rdna1_name_fallback(name, arch):
     assert dv._rdna1_arch_from_name(name) == arch

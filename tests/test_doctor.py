@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
@@ -23,12 +23,14 @@ from yolo_rdna1.telemetry import NullReader, SensorReading
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path: Path):
     for key in list(os.environ):
-        if key.startswith(("HSA_", "MIOPEN_", "HIP_", "ROCR_", "AMD_", "PYTORCH_HIP", "PYTORCH_MIOPEN", "YOLO_RDNA1_FAULTS")):
+        if key.startswith(
+            ("HSA_", "MIOPEN_", "HIP_", "ROCR_", "AMD_", "PYTORCH_HIP", "PYTORCH_MIOPEN", "YOLO_RDNA1_FAULTS")
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
-def rx5600(override: Optional[str] = None) -> DeviceInfo:
+def rx5600(override: str | None = None) -> DeviceInfo:
     arch = "gfx1010:xnack-"
     return DeviceInfo(
         backend="rocm",
@@ -63,8 +65,10 @@ def fake_rocm(monkeypatch, info: DeviceInfo, archs: list[str], reader: Any = Non
     monkeypatch.setattr(doctor, "open_reader", lambda i: reader or FakeReader())
 
 
-def has(report: dict[str, Any], text: str, level: Optional[str] = None) -> bool:
-    return any(text in f["finding"] + " " + f["fix"] and (level is None or f["level"] == level) for f in report["findings"])
+def has(report: dict[str, Any], text: str, level: str | None = None) -> bool:
+    return any(
+        text in f["finding"] + " " + f["fix"] and (level is None or f["level"] == level) for f in report["findings"]
+    )
 
 
 # -- this machine -----------------------------------------------------------------------------
@@ -120,7 +124,12 @@ def test_env_vars_user_db_and_find_db_recommendation(monkeypatch, tmp_path: Path
 
     report = doctor.collect("cpu")
     user_db, kcache = report["miopen"]["user_db"], report["miopen"]["kernel_cache"]
-    assert (user_db["path"], user_db["set_by"], user_db["files"], user_db["bytes"]) == (str(db), "MIOPEN_USER_DB_PATH", 2, 150)
+    assert (user_db["path"], user_db["set_by"], user_db["files"], user_db["bytes"]) == (
+        str(db),
+        "MIOPEN_USER_DB_PATH",
+        2,
+        150,
+    )
     assert user_db["find_db"] == ["gfx1030_18.HIP.3_2_0_0.ufdb.txt"]
     assert (kcache["files"], kcache["bytes"]) == (1, 2048)
     assert report["env"] == {
@@ -136,8 +145,15 @@ def test_env_vars_user_db_and_find_db_recommendation(monkeypatch, tmp_path: Path
 
     doctor.print_doctor("cpu")
     out = capsys.readouterr().out
-    for text in ("HSA_OVERRIDE_GFX_VERSION=10.3.0", "MIOPEN_DEBUG_CONV_GEMM=0", str(db), "2 files, 150 B",
-                 "gfx1030_18.HIP.3_2_0_0.ufdb.txt", f"rm -f '{db}'/*.ufdb.txt", "2.0 KiB"):
+    for text in (
+        "HSA_OVERRIDE_GFX_VERSION=10.3.0",
+        "MIOPEN_DEBUG_CONV_GEMM=0",
+        str(db),
+        "2 files, 150 B",
+        "gfx1030_18.HIP.3_2_0_0.ufdb.txt",
+        f"rm -f '{db}'/*.ufdb.txt",
+        "2.0 KiB",
+    ):
         assert text in out, text
 
 
@@ -148,7 +164,11 @@ def test_default_db_locations_under_home(tmp_path: Path) -> None:
     report = doctor.collect("cpu")
     assert report["miopen"]["user_db"]["path"] == str(home_db)
     assert report["miopen"]["user_db"]["set_by"] == "default"
-    assert report["miopen"]["kernel_cache"] == {"path": str(tmp_path / "home" / ".cache" / "miopen"), "set_by": "default", "exists": False}
+    assert report["miopen"]["kernel_cache"] == {
+        "path": str(tmp_path / "home" / ".cache" / "miopen"),
+        "set_by": "default",
+        "exists": False,
+    }
     assert has(report, "*.ufdb.txt", "warn")
 
 
@@ -179,8 +199,15 @@ def test_rdna1_with_override_recommends_amp_off_and_flags_the_override(monkeypat
     assert report["sensors"]["reading"]["junction_c"] == 83.0
     doctor.print_doctor()
     out = capsys.readouterr().out
-    for text in ("gfx1010:xnack- (effective gfx1030, HSA_OVERRIDE_GFX_VERSION=10.3.0)", "RDNA1         yes",
-                 "conv library  miopen 3.2.0", "sysfs (0000:03:00.0", "junction 83 C", "power 150 W", "[WARN]"):
+    for text in (
+        "gfx1010:xnack- (effective gfx1030, HSA_OVERRIDE_GFX_VERSION=10.3.0)",
+        "RDNA1         yes",
+        "conv library  miopen 3.2.0",
+        "sysfs (0000:03:00.0",
+        "junction 83 C",
+        "power 150 W",
+        "[WARN]",
+    ):
         assert text in out, text
 
 
@@ -225,5 +252,7 @@ def test_every_section_failing_still_reports(monkeypatch, capsys) -> None:
 
 
 def test_format_report_survives_a_malformed_dict() -> None:
-    text = doctor.format_report({"device": {"backend": "rocm"}, "miopen": {}, "findings": [{"level": "warn"}], "errors": {}})
+    text = doctor.format_report(
+        {"device": {"backend": "rocm"}, "miopen": {}, "findings": [{"level": "warn"}], "errors": {}}
+    )
     assert "could not show" in text and "could not show a finding" in text

@@ -21,8 +21,22 @@ def test_every_subpackage_is_listed_in_pyproject():
 
 
 def test_wheel_carries_the_configs(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(tmp_path.glob("yolo_rdna1-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "yolo_rdna1/configs/faults/gfx1010.yaml" in names

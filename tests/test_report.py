@@ -9,14 +9,38 @@ import pytest
 from yolo_rdna1.report import ReportError, print_report
 
 REPORT = {
-    "device": "cpu|faults=gfx1010@abcd", "env_profile": "default", "policy": "auto", "probe": "4 signatures: 3 vendor, 1 bypass (1 hang)",
+    "device": "cpu|faults=gfx1010@abcd",
+    "env_profile": "default",
+    "policy": "auto",
+    "probe": "4 signatures: 3 vendor, 1 bypass (1 hang)",
     "attributed_crashes": [{"signature": "v1:c32>32:k3x3:s1x1:p1x1:d1x1:g1:n4:8x8:float32:nchw:fwd", "cause": "hang"}],
-    "calls": 200, "bypassed": 50, "bypass_rate": 0.25, "fallbacks": 1, "thermal_pause_s": 12.0, "telemetry_source": "sysfs",
-    "epochs": [], "modules": {},
-    "signatures": [{"signature": "v1:c32>32:k3x3:s1x1:p1x1:d1x1:g1:n4:8x8:float32:nchw:fwd", "routes": {"fwd": "bypass", "bwd_data": "vendor",
-                    "bwd_weight": "vendor"}, "algorithm": "nhwc_gemm", "calls": 100, "bypassed": 50, "reasons": {}}],
+    "calls": 200,
+    "bypassed": 50,
+    "bypass_rate": 0.25,
+    "fallbacks": 1,
+    "thermal_pause_s": 12.0,
+    "telemetry_source": "sysfs",
+    "epochs": [],
+    "modules": {},
+    "signatures": [
+        {
+            "signature": "v1:c32>32:k3x3:s1x1:p1x1:d1x1:g1:n4:8x8:float32:nchw:fwd",
+            "routes": {"fwd": "bypass", "bwd_data": "vendor", "bwd_weight": "vendor"},
+            "algorithm": "nhwc_gemm",
+            "calls": 100,
+            "bypassed": 50,
+            "reasons": {},
+        }
+    ],
 }
-COLUMNS = ["epoch", "train/box_loss", "rdna1/bypass_rate", "rdna1/temp_edge_max", "rdna1/temp_junction_max", "rdna1/temp_mem_max"]
+COLUMNS = [
+    "epoch",
+    "train/box_loss",
+    "rdna1/bypass_rate",
+    "rdna1/temp_edge_max",
+    "rdna1/temp_junction_max",
+    "rdna1/temp_mem_max",
+]
 
 
 def write_run(run, report=True, journal=True):
@@ -24,19 +48,26 @@ def write_run(run, report=True, journal=True):
     if report:
         (run / "rdna1_report.json").write_text(json.dumps(REPORT))
     rows = [[1, 1.5, 0.25, 60.0, 71.0, -1.0], [2, 1.2, 0.25, 62.0, 83.0, -1.0]]
-    (run / "results.csv").write_text("\n".join([",".join(f"{c:>20}" for c in COLUMNS)] + [",".join(map(str, r)) for r in rows]) + "\n")
+    (run / "results.csv").write_text(
+        "\n".join([",".join(f"{c:>20}" for c in COLUMNS)] + [",".join(map(str, r)) for r in rows]) + "\n"
+    )
     if journal:
         t0 = 1_000_000.0
         events = [
             {"time": t0, "event": "start"},
             {"time": t0 + 600, "event": "checkpoint", "epoch": 1, "batch": 10},
             {"time": t0 + 780, "event": "restart", "cause": "hang"},  # 3 minutes after the checkpoint
-            {"time": t0 + 790, "event": "attributed", "signature": "v1:c32>32:k3x3:s1x1:p1x1:d1x1:g1:n4:8x8:float32:nchw:fwd", "cause": "hang"},
+            {
+                "time": t0 + 790,
+                "event": "attributed",
+                "signature": "v1:c32>32:k3x3:s1x1:p1x1:d1x1:g1:n4:8x8:float32:nchw:fwd",
+                "cause": "hang",
+            },
             {"time": t0 + 900, "event": "checkpoint", "epoch": 2, "batch": 0},
             {"time": t0 + 960, "event": "restart", "cause": "abort"},  # 1 minute
             {"time": t0 + 1200, "event": "end", "status": "completed"},
         ]
-        (run / "journal.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n{\"torn")
+        (run / "journal.jsonl").write_text("\n".join(json.dumps(e) for e in events) + '\n{"torn')
 
 
 def test_report_prints_totals_crashes_signatures_and_the_journal_and_draws_the_plot(tmp_path, capsys):
@@ -61,7 +92,12 @@ def test_a_folder_that_is_not_a_run_gets_one_message(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="has no rdna1_report.json"):
         print_report(tmp_path / "empty")
-    r = subprocess.run([sys.executable, "-m", "yolo_rdna1.cli", "report", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "yolo_rdna1.cli", "report", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -74,7 +110,8 @@ def test_defect12_report_keeps_every_complete_line_and_says_how_many_it_skipped(
     lines = [
         json.dumps({"time": t0, "event": "start"}),
         json.dumps({"time": t0 + 600, "event": "checkpoint", "epoch": 1, "batch": 10}),
-        '{"time": 1000700.0, "event": "restart", "cau' + json.dumps({"time": t0 + 780, "event": "restart", "cause": "hang"}),
+        '{"time": 1000700.0, "event": "restart", "cau'
+        + json.dumps({"time": t0 + 780, "event": "restart", "cause": "hang"}),
         json.dumps({"time": t0 + 790, "note": "no event"}),
         json.dumps({"time": t0 + 791, "event": 7}),
         json.dumps(["not", "an", "object"]),
@@ -92,8 +129,10 @@ def test_the_plot_ticks_whole_epochs_and_shows_the_share_on_a_0_to_100_axis():
     from yolo_rdna1.report import figure
 
     # two epochs at 60 % and 66 %: matplotlib's defaults would tick 1.2, 1.4, ... and span 60-66 %
-    rows = [{"epoch": 1.0, "rdna1/bypass_rate": 0.60, "rdna1/temp_edge_max": 61.0},
-            {"epoch": 2.0, "rdna1/bypass_rate": 0.66, "rdna1/temp_edge_max": 64.0}]
+    rows = [
+        {"epoch": 1.0, "rdna1/bypass_rate": 0.60, "rdna1/temp_edge_max": 61.0},
+        {"epoch": 2.0, "rdna1/bypass_rate": 0.66, "rdna1/temp_edge_max": 64.0},
+    ]
     fig = figure(rows)
     try:
         share, temps = fig.axes
@@ -114,8 +153,12 @@ def test_the_report_names_the_modules_of_each_bypassed_signature(capsys):
     sig = REPORT["signatures"][0]
     # as the plugin labels them: the trained model's layers under "model.", its EMA copy's under "ema."
     one = dict(sig, modules=["ema.model.2.cv1.conv", "model.model.10.cv1.conv", "model.model.2.cv1.conv"])
-    many = dict(sig, signature=sig["signature"].replace("c32>32", "c64>64"), bypassed=10,
-                modules=[f"model.model.{i}.m.0.cv1.conv" for i in (4, 6, 8, 12, 15)])
+    many = dict(
+        sig,
+        signature=sig["signature"].replace("c32>32", "c64>64"),
+        bypassed=10,
+        modules=[f"model.model.{i}.m.0.cv1.conv" for i in (4, 6, 8, 12, 15)],
+    )
     lines = summary_lines({**REPORT, "signatures": [one, many]})
     row = next(line for line in lines if "c32>32" in line and "<-" in line)
     assert row.endswith("<- model.2.cv1.conv, model.10.cv1.conv")  # model order, the EMA twin the same layer

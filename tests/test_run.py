@@ -10,7 +10,9 @@ from yolo_rdna1.options import OptionError, PluginOptions
 from yolo_rdna1.run import GuardedRun
 
 multithreading = getattr(torch._C, "_is_multithreading_enabled", None)
-pytestmark = pytest.mark.skipif(multithreading is None, reason="torch < 2.0 has no autograd multithreading switch; serial_backward is a no-op there")
+pytestmark = pytest.mark.skipif(
+    multithreading is None, reason="torch < 2.0 has no autograd multithreading switch; serial_backward is a no-op there"
+)
 
 
 def _run(tmp_path, guard: bool = True, **opts) -> GuardedRun:

@@ -57,14 +57,19 @@ def test_changed_internals_turn_off_their_own_feature(fresh, monkeypatch):
     monkeypatch.setattr(build, "build_yolo_dataset", build_yolo_dataset)
     off = ul.check_contract()
     assert set(off) == {ul.CSV_COLUMNS, ul.VAL_SHAPES}
-    assert "save_metrics takes other arguments" in off[ul.CSV_COLUMNS] and "build_yolo_dataset no longer has" in off[ul.VAL_SHAPES]
+    assert (
+        "save_metrics takes other arguments" in off[ul.CSV_COLUMNS]
+        and "build_yolo_dataset no longer has" in off[ul.VAL_SHAPES]
+    )
 
 
 def test_off_features_are_skipped_where_they_are_used(fresh, monkeypatch):
     from yolo_rdna1.probe.discovery import discover
 
     monkeypatch.setattr(ul, "_off", {ul.VAL_SHAPES: "test", ul.CSV_COLUMNS: "test"})
-    assert discover("yolov8n.yaml", imgsz=64, batch=2, train=False, val=True) == [], "val shapes left to the unknown policy"
+    assert discover("yolov8n.yaml", imgsz=64, batch=2, train=False, val=True) == [], (
+        "val shapes left to the unknown policy"
+    )
 
     class Trainer:
         def save_metrics(self, metrics):
@@ -75,7 +80,9 @@ def test_off_features_are_skipped_where_they_are_used(fresh, monkeypatch):
     assert "save_metrics" not in vars(trainer)
 
 
-@pytest.mark.parametrize("version, warned", [("8.3.253", False), ("8.4.190", False), ("8.5.0", True), ("9.0.1", True), ("8.2.103", True)])
+@pytest.mark.parametrize(
+    "version, warned", [("8.3.253", False), ("8.4.190", False), ("8.5.0", True), ("9.0.1", True), ("8.2.103", True)]
+)
 def test_only_releases_outside_8_3_and_8_4_get_a_version_warning(fresh, monkeypatch, caplog, version, warned):
     import ultralytics
 
@@ -91,14 +98,19 @@ def test_ultralytics_input_errors_are_told_from_bugs():
 
     with pytest.raises(TypeError) as e:
         check_cfg({"epochs": "abc"})
-    assert ul.is_input_error(e.value) and ul.message(e.value) == "'epochs=abc' is of invalid type str. 'epochs' must be an int (i.e. 'epochs=8')"
+    assert (
+        ul.is_input_error(e.value)
+        and ul.message(e.value) == "'epochs=abc' is of invalid type str. 'epochs' must be an int (i.e. 'epochs=8')"
+    )
     with pytest.raises(TypeError) as e:
         len(3)
     assert not ul.is_input_error(e.value)
-    assert ul.message(SyntaxError("'\x1b[31m\x1b[1mepoch\x1b[0m' is not a valid YOLO argument.\n")) == "'epoch' is not a valid YOLO argument."
+    assert (
+        ul.message(SyntaxError("'\x1b[31m\x1b[1mepoch\x1b[0m' is not a valid YOLO argument.\n"))
+        == "'epoch' is not a valid YOLO argument."
+    )
 
 
-@pytest.mark.slow
 def test_training_finishes_guarded_when_an_internal_is_gone(fresh, monkeypatch, caplog, synthetic_data, tmp_path):
     """``_load_checkpoint_state`` removed: no mid-epoch checkpoints (one warning), the rest of the plugin works."""
     from ultralytics import YOLO
@@ -110,12 +122,27 @@ def test_training_finishes_guarded_when_an_internal_is_gone(fresh, monkeypatch, 
 
     monkeypatch.delattr(BaseTrainer, "_load_checkpoint_state")
     model = add_callbacks(YOLO("yolov8n.yaml"), checkpoint_minutes=0.0001, telemetry=0, thermal=False, probe=False)
-    model.train(data=str(synthetic_data), epochs=1, imgsz=64, batch=4, device="cpu", workers=0, project=str(tmp_path), name="run",
-                plots=False, val=True, seed=0)
+    model.train(
+        data=str(synthetic_data),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        device="cpu",
+        workers=0,
+        project=str(tmp_path),
+        name="run",
+        plots=False,
+        val=True,
+        seed=0,
+    )
     run = tmp_path / "run"
     assert any("mid-epoch checkpoints off" in w and f"Ultralytics {ul.version()}" in w for w in _warnings(caplog))
-    assert not isinstance(model.trainer.train_loader.batch_sampler, EpochBatches), "the loader stays as Ultralytics built it"
-    assert [e for e in journal.read(run) if e["event"] == "checkpoint" and e.get("batch")] == [], "no mid-epoch checkpoint"
+    assert not isinstance(model.trainer.train_loader.batch_sampler, EpochBatches), (
+        "the loader stays as Ultralytics built it"
+    )
+    assert [e for e in journal.read(run) if e["event"] == "checkpoint" and e.get("batch")] == [], (
+        "no mid-epoch checkpoint"
+    )
     with open(run / "results.csv", newline="") as f:
         rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
     assert len(rows) == 1 and "rdna1/bypass_rate" in rows[0], "the rdna1 columns still reach results.csv"

@@ -44,7 +44,9 @@ def _any_autocast_enabled_old() -> bool:
 
 #: One C call that says whether autocast is on for any device: the guard's per-call check, so
 #: the device type is only looked up when autocast is actually on (torch >= 2.1 has it).
-any_autocast_enabled: Callable[[], bool] = getattr(torch._C, "_is_any_autocast_enabled", None) or _any_autocast_enabled_old
+any_autocast_enabled: Callable[[], bool] = (
+    getattr(torch._C, "_is_any_autocast_enabled", None) or _any_autocast_enabled_old
+)
 
 
 if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4, with is_autocast_enabled(device_type)
@@ -84,8 +86,11 @@ def set_autograd_multithreading(enabled: bool) -> bool | None:
     if _set_autograd_mt is None or _get_autograd_mt is None:
         if not enabled and not _told_no_switch and torch.cuda.is_available():
             _told_no_switch = True
-            LOGGER.info("yolo_rdna1: torch %s cannot keep the backward on the training thread (serial_backward needs torch >= 2.0); "
-                        "bypassed convs train somewhat slower", torch.__version__)
+            LOGGER.info(
+                "yolo_rdna1: torch %s cannot keep the backward on the training thread "
+                "(serial_backward needs torch >= 2.0); bypassed convs train somewhat slower",
+                torch.__version__,
+            )
         return None
     prev = bool(_get_autograd_mt())
     _set_autograd_mt(enabled)
@@ -102,7 +107,9 @@ def _storage_cdata_old(t: torch.Tensor) -> int:  # torch < 2.0: Tensor.storage()
 
 
 #: The address of a tensor's storage (a ``c10::StorageImpl``): what :data:`storage_use_count` reads.
-storage_cdata: Callable[[torch.Tensor], int] = _storage_cdata_new if hasattr(torch.Tensor, "untyped_storage") else _storage_cdata_old
+storage_cdata: Callable[[torch.Tensor], int] = (
+    _storage_cdata_new if hasattr(torch.Tensor, "untyped_storage") else _storage_cdata_old
+)
 
 
 def _raw_use_count(cdata: int) -> int:
@@ -136,5 +143,3 @@ def _pick_use_count() -> Callable[[int], int] | None:
 #: The number of references to a storage (tensors, views, autograd's saved copies) from its
 #: :data:`storage_cdata`, or None where no reliable count exists (the pad buffers are then off).
 storage_use_count: Callable[[int], int] | None = _pick_use_count()
-
-

@@ -116,7 +116,11 @@ def _source_lacks(obj: Any, needles: Iterable[str]) -> str | None:
     except (OSError, TypeError):  # an install without sources: nothing to compare
         return None
     missing = [n for n in needles if n not in source]
-    return f"{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', obj)} no longer has {missing[0]!r}" if missing else None
+    return (
+        f"{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', obj)} no longer has {missing[0]!r}"
+        if missing
+        else None
+    )
 
 
 def _first(*reasons: str | None) -> str | None:
@@ -139,9 +143,13 @@ def _why_off(cls: type) -> dict[str, str]:
         _method(cls, "plot_training_samples", 2),
         _method(tasks.BaseModel, "loss", 1),
         _method(tasks.BaseModel, "init_criterion", 0),
-        None if callable(getattr(getattr(build, "InfiniteDataLoader", None), "reset", None)) else "InfiniteDataLoader.reset is missing",
+        None
+        if callable(getattr(getattr(build, "InfiniteDataLoader", None), "reset", None))
+        else "InfiniteDataLoader.reset is missing",
         _method(base.BaseDataset, "load_image", 1),
-        _source_lacks(cls.save_model, [f'"{k}"' for k in _PAYLOAD_KEYS]) if callable(getattr(cls, "save_model", None)) else "save_model is missing",
+        _source_lacks(cls.save_model, [f'"{k}"' for k in _PAYLOAD_KEYS])
+        if callable(getattr(cls, "save_model", None))
+        else "save_model is missing",
     )
     if why:
         off[MID_EPOCH] = why
@@ -150,8 +158,12 @@ def _why_off(cls: type) -> dict[str, str]:
         off[CSV_COLUMNS] = why
     why = _first(
         _source_lacks(trainer, ["batch_size * 2"]),  # the val loader's batch (_setup_train, 8.4: _build_train_pipeline)
-        _source_lacks(build.build_yolo_dataset, ['else 0.5']) if hasattr(build, "build_yolo_dataset") else "build_yolo_dataset is missing",
-        _source_lacks(base.BaseDataset.set_rectangle, ["self.imgsz / self.stride + self.pad"]) if hasattr(base.BaseDataset, "set_rectangle") else "BaseDataset.set_rectangle is missing",
+        _source_lacks(build.build_yolo_dataset, ["else 0.5"])
+        if hasattr(build, "build_yolo_dataset")
+        else "build_yolo_dataset is missing",
+        _source_lacks(base.BaseDataset.set_rectangle, ["self.imgsz / self.stride + self.pad"])
+        if hasattr(base.BaseDataset, "set_rectangle")
+        else "BaseDataset.set_rectangle is missing",
     )
     if why:
         off[VAL_SHAPES] = why

@@ -13,6 +13,9 @@
     yolo-rdna1 data sample dst=FOLDER [months=3 clips_per_day=2 frames_per_clip=20 seed=0]
                                                      a tiny LTDV2 look-alike in LTDV2's own format
     yolo-rdna1 data drift dst=FOLDER [scheme=month|season train_months=4]   train early, val per later period
+    yolo-rdna1 val model=best.pt [data=... imgsz=640 batch=16 device=0 guard=auto ...]   validate, guarded
+    yolo-rdna1 predict model=best.pt source=FOLDER|FILE|VIDEO [imgsz=640 save=True guard=auto ...]   predict, guarded
+    yolo-rdna1 export model=best.pt [format=torchscript imgsz=640 device=0 guard=auto ...]   export, guarded
 
 Errors print one line and exit 2 (fix the command line or an input file), 1 (the work failed) or
 130 (interrupted); YOLO_RDNA1_DEBUG=1 prints the traceback as well.
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
 from .errors import Rdna1Error
 from .runfiles import VERDICTS_DB
 
@@ -39,14 +43,15 @@ class UsageError(Rdna1Error):
 
 
 def parse_kv(tokens: list[str], allowed: list[str] | None = None, command: str = "") -> dict[str, Any]:
-    """``["epochs=3", "amp=False"]`` -> ``{"epochs": 3, "amp": False}`` (YAML scalars)."""
+    """``["epochs=3", "amp=False", "max_restarts_per_hour=None"]`` -> ``{"epochs": 3, "amp": False,
+    "max_restarts_per_hour": None}`` (YAML scalars; ``None`` in any case is None, as on ``yolo``'s command line)."""
     out: dict[str, Any] = {}
     for tok in tokens:
         if "=" not in tok:
             raise UsageError(f"'{tok}' is not a key=value argument of 'yolo-rdna1 {command}'")
         key, _, raw = tok.partition("=")
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = yaml.safe_load(raw) if raw and raw.lower() != "none" else None
         except yaml.YAMLError:
             value = raw
         out[key.strip()] = raw if isinstance(value, (dict,)) else value
@@ -73,7 +78,9 @@ def cmd_train(tokens: list[str]) -> int:
 
         args = {**load_recipe(args.pop("recipe")), **args}  # the command line wins
     if "data" not in args:
-        raise UsageError("'yolo-rdna1 train' needs data=<dataset YAML> or a dataset config name (data=ltdv2 root=<converted folder>)")
+        raise UsageError(
+            "'yolo-rdna1 train' needs data=<dataset YAML> or a dataset config name (data=ltdv2 root=<converted folder>)"
+        )
     train(**args)
     return 0
 
@@ -101,11 +108,28 @@ def cmd_demo(tokens: list[str]) -> int:
     from .training import train
 
     project = Path(args["project"]).resolve()
-    data = make_synthetic_thermal(project / "synthetic-thermal", n_train=int(args["n_train"]), n_val=int(args["n_val"]), seed=int(args["seed"]), overwrite=True)
+    data = make_synthetic_thermal(
+        project / "synthetic-thermal",
+        n_train=int(args["n_train"]),
+        n_val=int(args["n_val"]),
+        seed=int(args["seed"]),
+        overwrite=True,
+    )
     train(
-        data=str(data), model="yolov8n.yaml", guard=args["guard"], faults=args["faults"], epochs=args["epochs"],
-        imgsz=args["imgsz"], batch=args["batch"], device=args["device"], project=str(project), name=args["name"],
-        exist_ok=True, plots=False, workers=0, seed=int(args["seed"]),
+        data=str(data),
+        model="yolov8n.yaml",
+        guard=args["guard"],
+        faults=args["faults"],
+        epochs=args["epochs"],
+        imgsz=args["imgsz"],
+        batch=args["batch"],
+        device=args["device"],
+        project=str(project),
+        name=args["name"],
+        exist_ok=True,
+        plots=False,
+        workers=0,
+        seed=int(args["seed"]),
     )
     run = last_run()
     report = run.report() if run else {"calls": 0, "bypassed": 0, "fallbacks": 0, "signatures": [], "probe": ""}
@@ -115,9 +139,9 @@ def cmd_demo(tokens: list[str]) -> int:
     if report["probe"]:
         print(f"probe: {report['probe']}")
     print(
-        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were bypassed "
-        f"({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process fallbacks; "
-        f"fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
+        f"yolo_rdna1 demo: {report['bypassed']} of {report['calls']} conv calls in training and validation were "
+        f"bypassed ({bypassed_sigs} of {len(used)} conv signatures), {report['fallbacks']} in-process "
+        f"fallbacks; fault profile {args['faults']!r}, guard {args['guard']!r}; run dir {project / args['name']}"
     )
     return 0
 
@@ -142,15 +166,24 @@ def cmd_verdicts(tokens: list[str]) -> int:
     from .verdicts.store import VerdictStore, miopen_driver_command, printable
 
     if not tokens or tokens[0] not in ("list", "export", "import", "clear", "miopen"):
-        raise UsageError("usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]")
-    action, args = tokens[0], parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}")
+        raise UsageError(
+            "usage: yolo-rdna1 verdicts list|export|import|clear|miopen [file=... device=... cache=... replace=True]"
+        )
+    action, args = (
+        tokens[0],
+        parse_kv(tokens[1:], ["file", "device", "cache", "bad", "replace"], f"verdicts {tokens[0]}"),
+    )
     store = VerdictStore(Path(args["cache"]) / VERDICTS_DB) if args.get("cache") else VerdictStore()
     device = args.get("device")
     if action == "list":
         rows = [v for v in store.query(device) if not args.get("bad") or v.bad]
         for v in rows:
             origin = f" {v.origin}" if v.origin else ""
-            print(printable(f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"))
+            print(
+                printable(
+                    f"{v.verdict:6} {v.signature}  [{v.env_profile}] {v.device}  ({v.source}{origin})  {v.detail}"
+                )
+            )
         print(printable(f"{len(rows)} verdicts in {store.path}"))
     elif action == "export":
         if not args.get("file"):
@@ -177,7 +210,10 @@ def cmd_verdicts(tokens: list[str]) -> int:
             except ValueError:  # a row no validation caught must not end the listing
                 store.skipped += 1
                 continue
-            print(f"# {v.verdict} ({v.source}) on {printable(v.device)} [{printable(v.env_profile)}]: {printable(v.detail)}\n{line}")
+            print(
+                f"# {v.verdict} ({v.source}) on {printable(v.device)} "
+                f"[{printable(v.env_profile)}]: {printable(v.detail)}\n{line}"
+            )
             shown += 1
         skipped = f"; {store.skipped} stored rows left out (not valid verdicts)" if store.skipped else ""
         print(f"# {shown} bad conv signatures{skipped}")
@@ -214,12 +250,18 @@ def cmd_data(tokens: list[str]) -> int:
     code 128 + the signal's number; every data action is safe to run again.
     """
     if not tokens or tokens[0] not in DATA_ACTIONS:
-        raise UsageError(f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)")
+        raise UsageError(
+            f"usage: yolo-rdna1 data {'|'.join(DATA_ACTIONS)} key=value ... (yolo-rdna1 help lists the keys)"
+        )
     action = tokens[0]
     try:
         return _data_action(action, tokens)
     except KeyboardInterrupt as e:
-        again = "running the same command again resumes where it stopped" if action == "convert-ltdv2" else "run the same command again"
+        again = (
+            "running the same command again resumes where it stopped"
+            if action == "convert-ltdv2"
+            else "run the same command again"
+        )
         print(f"yolo-rdna1 data {action}: interrupted; {again}", file=sys.stderr)
         return 128 + int(getattr(e, "signum", signal.SIGINT))
 
@@ -231,9 +273,12 @@ def _data_action(action: str, tokens: list[str]) -> int:
         args = parse_kv(tokens[1:], ["src", "dst", "splits", "link", "frames", "progress"], "data convert-ltdv2")
         splits = args.get("splits", "Train,Valid")
         report = convert_ltdv2(
-            _required(args, "src", action), _required(args, "dst", action),
+            _required(args, "src", action),
+            _required(args, "dst", action),
             splits=[str(s) for s in splits] if isinstance(splits, list) else str(splits),
-            link=str(args.get("link", "symlink")), progress=bool(args.get("progress", True)), frames=args.get("frames"),
+            link=str(args.get("link", "symlink")),
+            progress=bool(args.get("progress", True)),
+            frames=args.get("frames"),
         )
         print(report.table())
         return 1 if report.problems else 0
@@ -241,14 +286,20 @@ def _data_action(action: str, tokens: list[str]) -> int:
         from .data.check import check_dataset
 
         args = parse_kv(tokens[1:], ["data", "root", "hashes", "progress"], "data check")
-        result = check_dataset(_required(args, "data", action), root=args.get("root"), hashes=bool(args.get("hashes", True)),
-                               progress=bool(args.get("progress", True)))
+        result = check_dataset(
+            _required(args, "data", action),
+            root=args.get("root"),
+            hashes=bool(args.get("hashes", True)),
+            progress=bool(args.get("progress", True)),
+        )
         print(result.summary())
         return 0 if result.ok else 1
     if action == "sample":
         from .data.ltdv2_sample import make_ltdv2_sample
 
-        args = parse_kv(tokens[1:], ["dst", "months", "clips_per_day", "frames_per_clip", "days_per_month", "seed"], "data sample")
+        args = parse_kv(
+            tokens[1:], ["dst", "months", "clips_per_day", "frames_per_clip", "days_per_month", "seed"], "data sample"
+        )
         dst = _required(args, "dst", action)
         try:
             root = make_ltdv2_sample(dst, **{k: v for k, v in args.items() if k != "dst"})
@@ -259,8 +310,72 @@ def _data_action(action: str, tokens: list[str]) -> int:
     from .data.ltdv2 import make_drift_splits
 
     args = parse_kv(tokens[1:], ["dst", "scheme", "train_months"], "data drift")
-    print(make_drift_splits(_required(args, "dst", action), scheme=args.get("scheme"), train_months=args.get("train_months")).summary())
+    print(
+        make_drift_splits(
+            _required(args, "dst", action), scheme=args.get("scheme"), train_months=args.get("train_months")
+        ).summary()
+    )
     return 0
+
+
+def _lifecycle(kind: str, tokens: list[str]) -> int:
+    """``yolo-rdna1 val|predict|export``: Ultralytics' own call on ``YOLO(model)`` with the plugin.
+
+    Bad input (no model, a missing model file, an unknown key, a bad value) is a usage error
+    (exit 2) before anything runs; a call that fails (a dataset or source that does not exist,
+    an export that cannot be made) is one line from :func:`main` too. No traceback either way.
+    """
+    from ._ultralytics import message
+    from .options import OptionError
+    from .training import split_options
+
+    args = parse_kv(tokens, command=kind)
+    model = args.pop("model", None)
+    if not model:
+        raise UsageError(f"'yolo-rdna1 {kind}' needs model=<a .pt checkpoint or a model YAML>")
+    try:
+        options, args = split_options(args)
+        from ultralytics.cfg import check_cfg
+
+        check_cfg(dict(args))  # value types and ranges, as 'yolo {kind}' checks them
+    except (OptionError, TypeError, ValueError) as e:
+        raise UsageError(message(e)) from None
+    if kind == "predict":
+        args.setdefault("save", True)  # as 'yolo predict': results land in runs/<task>/predict
+    path = Path(str(model))
+    if path.suffix not in (".yaml", ".yml") and path.parent != Path(".") and not path.exists():
+        raise UsageError(f"model file {model} not found; pass model=<a .pt checkpoint or a model YAML>")
+    from ultralytics import YOLO
+
+    from .callbacks import add_callbacks
+
+    try:
+        yolo = YOLO(str(model))
+    except FileNotFoundError as e:
+        raise UsageError(
+            f"model {model} not found ({message(e)}); pass model=<a .pt checkpoint or a model YAML>"
+        ) from None
+    add_callbacks(yolo, **options.as_dict())
+    if kind == "val":
+        yolo.val(**args)
+    elif kind == "predict":
+        for _ in yolo.predict(stream=True, **args):  # streamed: a long video never piles up in memory
+            pass
+    else:
+        print(yolo.export(**args))
+    return 0  # the call's one-line guard summary went to the log
+
+
+def cmd_val(tokens: list[str]) -> int:
+    return _lifecycle("val", tokens)
+
+
+def cmd_predict(tokens: list[str]) -> int:
+    return _lifecycle("predict", tokens)
+
+
+def cmd_export(tokens: list[str]) -> int:
+    return _lifecycle("export", tokens)
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
@@ -271,6 +386,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "report": cmd_report,
     "doctor": cmd_doctor,
     "data": cmd_data,
+    "val": cmd_val,
+    "predict": cmd_predict,
+    "export": cmd_export,
 }
 
 

@@ -93,7 +93,11 @@ def load_yaml_file(path: Path, error: type[Rdna1Error] = Rdna1Error, what: str =
         raise error(f"{what} {path}: cannot be read ({_one_line(e)})") from None
     try:
         data = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a date like 2020-13-45, an int of 5000 digits
+    except (
+        yaml.YAMLError,
+        ValueError,
+        RecursionError,
+    ) as e:  # ValueError: a date like 2020-13-45, an int of 5000 digits
         raise error(f"{what} {path}: not valid YAML ({_one_line(e)})") from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
@@ -101,7 +105,9 @@ def load_yaml_file(path: Path, error: type[Rdna1Error] = Rdna1Error, what: str =
     return data
 
 
-def load_named_yaml(kind: str, spec: str | os.PathLike, error: type[Rdna1Error] = Rdna1Error) -> tuple[Path, dict[str, Any]]:
+def load_named_yaml(
+    kind: str, spec: str | os.PathLike, error: type[Rdna1Error] = Rdna1Error
+) -> tuple[Path, dict[str, Any]]:
     """A config of ``kind`` given by shipped name or path: (its file, its top-level mapping)."""
     path = resolve_named(kind, spec, error)
     return path, load_yaml_file(path, error, KINDS[kind])

@@ -33,7 +33,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 
@@ -110,7 +110,7 @@ def _warn_once(key: str, msg: str, *args: Any) -> None:
 # -- arch strings -----------------------------------------------------------------------------
 
 
-def base_arch(arch: Optional[str]) -> Optional[str]:
+def base_arch(arch: str | None) -> str | None:
     """The gfx target without feature suffixes: ``"gfx1010:xnack-"`` -> ``"gfx1010"``.
 
     Feature flags (xnack, sramecc) do not change which card it is, and rocminfo-style names
@@ -134,7 +134,7 @@ def _gfx_name(major: int, minor: int, stepping: int) -> str:
 _OVERRIDE_RE = re.compile(r"\s*(\d+)\.(\d+)\.(\d+)")
 
 
-def override_to_arch(value: Optional[str]) -> Optional[str]:
+def override_to_arch(value: str | None) -> str | None:
     """The gfx target an ``HSA_OVERRIDE_GFX_VERSION`` value makes the runtime load code for.
 
     ``"10.3.0"`` -> ``"gfx1030"``, ``"9.0.10"`` -> ``"gfx90a"``, ``"11.0.0"`` -> ``"gfx1100"``.
@@ -173,7 +173,7 @@ _RDNA1_NAME_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def _rdna1_arch_from_name(name: str) -> Optional[str]:
+def _rdna1_arch_from_name(name: str) -> str | None:
     for pattern, arch in _RDNA1_NAME_PATTERNS:
         if pattern.search(name):
             return arch
@@ -257,7 +257,7 @@ def _pci_key(bus_id: str) -> str:
     return bus_id.lower().rsplit(".", 1)[0]
 
 
-def _kfd_node_for(pci_bus_id: Optional[str]) -> Optional[_KfdNode]:
+def _kfd_node_for(pci_bus_id: str | None) -> _KfdNode | None:
     """The KFD node of one torch device: by PCI address, or the only GPU node there is.
 
     Without a PCI address (older torch) and with several GPUs there is no reliable mapping
@@ -274,7 +274,7 @@ def _kfd_node_for(pci_bus_id: Optional[str]) -> Optional[_KfdNode]:
 # -- DeviceInfo -------------------------------------------------------------------------------
 
 
-def _fp(value: Optional[str]) -> str:
+def _fp(value: str | None) -> str:
     return "-" if value in (None, "") else str(value).strip().replace("|", "/")
 
 
@@ -294,17 +294,17 @@ class DeviceInfo:
     """
 
     backend: str  # "rocm" | "cuda" | "mps" | "cpu" (other torch device types: their type name)
-    index: Optional[int]
+    index: int | None
     name: str
-    arch: Optional[str]
-    effective_arch: Optional[str]
-    hsa_override: Optional[str]
-    runtime_version: Optional[str]
-    conv_library: Optional[str]
-    conv_library_version: Optional[str]
+    arch: str | None
+    effective_arch: str | None
+    hsa_override: str | None
+    runtime_version: str | None
+    conv_library: str | None
+    conv_library_version: str | None
     torch_version: str
-    ultralytics_version: Optional[str]
-    pci_bus_id: Optional[str]
+    ultralytics_version: str | None
+    pci_bus_id: str | None
 
     @property
     def fingerprint(self) -> str:
@@ -354,8 +354,7 @@ class DeviceInfo:
 # -- parsing ----------------------------------------------------------------------------------
 
 _VALID_FORMS = (
-    "None, 'cpu', 'mps', 'cuda', 'cuda:N', N, 'N', 'N,M' (ultralytics style, first listed is used) "
-    "or a torch.device"
+    "None, 'cpu', 'mps', 'cuda', 'cuda:N', N, 'N', 'N,M' (ultralytics style, first listed is used) or a torch.device"
 )
 _INDEX_LIST = re.compile(r"\d+(?:,\d+)*,?")
 
@@ -431,7 +430,7 @@ def parse_device(device: DeviceLike = None) -> torch.device:
 # -- describing -------------------------------------------------------------------------------
 
 
-def _ultralytics_version() -> Optional[str]:
+def _ultralytics_version() -> str | None:
     """From package metadata: importing ultralytics takes seconds and has side effects."""
     import importlib.metadata
 
@@ -441,7 +440,7 @@ def _ultralytics_version() -> Optional[str]:
         return None
 
 
-def _conv_library_version(backend: str) -> Optional[str]:
+def _conv_library_version(backend: str) -> str | None:
     """``torch.backends.cudnn.version()`` as ``major.minor.patch`` (MIOpen's on ROCm).
 
     torch encodes MIOpen as MAJOR*1000000 + MINOR*1000 + PATCH, cuDNN >= 9 as
@@ -468,7 +467,7 @@ def _conv_library_version(backend: str) -> Optional[str]:
     return str(v)
 
 
-def _props_pci_bus_id(props: Any) -> Optional[str]:
+def _props_pci_bus_id(props: Any) -> str | None:
     """``dddd:bb:dd.0`` from torch's pci_domain_id/pci_bus_id/pci_device_id (newer torch only).
 
     torch exposes no PCI function number; GPUs are function 0. A string that already is a
@@ -485,7 +484,7 @@ def _props_pci_bus_id(props: Any) -> Optional[str]:
     return None
 
 
-def _rocm_at_least(hip: Optional[str], major: int, minor: int) -> bool:
+def _rocm_at_least(hip: str | None, major: int, minor: int) -> bool:
     """Whether torch.version.hip is at least major.minor; unknown versions count as new."""
     m = re.match(r"(\d+)\.(\d+)", hip or "")
     if not m:
@@ -493,7 +492,7 @@ def _rocm_at_least(hip: Optional[str], major: int, minor: int) -> bool:
     return (int(m.group(1)), int(m.group(2))) >= (major, minor)
 
 
-def _override_for(node: Optional[_KfdNode], hip: Optional[str], index: int) -> Optional[str]:
+def _override_for(node: _KfdNode | None, hip: str | None, index: int) -> str | None:
     """The HSA_OVERRIDE_GFX_VERSION value the runtime applies to this device, if any.
 
     ``_<node id>`` wins over the global variable (ROCm >= 6.2 only). When the device could not
@@ -530,7 +529,7 @@ def _describe_rocm(index: int, props: Any, common: dict[str, Any]) -> DeviceInfo
     # reported name when it agrees, for its feature suffix. Without KFD, a reported arch equal to
     # the override's may be the override speaking, so it is only trusted when no override hides it.
     if node is not None:
-        arch: Optional[str] = reported if base_arch(reported) == node.arch else node.arch
+        arch: str | None = reported if base_arch(reported) == node.arch else node.arch
     elif reported is not None and (override_arch is None or base_arch(reported) != override_arch):
         arch = reported
     else:
@@ -581,7 +580,7 @@ def _describe_cuda(index: int, props: Any, common: dict[str, Any]) -> DeviceInfo
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _describe(dev: torch.device) -> DeviceInfo:
     common: dict[str, Any] = {"torch_version": str(torch.__version__), "ultralytics_version": _ultralytics_version()}
     if dev.type == "cuda":
@@ -644,6 +643,4 @@ def rocm_env_summary() -> dict[str, str]:
     For reports and probe logs: a verdict measured under ``MIOPEN_DEBUG_CONV_GEMM=0`` says
     nothing about the default solver set, so whoever reads a verdict needs to see these.
     """
-    return {
-        k: v for k, v in sorted(os.environ.items()) if k in _ENV_EXACT or k.startswith(_ENV_PREFIXES)
-    }
+    return {k: v for k, v in sorted(os.environ.items()) if k in _ENV_EXACT or k.startswith(_ENV_PREFIXES)}

@@ -18,8 +18,9 @@ import os
 import platform
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -44,7 +45,7 @@ _SOLVER_FILTER = re.compile(r"MIOPEN_DEBUG_(CONV_\w+|FIND_ONLY_SOLVER)$")
 _LEVELS = ("bad", "warn", "info")
 
 
-def _section(errors: dict[str, str], name: str, fn: Callable[[], T]) -> Optional[T]:
+def _section(errors: dict[str, str], name: str, fn: Callable[[], T]) -> T | None:
     """``fn()``, or None with the failure recorded under ``name`` for the "could not read" list."""
     try:
         return fn()
@@ -56,7 +57,7 @@ def _section(errors: dict[str, str], name: str, fn: Callable[[], T]) -> Optional
 # -- sections ---------------------------------------------------------------------------------
 
 
-def _rocm_install_version() -> Optional[str]:
+def _rocm_install_version() -> str | None:
     """The system ROCm version from ``$ROCM_PATH/.info/version`` (what rocminfo/amd-smi run on).
 
     It can differ from torch's bundled HIP (``torch.version.hip``): a mismatch is a common source
@@ -75,7 +76,7 @@ def _torch_arch_list() -> list[str]:
     return list(torch.cuda.get_arch_list())
 
 
-def _versions(info: Optional[DeviceInfo]) -> dict[str, Any]:
+def _versions(info: DeviceInfo | None) -> dict[str, Any]:
     try:
         ultralytics = importlib.metadata.version("ultralytics")
     except importlib.metadata.PackageNotFoundError:
@@ -149,29 +150,33 @@ def _finding(level: str, finding: str, fix: str) -> dict[str, str]:
     return {"level": level, "finding": finding, "fix": fix}
 
 
-def _rdna1_findings(info: Optional[DeviceInfo]) -> list[dict[str, str]]:
+def _rdna1_findings(info: DeviceInfo | None) -> list[dict[str, str]]:
     """What an RDNA1 card risks whatever the install: fp16 NaNs, and an HSA override that runs
     another arch's code on it (the finding names the card and the override it runs under)."""
     out: list[dict[str, str]] = []
     if info is None or not info.is_rdna1:
         return out
     hw = base_arch(info.arch)
-    out.append(_finding(
-        "warn",
-        f"fp16/AMP on {hw} gives NaN losses, black outputs and sometimes SIGSEGV (ROCm/ROCm#1857)",
-        "train with amp=False (yolo_rdna1.train and `yolo-rdna1 train` set it unless you set amp yourself)",
-    ))
+    out.append(
+        _finding(
+            "warn",
+            f"fp16/AMP on {hw} gives NaN losses, black outputs and sometimes SIGSEGV (ROCm/ROCm#1857)",
+            "train with amp=False (yolo_rdna1.train and `yolo-rdna1 train` set it unless you set amp yourself)",
+        )
+    )
     override_arch = override_to_arch(info.hsa_override) if info.hsa_override else None
     if override_arch is not None and override_arch != hw:
         advice = "10.1.0 (gfx1010 code)" if hw in ("gfx1011", "gfx1012") else "no override"
-        out.append(_finding(
-            "warn",
-            f"{_OVERRIDE}={info.hsa_override} runs {override_arch} code on a {hw}: risky, {hw} lacks "
-            "instructions (e.g. the dot instructions) that code may use; hangs, memory access faults and "
-            "wrong results are reported with it",
-            f"prefer a PyTorch build with gfx101X code objects (ROCm 7 'TheRock' gfx101X-dgpu wheels) and "
-            f"{advice}; if you keep the override, keep guard=auto so convs with bad verdicts take the bypass",
-        ))
+        out.append(
+            _finding(
+                "warn",
+                f"{_OVERRIDE}={info.hsa_override} runs {override_arch} code on a {hw}: risky, {hw} lacks "
+                "instructions (e.g. the dot instructions) that code may use; hangs, memory access faults and "
+                "wrong results are reported with it",
+                f"prefer a PyTorch build with gfx101X code objects (ROCm 7 'TheRock' gfx101X-dgpu wheels) and "
+                f"{advice}; if you keep the override, keep guard=auto so convs with bad verdicts take the bypass",
+            )
+        )
     return out
 
 
@@ -184,16 +189,18 @@ def _override_format_findings(env: Mapping[str, str]) -> list[dict[str, str]]:
     for key, value in sorted(env.items()):
         if key == _OVERRIDE or key.startswith(_OVERRIDE + "_"):
             if override_to_arch(value) is None:
-                out.append(_finding(
-                    "warn",
-                    f"{key}={value!r} is not a major.minor.stepping value: newer ROCm ignores it, older ROCm "
-                    "fails to find the GPU",
-                    f"export {key}=10.3.0 (the form it needs) or unset {key}",
-                ))
+                out.append(
+                    _finding(
+                        "warn",
+                        f"{key}={value!r} is not a major.minor.stepping value: newer ROCm ignores it, older ROCm "
+                        "fails to find the GPU",
+                        f"export {key}=10.3.0 (the form it needs) or unset {key}",
+                    )
+                )
     return out
 
 
-def _code_object_findings(info: Optional[DeviceInfo], arch_list: Optional[list[str]]) -> list[dict[str, str]]:
+def _code_object_findings(info: DeviceInfo | None, arch_list: list[str] | None) -> list[dict[str, str]]:
     """A ROCm torch build without code objects for the arch the card runs as.
 
     Every kernel then fails with "HIP error: invalid device function", which no conv routing
@@ -206,23 +213,33 @@ def _code_object_findings(info: Optional[DeviceInfo], arch_list: Optional[list[s
         eff = base_arch(info.effective_arch)
         if eff is not None and eff not in have:
             if info.is_rdna1 and not info.hsa_override:
-                fix = ("install a PyTorch build with gfx101X code objects (ROCm 7 'TheRock' gfx101X-dgpu wheels); "
-                       f"as a risky fallback export {_OVERRIDE}=10.3.0 (gfx1011/gfx1012: 10.1.0)")
+                fix = (
+                    "install a PyTorch build with gfx101X code objects (ROCm 7 'TheRock' gfx101X-dgpu wheels); "
+                    f"as a risky fallback export {_OVERRIDE}=10.3.0 (gfx1011/gfx1012: 10.1.0)"
+                )
             else:
                 fix = f"install a PyTorch build for {eff}, or set {_OVERRIDE} to a target it has"
-            out.append(_finding(
-                "bad",
-                f"this PyTorch build has no code objects for {eff} (it has {', '.join(sorted(a for a in have if a))}): "
-                "GPU kernels fail with 'HIP error: invalid device function'",
-                fix,
-            ))
+            out.append(
+                _finding(
+                    "bad",
+                    f"this PyTorch build has no code objects for {eff} (it "
+                    f"has {', '.join(sorted(a for a in have if a))}): GPU "
+                    "kernels fail with 'HIP error: invalid device function'",
+                    fix,
+                )
+            )
     elif rocm:
-        out.append(_finding("info", "could not list the code objects in this PyTorch build (torch.cuda.get_arch_list() is empty)",
-                            "if kernels fail with 'HIP error: invalid device function', the build lacks this card's target"))
+        out.append(
+            _finding(
+                "info",
+                "could not list the code objects in this PyTorch build (torch.cuda.get_arch_list() is empty)",
+                "if kernels fail with 'HIP error: invalid device function', the build lacks this card's target",
+            )
+        )
     return out
 
 
-def _miopen_findings(env: Mapping[str, str], dirs: Optional[Mapping[str, Any]]) -> list[dict[str, str]]:
+def _miopen_findings(env: Mapping[str, str], dirs: Mapping[str, Any] | None) -> list[dict[str, str]]:
     """MIOpen state that outlives a run: a find-db that keeps picking a bad solver, an exhaustive
     tuning mode, and solver filters (which make the find-db stale when they change)."""
     out: list[dict[str, str]] = []
@@ -230,36 +247,44 @@ def _miopen_findings(env: Mapping[str, str], dirs: Optional[Mapping[str, Any]]) 
     find_db = user_db.get("find_db") or []
     if find_db:
         folder = user_db["path"]
-        out.append(_finding(
-            "warn",
-            f"{len(find_db)} MIOpen find-db file(s) in {folder} ({', '.join(find_db[:3])}{', ...' if len(find_db) > 3 else ''}): "
-            "MIOpen reuses the solver recorded there on every later run (a db hit skips benchmarking except in "
-            "NORMAL find mode), so a solver that hung or aborted in a crashed run, or one picked before the solver "
-            "filters changed, keeps being picked",
-            f"after a crashed run or a change of MIOPEN_DEBUG_* solver filters: rm -f {shlex.quote(folder)}/*.ufdb.txt",
-        ))
+        out.append(
+            _finding(
+                "warn",
+                f"{len(find_db)} MIOpen find-db file(s) in {folder} "
+                f"({', '.join(find_db[:3])}{', ...' if len(find_db) > 3 else ''}): MIOpen reuses "
+                "the solver recorded there on every later run (a db hit skips benchmarking "
+                "except in NORMAL find mode), so a solver that hung or aborted in a crashed "
+                "run, or one picked before the solver filters changed, keeps being picked",
+                "after a crashed run or a change of MIOPEN_DEBUG_* "
+                f"solver filters: rm -f {shlex.quote(folder)}/*.ufdb.txt",
+            )
+        )
 
     enforce = env.get("MIOPEN_FIND_ENFORCE", "").strip().upper()
     if enforce in _SEARCH_ENFORCE:
-        out.append(_finding(
-            "warn",
-            f"MIOPEN_FIND_ENFORCE={env['MIOPEN_FIND_ENFORCE']} tunes every new conv shape exhaustively: very slow "
-            "(30+ minutes on an RX 5600 XT before the first epoch)",
-            "unset MIOPEN_FIND_ENFORCE",
-        ))
+        out.append(
+            _finding(
+                "warn",
+                f"MIOPEN_FIND_ENFORCE={env['MIOPEN_FIND_ENFORCE']} tunes every new conv shape exhaustively: very slow "
+                "(30+ minutes on an RX 5600 XT before the first epoch)",
+                "unset MIOPEN_FIND_ENFORCE",
+            )
+        )
 
     filters = sorted(k for k in env if _SOLVER_FILTER.match(k))
     if filters:
-        out.append(_finding(
-            "info",
-            f"MIOpen solver filters in effect: {', '.join(f'{k}={env[k]}' for k in filters)}; they are read once per "
-            "process and conv verdicts are stored per env profile",
-            "after changing them, delete the user find-db (rm -f <user db>/*.ufdb.txt)",
-        ))
+        out.append(
+            _finding(
+                "info",
+                f"MIOpen solver filters in effect: {', '.join(f'{k}={env[k]}' for k in filters)}; "
+                "they are read once per process and conv verdicts are stored per env profile",
+                "after changing them, delete the user find-db (rm -f <user db>/*.ufdb.txt)",
+            )
+        )
     return out
 
 
-def _no_gpu_findings(info: Optional[DeviceInfo]) -> list[dict[str, str]]:
+def _no_gpu_findings(info: DeviceInfo | None) -> list[dict[str, str]]:
     """A torch that sees no GPU: training runs on the CPU, and the fix depends on the build
     (device access for a ROCm build, another build otherwise)."""
     if info is None or info.backend != "cpu":
@@ -273,21 +298,24 @@ def _no_gpu_findings(info: Optional[DeviceInfo]) -> list[dict[str, str]]:
     return [_finding("info", f"torch ({build} build) sees no GPU: training runs on the CPU", fix)]
 
 
-def _sensor_findings(info: Optional[DeviceInfo], sensors: Optional[Mapping[str, Any]]) -> list[dict[str, str]]:
+def _sensor_findings(info: DeviceInfo | None, sensors: Mapping[str, Any] | None) -> list[dict[str, str]]:
     """A GPU without readable sensors: the thermal guard cannot pause a card that overheats."""
     if info is None or info.backend not in ("rocm", "cuda") or sensors is None or sensors.get("source") != "none":
         return []
-    fix = ("pip install amdsmi matching your ROCm, or check that /sys/class/drm/card*/device/hwmon is readable"
-           if info.backend == "rocm" else "pip install nvidia-ml-py")
+    fix = (
+        "pip install amdsmi matching your ROCm, or check that /sys/class/drm/card*/device/hwmon is readable"
+        if info.backend == "rocm"
+        else "pip install nvidia-ml-py"
+    )
     return [_finding("info", "no GPU sensors: temperatures are reported as -1 and the thermal guard cannot pause", fix)]
 
 
 def diagnose(
-    info: Optional[DeviceInfo],
+    info: DeviceInfo | None,
     env: Mapping[str, str],
-    dirs: Optional[Mapping[str, Any]] = None,
-    arch_list: Optional[list[str]] = None,
-    sensors: Optional[Mapping[str, Any]] = None,
+    dirs: Mapping[str, Any] | None = None,
+    arch_list: list[str] | None = None,
+    sensors: Mapping[str, Any] | None = None,
 ) -> list[dict[str, str]]:
     """Known-bad combinations among what was read; each ``{level, finding, fix}``, worst first.
 
@@ -320,7 +348,9 @@ def collect(device: DeviceLike = None) -> dict[str, Any]:
     env = dict(os.environ)
     info = _section(errors, "device", lambda: describe_device(device))
     dirs = _section(errors, "miopen", lambda: _miopen_dirs(env))
-    arch_list = _section(errors, "code objects", _torch_arch_list) if info is not None and info.backend == "rocm" else None
+    arch_list = (
+        _section(errors, "code objects", _torch_arch_list) if info is not None and info.backend == "rocm" else None
+    )
     sensors = _section(errors, "sensors", lambda: _sensors(info)) if info is not None else None
     report: dict[str, Any] = {
         "device": _section(errors, "device", info.as_dict) if info is not None else None,
@@ -339,12 +369,12 @@ def collect(device: DeviceLike = None) -> dict[str, Any]:
 def _size(n: int) -> str:
     if n < 1024:
         return f"{n} B"
-    value, unit = float(n), "B"
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
+    value = float(n) / 1024
+    for unit in ("KiB", "MiB"):
         if value < 1024:
-            break
-    return f"{value:.1f} {unit}"
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def _fmt_device(d: Mapping[str, Any]) -> list[str]:
@@ -396,7 +426,9 @@ def _fmt_sensors(s: Mapping[str, Any]) -> list[str]:
         return [f"  none ({s.get('detail')})"]
     r = s.get("reading", {})
     units = {"edge_c": " C", "junction_c": " C", "mem_c": " C", "power_w": " W", "busy_pct": " %"}
-    values = ", ".join(f"{k.rsplit('_', 1)[0]} {'n/a' if r.get(k) is None else f'{r[k]:.0f}{u}'}" for k, u in units.items())
+    values = ", ".join(
+        f"{k.rsplit('_', 1)[0]} {'n/a' if r.get(k) is None else f'{r[k]:.0f}{u}'}" for k, u in units.items()
+    )
     return [f"  {s.get('source')} ({s.get('detail')}): {values}"]
 
 
@@ -429,7 +461,11 @@ def format_report(d: Mapping[str, Any]) -> str:
     block("Versions", "versions", _fmt_versions)
     if d.get("code_objects") is not None:
         lines.append(f"  {'code objects':<13} {', '.join(d['code_objects']) or 'none listed'}")
-    block("MIOpen databases", "miopen", lambda m: _fmt_dir("user db", m["user_db"]) + _fmt_dir("kernel cache", m["kernel_cache"]))
+    block(
+        "MIOpen databases",
+        "miopen",
+        lambda m: _fmt_dir("user db", m["user_db"]) + _fmt_dir("kernel cache", m["kernel_cache"]),
+    )
     block("Environment (MIOpen/HIP/HSA)", "env", lambda e: [f"  {k}={v}" for k, v in e.items()] or ["  none set"])
     block("Fault simulator", "faults", _fmt_faults)
     if d.get("device") is not None:

@@ -23,7 +23,9 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def atomic_write(path: str | os.PathLike, data: Data, prev: str | os.PathLike | None = None, durable: bool = True) -> Path:
+def atomic_write(
+    path: str | os.PathLike, data: Data, prev: str | os.PathLike | None = None, durable: bool = True
+) -> Path:
     """Replace ``path`` with ``data`` (bytes, text in UTF-8, or a function that writes to a binary
     file object, e.g. ``lambda f: torch.save(obj, f)``).
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
+from .errors import Rdna1Error
 from .guard.router import POLICIES
 from .verdicts.table import UNKNOWN_POLICIES
-from .errors import Rdna1Error
 
 
 class OptionError(Rdna1Error):
@@ -44,6 +45,9 @@ class PluginOptions:
             a bypassed conv's backward is Python, and the hand-off cost a YOLOv8n epoch on the
             bypass a fifth of its speed on an H200 (docs/benchmarks.md). Only while the guard
             is on.
+        report: ``val``, ``predict`` and ``export`` on a model with the plugin's callbacks also
+            write ``rdna1_report.json`` (what the guard did in that call) into their output
+            folder; off, they write nothing Ultralytics does not (a training always writes it).
     """
 
     guard: str = "auto"
@@ -60,26 +64,48 @@ class PluginOptions:
     stall_timeout: float = 1200.0
     checkpoint_minutes: float = 15.0
     serial_backward: bool = True
+    report: bool = False
 
     def __post_init__(self) -> None:
         if self.guard not in POLICIES:
             raise OptionError(f"guard={self.guard!r} is not a policy; valid: {', '.join(POLICIES)}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise OptionError(f"unknown={self.unknown!r} is not valid; valid: {', '.join(UNKNOWN_POLICIES)}")
-        for name in ("probe", "prefer_faster", "thermal", "serial_backward"):
+        for name in ("probe", "prefer_faster", "thermal", "serial_backward", "report"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{name}={getattr(self, name)!r} must be True or False")
-        if isinstance(self.telemetry, bool) or not isinstance(self.telemetry, (int, float)) or not 0 <= self.telemetry <= 3600:
+        if (
+            isinstance(self.telemetry, bool)
+            or not isinstance(self.telemetry, (int, float))
+            or not 0 <= self.telemetry <= 3600
+        ):
             raise OptionError(f"telemetry={self.telemetry!r} must be a sampling interval in seconds, 0 (off) to 3600")
-        if isinstance(self.stall_timeout, bool) or not isinstance(self.stall_timeout, (int, float)) or not (self.stall_timeout == 0 or 10 <= self.stall_timeout <= 86400):
+        if (
+            isinstance(self.stall_timeout, bool)
+            or not isinstance(self.stall_timeout, (int, float))
+            or not (self.stall_timeout == 0 or 10 <= self.stall_timeout <= 86400)
+        ):
             raise OptionError(f"stall_timeout={self.stall_timeout!r} must be 0 (off) or 10 to 86400 seconds")
-        if isinstance(self.checkpoint_minutes, bool) or not isinstance(self.checkpoint_minutes, (int, float)) or not 0 <= self.checkpoint_minutes <= 10080:
-            raise OptionError(f"checkpoint_minutes={self.checkpoint_minutes!r} must be 0 (off) or a number of minutes up to 10080 (a week)")
+        if (
+            isinstance(self.checkpoint_minutes, bool)
+            or not isinstance(self.checkpoint_minutes, (int, float))
+            or not 0 <= self.checkpoint_minutes <= 10080
+        ):
+            raise OptionError(
+                f"checkpoint_minutes={self.checkpoint_minutes!r} must "
+                "be 0 (off) or a number of minutes up to 10080 (a week)"
+            )
         for name in ("thermal_limit", "thermal_resume"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 30 <= v <= 125):
-                raise OptionError(f"{name}={v!r} must be a temperature in C between 30 and 125, or None for the vendor default")
-        if self.thermal_limit is not None and self.thermal_resume is not None and self.thermal_resume >= self.thermal_limit:
+                raise OptionError(
+                    f"{name}={v!r} must be a temperature in C between 30 and 125, or None for the vendor default"
+                )
+        if (
+            self.thermal_limit is not None
+            and self.thermal_resume is not None
+            and self.thermal_resume >= self.thermal_limit
+        ):
             raise OptionError(
                 f"thermal_resume={self.thermal_resume} must be below thermal_limit={self.thermal_limit} "
                 "(training resumes once the GPU has cooled below it)"
@@ -90,7 +116,7 @@ class PluginOptions:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "PluginOptions":
+    def from_mapping(cls, values: Mapping[str, Any]) -> PluginOptions:
         """Build from keyword arguments; an unknown name gets the closest valid one suggested."""
         unknown = [k for k in values if k not in cls.names()]
         if unknown:
@@ -98,7 +124,9 @@ class PluginOptions:
             for k in unknown:
                 close = difflib.get_close_matches(k, cls.names(), n=1)
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise OptionError(f"unknown yolo_rdna1 option(s) {', '.join(hints)}; valid options: {', '.join(cls.names())}")
+            raise OptionError(
+                f"unknown yolo_rdna1 option(s) {', '.join(hints)}; valid options: {', '.join(cls.names())}"
+            )
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:

@@ -25,7 +25,9 @@ def _amount(n: float, binary: bool) -> str:
 class ProgressBar:
     """``desc: 42% 1234/2938 img 3.1s``; ``binary=True`` shows a byte count in KiB/MiB/GiB."""
 
-    def __init__(self, total: int, desc: str, unit: str = "it", binary: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, desc: str, unit: str = "it", binary: bool = False, stream: TextIO | None = None
+    ) -> None:
         self.total = max(int(total), 0)
         self.desc = desc
         self.unit = "" if binary else f" {unit}"
@@ -38,7 +40,10 @@ class ProgressBar:
     def _line(self) -> str:
         share = f"{100 * self.done / self.total:3.0f}% " if self.total else ""
         of = f"/{_amount(self.total, self.binary)}" if self.total else ""
-        return f"{self.desc}: {share}{_amount(self.done, self.binary)}{of}{self.unit} {time.monotonic() - self._start:.1f}s"
+        return (
+            f"{self.desc}: {share}{_amount(self.done, self.binary)}{of}{self.unit} "
+            f"{time.monotonic() - self._start:.1f}s"
+        )
 
     def update(self, n: int = 1) -> None:
         self.done += n

@@ -10,7 +10,7 @@ from .configs_path import load_named_yaml, shipped_configs
 from .options import OptionError, PluginOptions
 
 #: Keys a recipe may hold besides Ultralytics' own arguments and the plugin options.
-RUN_KEYS = ("model", "data", "supervise", "max_restarts")
+RUN_KEYS = ("model", "data", "supervise", "max_restarts", "backoff_s", "max_restarts_per_hour", "stop_grace_s")
 
 
 def shipped_recipes() -> dict[str, Path]:
@@ -25,5 +25,8 @@ def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
     valid = set(DEFAULT_CFG_DICT) | set(PluginOptions.names()) | set(RUN_KEYS)
     unknown = sorted(str(k) for k in data if k not in valid)
     if unknown:
-        raise OptionError(f"recipe {path}: unknown key(s) {unknown}; keys are Ultralytics train arguments, yolo_rdna1 options ({', '.join(PluginOptions.names())}) or {', '.join(RUN_KEYS)}")
+        raise OptionError(
+            f"recipe {path}: unknown key(s) {unknown}; keys are Ultralytics train arguments, "
+            f"yolo_rdna1 options ({', '.join(PluginOptions.names())}) or {', '.join(RUN_KEYS)}"
+        )
     return data

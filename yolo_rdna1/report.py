@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
 from .errors import Rdna1Error
 from .runfiles import PLOT as PLOT_FILE
 from .runfiles import REPORT as REPORT_FILE
@@ -23,7 +24,9 @@ def load_report(run_dir: str | Path) -> dict[str, Any]:
     if not run.is_dir():
         raise ReportError(f"{run} is not a folder; give a training run dir such as runs/detect/train")
     if not path.is_file():
-        raise ReportError(f"{run} has no {REPORT_FILE}; it is written when a guarded training ends (was yolo_rdna1 active?)")
+        raise ReportError(
+            f"{run} has no {REPORT_FILE}; it is written when a guarded training ends (was yolo_rdna1 active?)"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -93,7 +96,11 @@ def figure(rows: list[dict[str, float]]) -> Any:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5), tight_layout=True)
     a.plot(epochs, [100 * r["rdna1/bypass_rate"] for r in rows], marker="o")
     a.set(title="conv calls on the bypass", xlabel="epoch", ylabel="%", ylim=(0, 100))
-    for key, label in (("rdna1/temp_edge_max", "edge"), ("rdna1/temp_junction_max", "junction"), ("rdna1/temp_mem_max", "memory")):
+    for key, label in (
+        ("rdna1/temp_edge_max", "edge"),
+        ("rdna1/temp_junction_max", "junction"),
+        ("rdna1/temp_mem_max", "memory"),
+    ):
         values = [r.get(key, -1.0) for r in rows]
         if any(v >= 0 for v in values):
             b.plot(epochs, [v if v >= 0 else float("nan") for v in values], marker="o", label=label)
@@ -129,8 +136,10 @@ def journal_lines(run_dir: str | Path) -> list[str]:
         return []
     j = journal.summarize(run_dir)
     causes = ", ".join(f"{n} {cause}" for cause, n in sorted(j["causes"].items())) or "none"
-    lines = [f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of training lost to them, "
-             f"ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"]
+    lines = [
+        f"yolo_rdna1: journal: {j['restarts']} restart(s) ({causes}), {j['lost_minutes']:.1f} min of "
+        f"training lost to them, ended: {j['ended'] or 'not yet (running, or stopped without an end record)'}"
+    ]
     lines += [f"yolo_rdna1: journal: attributed {sig}" for sig in j["attributed"]]
     if j["skipped"]:
         lines.append(f"yolo_rdna1: journal: {j['skipped']} line(s) skipped: torn by a crash mid-write, or not an event")

@@ -11,14 +11,14 @@ changing it needs a verdict-store migration.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch-free at run time: the verdict store and the CLI read keys without it
     import torch
 
 from .errors import Rdna1Error
 
-Pair = Tuple[int, int]
+Pair = tuple[int, int]
 
 #: Directions of one conv call. Autograd runs ``bwd_data`` (input gradient) and ``bwd_weight``
 #: (weight gradient) as separate vendor calls, and MIOpen picks separate solvers for them.
@@ -45,7 +45,7 @@ def _number(text: str, prefix: str, what: str, low: int) -> int:
     """One decimal number after ``prefix``: ASCII digits only, from ``low`` to 2**31-1."""
     if not text.startswith(prefix):
         raise SignatureError(f"expected {prefix!r} before the {what}, got {text[:20]!r}")
-    digits = text[len(prefix):]
+    digits = text[len(prefix) :]
     if not (0 < len(digits) <= 10 and digits.isascii() and digits.isdigit()):
         raise SignatureError(f"the {what} must be a number, got {digits[:20]!r}")
     value = int(digits)
@@ -58,7 +58,7 @@ def _numbers(text: str, prefix: str, sep: str, what: str, low: int) -> Pair:
     """Two numbers ``<prefix>A<sep>B`` (``k3x3``, ``c16>32``), each checked as :func:`_number`."""
     if not text.startswith(prefix) or text.count(sep) != 1:
         raise SignatureError(f"expected the {what} as {prefix}A{sep}B, got {text[:20]!r}")
-    a, b = text[len(prefix):].split(sep)
+    a, b = text[len(prefix) :].split(sep)
     return _number(a, "", what, low), _number(b, "", what, low)
 
 
@@ -106,7 +106,7 @@ class ConvSignature:
     def memory_format(self) -> str:
         return "channels_last" if self.channels_last else "contiguous"
 
-    def with_direction(self, direction: str) -> "ConvSignature":
+    def with_direction(self, direction: str) -> ConvSignature:
         return replace(self, direction=direction)
 
     @property
@@ -151,7 +151,7 @@ class ConvSignature:
         return ":".join(parts)
 
     @classmethod
-    def from_key(cls, key: str) -> "ConvSignature":
+    def from_key(cls, key: str) -> ConvSignature:
         """Inverse of :meth:`key`, strict: only the exact text :meth:`key` writes is accepted.
 
         Keys come from files (breadcrumbs, verdict exports from other machines), so anything
@@ -169,7 +169,7 @@ class ConvSignature:
         return sig
 
     @classmethod
-    def _parse(cls, key: str) -> "ConvSignature":
+    def _parse(cls, key: str) -> ConvSignature:
         parts = key.split(":")
         if parts[0] != _KEY_VERSION:
             raise SignatureError(f"unknown key version {parts[0][:20]!r}, expected {_KEY_VERSION!r}")

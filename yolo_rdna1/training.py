@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .options import OptionError, PluginOptions
+
+if TYPE_CHECKING:
+    from .supervision import RestartPolicy
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -85,7 +87,9 @@ def device_defaults(args: dict[str, Any]) -> dict[str, Any]:
         LOGGER.info("yolo_rdna1: amp=False on %s: fp16 convs give NaN on gfx101x (ROCm/ROCm#1857)", info.arch)
     if info.backend == "rocm" and "workers" not in args:
         out["workers"] = ROCM_WORKERS
-        LOGGER.info("yolo_rdna1: workers=%d on ROCm: many forked dataloader workers stalled long RDNA1 runs", ROCM_WORKERS)
+        LOGGER.info(
+            "yolo_rdna1: workers=%d on ROCm: many forked dataloader workers stalled long RDNA1 runs", ROCM_WORKERS
+        )
     return out
 
 
@@ -105,13 +109,51 @@ def dataset_args(data: str, root: str | os.PathLike[str] | None, args: dict[str,
     applied = {k: v for k, v in defaults.items() if k not in args}
     if applied:
         check_ultralytics_args(applied)
-        LOGGER.info("yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items()))
+        LOGGER.info(
+            "yolo_rdna1: the dataset config's training settings: %s", ", ".join(f"{k}={v}" for k, v in applied.items())
+        )
     return data, {**applied, **args}
 
 
+def restart_policy(max_restarts: Any, backoff_s: Any, max_restarts_per_hour: Any, stop_grace_s: Any) -> RestartPolicy:
+    """The supervisor's :class:`~yolo_rdna1.supervision.RestartPolicy` from ``train``'s arguments,
+    each checked first: they come from a command line or a recipe, and a bad one must stop the run
+    before it starts, not when the first crash consults it days later."""
+    from .supervision import RestartPolicy
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def seconds(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not whole(max_restarts) or max_restarts < 0:
+        raise OptionError(f"max_restarts={max_restarts!r} must be an int >= 0")
+    if not seconds(backoff_s) or backoff_s < 0:
+        raise OptionError(f"backoff_s={backoff_s!r} must be a number of seconds >= 0")
+    if max_restarts_per_hour is not None and (not whole(max_restarts_per_hour) or max_restarts_per_hour < 1):
+        raise OptionError(f"max_restarts_per_hour={max_restarts_per_hour!r} must be an int >= 1, or None for no limit")
+    if not seconds(stop_grace_s) or not 0 < stop_grace_s < float("inf"):
+        raise OptionError(f"stop_grace_s={stop_grace_s!r} must be a number of seconds > 0")
+    return RestartPolicy(
+        max_restarts=max_restarts,
+        backoff_s=float(backoff_s),
+        max_restarts_per_hour=max_restarts_per_hour,
+        stop_grace_s=float(stop_grace_s),
+    )
+
+
 def train(
-    data: str, model: str = "yolov8n.yaml", guard: str = "auto", supervise: bool = False, max_restarts: int = 10,
-    backoff_s: float = 10.0, root: str | os.PathLike[str] | None = None, **kwargs: Any
+    data: str,
+    model: str = "yolov8n.yaml",
+    guard: str = "auto",
+    supervise: bool = False,
+    max_restarts: int = 10,
+    backoff_s: float = 10.0,
+    max_restarts_per_hour: int | None = 12,
+    stop_grace_s: float = 60.0,
+    root: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
 ) -> Any:
     """Train a YOLO model with every conv guarded; returns what ``YOLO.train`` returns.
 
@@ -123,21 +165,19 @@ def train(
     unknown name raises :class:`~yolo_rdna1.options.OptionError` at once.
     With ``supervise=True`` training runs in a child process that is restarted after a crash or a
     hang, ``backoff_s`` seconds later; only restarts in a row that made no progress double the wait
-    and count against ``max_restarts`` (see :class:`~yolo_rdna1.supervision.RestartPolicy`); the
-    run dir is returned.
+    and count against ``max_restarts``; at most ``max_restarts_per_hour`` restarts an hour (more
+    wait; ``None``: no limit); a SIGINT/SIGTERM gives the training child ``stop_grace_s`` seconds
+    to end before it is killed (see :class:`~yolo_rdna1.supervision.RestartPolicy`); the run dir
+    is returned.
     """
     options, args = split_options({"guard": guard, **kwargs})
     data, args = dataset_args(data, root, args)
     check_data(data)
     check_writable(args)
     if supervise:
-        from .supervision import RestartPolicy, supervise as run_supervised
+        from .supervision import supervise as run_supervised
 
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise OptionError(f"max_restarts={max_restarts!r} must be an int >= 0")
-        if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or backoff_s < 0:
-            raise OptionError(f"backoff_s={backoff_s!r} must be a number of seconds >= 0")
-        policy = RestartPolicy(max_restarts=max_restarts, backoff_s=float(backoff_s))
+        policy = restart_policy(max_restarts, backoff_s, max_restarts_per_hour, stop_grace_s)
         return run_supervised({"data": data, "model": model, **options.as_dict(), **args}, policy)
     args = {**device_defaults(args), **args}
     from ultralytics import YOLO

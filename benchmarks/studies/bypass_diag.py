@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import gc
 import json
 import os
@@ -55,7 +56,11 @@ def host_table(dev) -> dict:
     y = torch.randn(100, 144, device=dev)
     res = {
         "F.conv2d 3x3": host_us(lambda: F.conv2d(x, w3, None, 1, 1)),
-        "aten conv bwd 3x3 (both)": host_us(lambda: torch.ops.aten.convolution_backward(go, x, w3, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, False])),
+        "aten conv bwd 3x3 (both)": host_us(
+            lambda: torch.ops.aten.convolution_backward(
+                go, x, w3, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, False]
+            )
+        ),
         "nhwc_gemm fwd": host_us(lambda: nhwc_gemm.forward(x, w3, None, p3)),
         "nhwc_gemm bwd_data": host_us(lambda: nhwc_gemm.backward_data(go, x, w3, p3)),
         "nhwc_gemm bwd_weight": host_us(lambda: nhwc_gemm.backward_weight(go, x, w3, p3)),
@@ -68,8 +73,12 @@ def host_table(dev) -> dict:
         "im2col bwd_weight": host_us(lambda: im2col.backward_weight(go, x, w3, p3)),
         "F.pad nhwc": host_us(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1))),
         "torch.mm": host_us(lambda: torch.mm(m, m.t())),
-        "as_strided+reshape copy": host_us(lambda: xh.as_strided((1, 6, 6, 3, 3, 16), (1024, 128, 16, 128, 16, 1)).reshape(36, 144)),
-        "strided sum": host_us(lambda: y.as_strided((1, 8, 1, 8, 1, 3, 3, 16), (1440, 144, 0, 16, 0, 16, 16, 1)).sum((5, 6))),
+        "as_strided+reshape copy": host_us(
+            lambda: xh.as_strided((1, 6, 6, 3, 3, 16), (1024, 128, 16, 128, 16, 1)).reshape(36, 144)
+        ),
+        "strided sum": host_us(
+            lambda: y.as_strided((1, 8, 1, 8, 1, 3, 3, 16), (1440, 144, 0, 16, 0, 16, 16, 1)).sum((5, 6))
+        ),
     }
     conv = nn.Conv2d(16, 16, 3, 1, 1, bias=False).to(dev).to(memory_format=cl)
     xg = x.clone().requires_grad_()
@@ -120,9 +129,14 @@ def kernel_table(dev, size: int, batch: int) -> dict:
                 elif e.name.startswith(("cuda", "cu", "hip")) and not e.name.startswith("cutlass"):
                     api[e.name[:60]].append(e.cpu_time_total)
             top = sorted(groups.items(), key=lambda kv: -sum(kv[1]))[:25]
-            out[f"{path}/{dt}"] = {"busy_ms": round(busy / 1e3, 2), "profiled_wall_ms": round(wall, 1),
-                                   "top": [(k, len(v), round(sum(v) / 1e3, 3)) for k, v in top],
-                                   "runtime_api": sorted(((k, len(v), round(sum(v) / 1e3, 3)) for k, v in api.items()), key=lambda t: -t[2])[:12]}
+            out[f"{path}/{dt}"] = {
+                "busy_ms": round(busy / 1e3, 2),
+                "profiled_wall_ms": round(wall, 1),
+                "top": [(k, len(v), round(sum(v) / 1e3, 3)) for k, v in top],
+                "runtime_api": sorted(
+                    ((k, len(v), round(sum(v) / 1e3, 3)) for k, v in api.items()), key=lambda t: -t[2]
+                )[:12],
+            }
             del model, x
             torch.cuda.empty_cache()
     return out
@@ -157,7 +171,10 @@ def cprofile_table(dev, size: int, batch: int) -> dict:
                 _sync()
             buf = io.StringIO()
             pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(30)
-            out[f"{path}/{dt}"] = {"host_ms_per_step_unprofiled": round(host_plain, 2), "top": buf.getvalue().splitlines()[-38:]}
+            out[f"{path}/{dt}"] = {
+                "host_ms_per_step_unprofiled": round(host_plain, 2),
+                "top": buf.getvalue().splitlines()[-38:],
+            }
             del model, x
     return out
 
@@ -197,8 +214,20 @@ def sync_table(dev, size: int, batch: int) -> dict:
                 torch.cuda.synchronize()
                 wall = (time.perf_counter() - t) / 10 * 1e3
                 m1 = torch.cuda.memory_stats()
-            res[f"{path}/{dt}"] = {"host_ms": round(host, 2), "wall_ms": round(wall, 2),
-                                   **{k: m1.get(k, 0) - m0.get(k, 0) for k in ("num_alloc_retries", "segment.all.allocated", "segment.all.freed", "num_device_alloc", "num_device_free")}}
+            res[f"{path}/{dt}"] = {
+                "host_ms": round(host, 2),
+                "wall_ms": round(wall, 2),
+                **{
+                    k: m1.get(k, 0) - m0.get(k, 0)
+                    for k in (
+                        "num_alloc_retries",
+                        "segment.all.allocated",
+                        "segment.all.freed",
+                        "num_device_alloc",
+                        "num_device_free",
+                    )
+                },
+            }
             del model, x, step
             torch.cuda.empty_cache()
     return res
@@ -224,62 +253,87 @@ def gemm_table(dev) -> list:
     ]
     rows = []
     for label, m, k, n in shapes:
-        row = {"gemm": label, "MKN": (m, k, n)}
-        for mode in ("ieee", "tf32", "bf16"):
-            dt = torch.bfloat16 if mode == "bf16" else torch.float32
-            if label.startswith("bww"):  # A is a transposed view, as in the bypass
-                a = torch.randn(k, m, device=dev, dtype=dt).t()
-            else:
-                a = torch.randn(m, k, device=dev, dtype=dt)
-            b = torch.randn(n, k, device=dev, dtype=dt).t()
-            prev = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
-            try:
-                row[mode] = dev_ms(lambda: torch.mm(a, b))
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = prev
-        if m * n < 64 * 1024:  # split over the reduction: bmm over 16 slices + sum
-            a16 = torch.randn(16, k // 16, m, device=dev).transpose(1, 2)
-            b16 = torch.randn(16, k // 16, n, device=dev)
-            row["ieee_split16"] = dev_ms(lambda: torch.bmm(a16, b16).sum(0))
-        rows.append(row)
+        rows.append(_gemm_row(dev, label, m, k, n))
         torch.cuda.empty_cache()
     return rows
 
 
+def _gemm_row(dev, label: str, m: int, k: int, n: int) -> dict:
+    """One row of gemm_table: a function of its own so that each timed closure sees only its own tensors."""
+    row = {"gemm": label, "MKN": (m, k, n)}
+    for mode in ("ieee", "tf32", "bf16"):
+        dt = torch.bfloat16 if mode == "bf16" else torch.float32
+        if label.startswith("bww"):  # A is a transposed view, as in the bypass
+            a = torch.randn(k, m, device=dev, dtype=dt).t()
+        else:
+            a = torch.randn(m, k, device=dev, dtype=dt)
+        b = torch.randn(n, k, device=dev, dtype=dt).t()
+        prev = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        try:
+            row[mode] = dev_ms(functools.partial(torch.mm, a, b))
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = prev
+    if m * n < 64 * 1024:  # split over the reduction: bmm over 16 slices + sum
+        a16 = torch.randn(16, k // 16, m, device=dev).transpose(1, 2)
+        b16 = torch.randn(16, k // 16, n, device=dev)
+        row["ieee_split16"] = dev_ms(lambda: torch.bmm(a16, b16).sum(0))
+    return row
+
+
 def gather_table(dev) -> list:
     rows = []
-    for label, (n, h, c, o, s) in {"16>16 s1 160": (16, 160, 16, 16, 1), "32>32 s1 80": (16, 80, 32, 32, 1),
-                                   "16>32 s2 320": (16, 320, 16, 32, 2), "64>64 s1 40": (16, 40, 64, 64, 1)}.items():
+    for label, (n, h, c, o, s) in {
+        "16>16 s1 160": (16, 160, 16, 16, 1),
+        "32>32 s1 80": (16, 80, 32, 32, 1),
+        "16>32 s2 320": (16, 320, 16, 32, 2),
+        "64>64 s1 40": (16, 40, 64, 64, 1),
+    }.items():
         for dt in (torch.float32, torch.bfloat16):
-            x = torch.randn(n, c, h, h, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
-            w = torch.randn(o, c, 3, 3, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
-            p = ConvParams((s, s), (1, 1))
-            go = torch.randn(n, o, h // s, h // s, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
-            row = {"case": label, "dtype": str(dt)[6:],
-                   "bwd_data": dev_ms(lambda: nhwc_gemm.backward_data(go, x, w, p)),
-                   "fwd": dev_ms(lambda: nhwc_gemm.forward(x, w, None, p)),
-                   "bwd_weight": dev_ms(lambda: nhwc_gemm.backward_weight(go, x, w, p)),
-                   "cudnn_fwd": dev_ms(lambda: F.conv2d(x, w, None, s, 1)),
-                   "cudnn_bwd_data": dev_ms(lambda: torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False])),
-                   "cudnn_bwd_weight": dev_ms(lambda: torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]))}
-            if s == 1:  # the alternative: bwd_data as the forward conv of grad_out with the flipped kernel
-                wt = w.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
-                row["bwd_data_as_fwd"] = dev_ms(lambda: nhwc_gemm.forward(go, wt, None, p))
-            # pieces: the padded copy, the columns copy, the reduction alone
-            xh = x.permute(0, 2, 3, 1)
-            row["pad"] = dev_ms(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1)))
-            plan = nhwc_gemm.plan_for(x, w, p)
-            xp = plan.pad(x)
-            row["cols_copy"] = dev_ms(lambda: plan.cols(xp, x.dtype))
-            kk = 3 if s == 1 else 4
-            ohp = h // s + (2 if s == 1 else 1)
-            y = torch.randn(n * ohp * ohp, kk * kk * c, device=dev, dtype=dt)
-            row["Y_bytes_MB"] = round(y.numel() * y.element_size() / 2**20, 1)
-            row["copy_Y_same_bytes"] = dev_ms(lambda: y.clone())
-            rows.append(row)
+            rows.append(_gather_row(dev, label, n, h, c, o, s, dt))
             torch.cuda.empty_cache()
     return rows
+
+
+def _gather_row(dev, label: str, n: int, h: int, c: int, o: int, s: int, dt) -> dict:
+    """One row of gather_table: a function of its own so that each timed closure sees only its own tensors."""
+    x = torch.randn(n, c, h, h, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(o, c, 3, 3, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+    p = ConvParams((s, s), (1, 1))
+    go = torch.randn(n, o, h // s, h // s, device=dev, dtype=dt).contiguous(memory_format=torch.channels_last)
+    row = {
+        "case": label,
+        "dtype": str(dt)[6:],
+        "bwd_data": dev_ms(lambda: nhwc_gemm.backward_data(go, x, w, p)),
+        "fwd": dev_ms(lambda: nhwc_gemm.forward(x, w, None, p)),
+        "bwd_weight": dev_ms(lambda: nhwc_gemm.backward_weight(go, x, w, p)),
+        "cudnn_fwd": dev_ms(lambda: F.conv2d(x, w, None, s, 1)),
+        "cudnn_bwd_data": dev_ms(
+            lambda: torch.ops.aten.convolution_backward(
+                go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
+            )
+        ),
+        "cudnn_bwd_weight": dev_ms(
+            lambda: torch.ops.aten.convolution_backward(
+                go, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+            )
+        ),
+    }
+    if s == 1:  # the alternative: bwd_data as the forward conv of grad_out with the flipped kernel
+        wt = w.flip(2, 3).transpose(0, 1).contiguous(memory_format=torch.channels_last)
+        row["bwd_data_as_fwd"] = dev_ms(lambda: nhwc_gemm.forward(go, wt, None, p))
+    # pieces: the padded copy, the columns copy, the reduction alone
+    xh = x.permute(0, 2, 3, 1)
+    row["pad"] = dev_ms(lambda: F.pad(xh, (0, 0, 1, 1, 1, 1)))
+    plan = nhwc_gemm.plan_for(x, w, p)
+    xp = plan.pad(x)
+    row["cols_copy"] = dev_ms(lambda: plan.cols(xp, x.dtype))
+    kk = 3 if s == 1 else 4
+    ohp = h // s + (2 if s == 1 else 1)
+    y = torch.randn(n * ohp * ohp, kk * kk * c, device=dev, dtype=dt)
+    row["Y_bytes_MB"] = round(y.numel() * y.element_size() / 2**20, 1)
+    row["copy_Y_same_bytes"] = dev_ms(lambda: y.clone())
+    return row
 
 
 def ops_table(dev) -> dict:
@@ -373,7 +427,13 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
         with bs.path_context(path, g):
             for _ in range(3):
                 step()
-    work = {"python": py, "launches": launches, "gemms": gemms, "views": lambda: host_canary(dev, 1000), "allocs": allocs}
+    work = {
+        "python": py,
+        "launches": launches,
+        "gemms": gemms,
+        "views": lambda: host_canary(dev, 1000),
+        "allocs": allocs,
+    }
     rows: dict[str, list[float]] = collections.defaultdict(list)
     gc_before = gc.get_count()
     for _ in range(rounds):
@@ -387,7 +447,10 @@ def modes_table(dev, size: int, batch: int, rounds: int = 40) -> dict:
     order = sorted(range(rounds), key=lambda i: rows["bypass"][i])
     third = max(1, rounds // 3)
     fast, slow = order[:third], order[-third:]
-    res["slow_over_fast"] = {k: round(statistics.median(rows[k][i] for i in slow) / statistics.median(rows[k][i] for i in fast), 2) for k in rows}
+    res["slow_over_fast"] = {
+        k: round(statistics.median(rows[k][i] for i in slow) / statistics.median(rows[k][i] for i in fast), 2)
+        for k in rows
+    }
     res["gc_counts"] = [gc_before, gc.get_count()]
     return res
 
@@ -432,7 +495,9 @@ def overhead_table(dev) -> dict:
 
     def bare_bwd1():
         g2 = go.as_strided((64, 16), (16, 1))
-        return torch.mm(g2, w2).as_strided(P1.xsize, P1.xstride), torch.mm(g2.t(), x.as_strided((64, 16), (16, 1))).view(16, 16, 1, 1)
+        return torch.mm(g2, w2).as_strided(P1.xsize, P1.xstride), torch.mm(
+            g2.t(), x.as_strided((64, 16), (16, 1))
+        ).view(16, 16, 1, 1)
 
     res = {
         "3x3 plan forward": host_us(lambda: P.forward(x, w3, None, True)),
@@ -446,7 +511,12 @@ def overhead_table(dev) -> dict:
     }
     for kind in ("3x3", "1x1"):
         res[f"{kind} plans' own Python, forward + backward"] = round(
-            res[f"{kind} plan forward"] - res[f"{kind} bare forward ops"] + res[f"{kind} plan backward"] - res[f"{kind} bare backward ops"], 1)
+            res[f"{kind} plan forward"]
+            - res[f"{kind} bare forward ops"]
+            + res[f"{kind} plan backward"]
+            - res[f"{kind} bare backward ops"],
+            1,
+        )
     return res
 
 
@@ -477,7 +547,7 @@ def machinery_table(dev) -> dict:
 
         @staticmethod
         def backward(ctx, g):
-            ctx.saved_tensors  # unpacked, as a real backward does: part of what is priced
+            _ = ctx.saved_tensors  # unpacked, as a real backward does: part of what is priced
             return gx0, gw0
 
     def bare():
@@ -529,7 +599,9 @@ def machinery_table(dev) -> dict:
                 fb()
             _sync()
     rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:30]
-    res["profile_guard_bypass_self_us_per_call"] = [(e.key[:70], e.count // 50, round(e.self_cpu_time_total / 50, 1)) for e in rows]
+    res["profile_guard_bypass_self_us_per_call"] = [
+        (e.key[:70], e.count // 50, round(e.self_cpu_time_total / 50, 1)) for e in rows
+    ]
     return res
 
 
@@ -543,10 +615,18 @@ def main() -> int:
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     res = {}
     for part in args.parts.split(","):
-        res[part] = {"host": lambda: host_table(dev), "kernels": lambda: kernel_table(dev, 640, 16), "gemm": lambda: gemm_table(dev), "gather": lambda: gather_table(dev),
-                     "cprofile": lambda: cprofile_table(dev, 640, 16), "sync": lambda: sync_table(dev, 640, 16),
-                     "machinery": lambda: machinery_table(dev), "ops": lambda: ops_table(dev), "overhead": lambda: overhead_table(dev),
-                     "modes": lambda: modes_table(dev, 640, 16)}[part]()
+        res[part] = {
+            "host": lambda: host_table(dev),
+            "kernels": lambda: kernel_table(dev, 640, 16),
+            "gemm": lambda: gemm_table(dev),
+            "gather": lambda: gather_table(dev),
+            "cprofile": lambda: cprofile_table(dev, 640, 16),
+            "sync": lambda: sync_table(dev, 640, 16),
+            "machinery": lambda: machinery_table(dev),
+            "ops": lambda: ops_table(dev),
+            "overhead": lambda: overhead_table(dev),
+            "modes": lambda: modes_table(dev, 640, 16),
+        }[part]()
         print(part, json.dumps(res[part], indent=0), flush=True)
         if args.out:
             Path(args.out, "bypass_diag.json").write_text(json.dumps(res, indent=1))

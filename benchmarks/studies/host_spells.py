@@ -64,8 +64,13 @@ def host_state() -> dict[str, Any] | None:
     except (ImportError, OSError, IndexError, ValueError):
         return None
     ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return {"steal": ticks[7], "total": sum(ticks), "nivcsw": resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw, "cpu": cpu,
-            "t": time.time()}
+    return {
+        "steal": ticks[7],
+        "total": sum(ticks),
+        "nivcsw": resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw,
+        "cpu": cpu,
+        "t": time.time(),
+    }
 
 
 def host_delta(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -74,15 +79,23 @@ def host_delta(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, 
     if a is None or b is None:
         return None
     total = max(1, b["total"] - a["total"])
-    return {"steal_pct": round(100 * (b["steal"] - a["steal"]) / total, 2), "nivcsw": b["nivcsw"] - a["nivcsw"],
-            "moved": a["cpu"] != b["cpu"], "t0": round(a["t"], 3), "t1": round(b["t"], 3)}
+    return {
+        "steal_pct": round(100 * (b["steal"] - a["steal"]) / total, 2),
+        "nivcsw": b["nivcsw"] - a["nivcsw"],
+        "moved": a["cpu"] != b["cpu"],
+        "t0": round(a["t"], 3),
+        "t1": round(b["t"], 3),
+    }
 
 
 def spell_classes(canary: list[float]) -> dict[str, list[int]]:
     """Round indices of the host's fast spell (canary within FAST of its fastest) and slow spell
     (SLOW or more over it); rounds in between are in neither."""
     low = min(canary)
-    return {"fast": [i for i, c in enumerate(canary) if c <= FAST * low], "slow": [i for i, c in enumerate(canary) if c >= SLOW * low]}
+    return {
+        "fast": [i for i, c in enumerate(canary) if c <= FAST * low],
+        "slow": [i for i, c in enumerate(canary) if c >= SLOW * low],
+    }
 
 
 class Canary:
@@ -116,7 +129,9 @@ class Canary:
             for name, idx in spell_classes(self.canary).items():
                 r[f"{name}_rounds"] = len(idx)
                 r[f"{name}_ms"] = statistics.median(r["round_ms"][i] for i in idx) if idx else float("nan")
-                r[f"{name}_paired"] = statistics.median(r["round_ms"][i] / ref["round_ms"][i] for i in idx) if idx else float("nan")
+                r[f"{name}_paired"] = (
+                    statistics.median(r["round_ms"][i] / ref["round_ms"][i] for i in idx) if idx else float("nan")
+                )
 
 
 def spell_host(canary: list[float], states: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -125,8 +140,12 @@ def spell_host(canary: list[float], states: list[dict[str, Any]]) -> dict[str, d
     for name, idx in spell_classes(canary).items():
         sel = [states[i] for i in idx]
         if sel:
-            out[name] = {"rounds": len(sel), "steal_pct": statistics.median(st["steal_pct"] for st in sel),
-                         "nivcsw": statistics.median(st["nivcsw"] for st in sel), "moved": sum(st["moved"] for st in sel) / len(sel)}
+            out[name] = {
+                "rounds": len(sel),
+                "steal_pct": statistics.median(st["steal_pct"] for st in sel),
+                "nivcsw": statistics.median(st["nivcsw"] for st in sel),
+                "moved": sum(st["moved"] for st in sel) / len(sel),
+            }
     return out
 
 
@@ -134,24 +153,38 @@ def spell_report(model_rows: list[dict[str, Any]]) -> str:
     """Markdown: per config, the paired ratios by spell class and the host state per class."""
     lines: list[str] = []
     for size, batch, dt in bypass_step.configs_of(model_rows):
-        rows = [r for r in model_rows if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt) and "fast_rounds" in r]
+        rows = [
+            r for r in model_rows if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt) and "fast_rounds" in r
+        ]
         if not rows:
             continue
         c = rows[0]["canary_ms"]
-        lines += [f"### {size} px, batch {batch}, {dt}: by host spell (canary fastest {fmt(min(c), 2)} ms, median "
-                  f"{fmt(statistics.median(c), 2)}, slowest {fmt(max(c), 2)}; fast <= {FAST}x its fastest, slow >= {SLOW}x)", "",
-                  "| path | fast rounds | ms/step, fast | paired vs cuDNN channels_last, fast | slow rounds | ms/step, slow | paired, slow |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {size} px, batch {batch}, {dt}: by host spell (canary fastest {fmt(min(c), 2)} ms, median "
+            f"{fmt(statistics.median(c), 2)}, slowest {fmt(max(c), 2)}; fast <= {FAST}x its fastest, slow >= {SLOW}x)",
+            "",
+            "| path | fast rounds | ms/step, fast | paired vs cuDNN "
+            "channels_last, fast | slow rounds | ms/step, slow | paired, slow |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
-            lines.append(f"| {r['path']} | {r['fast_rounds']} | {fmt(r['fast_ms'])} | {fmt(r['fast_paired'], 2)} | "
-                         f"{r['slow_rounds']} | {fmt(r['slow_ms'])} | {fmt(r['slow_paired'], 2)} |")
+            lines.append(
+                f"| {r['path']} | {r['fast_rounds']} | {fmt(r['fast_ms'])} | {fmt(r['fast_paired'], 2)} | "
+                f"{r['slow_rounds']} | {fmt(r['slow_ms'])} | {fmt(r['slow_paired'], 2)} |"
+            )
         lines.append("")
         st = rows[0].get("host_state")
         if st:
-            lines += ["Host state per round (median; steal: % of all CPUs' time taken by the hypervisor; switches: this "
-                      "process's involuntary context switches; moved: rounds that ended on another CPU):", ""]
+            lines += [
+                "Host state per round (median; steal: % of all CPUs' time taken by the hypervisor; switches: this "
+                "process's involuntary context switches; moved: rounds that ended on another CPU):",
+                "",
+            ]
             for name, v in spell_host(c, st).items():
-                lines.append(f"* {name} rounds ({v['rounds']}): steal {v['steal_pct']:.2f} %, switches {v['nivcsw']:g}, moved {v['moved']:.0%}")
+                lines.append(
+                    f"* {name} rounds ({v['rounds']}): steal {v['steal_pct']:.2f} %, "
+                    f"switches {v['nivcsw']:g}, moved {v['moved']:.0%}"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -166,14 +199,23 @@ def pool_spells(files: list[str], path: str = "bypass") -> str:
             rows = {r["path"]: r for r in model if (r["size"], r["batch"], r["dtype"]) == (size, batch, dt)}
             ref, r = rows.get("cudnn_cl"), rows.get(path)
             if ref and r and ref.get("canary_ms"):
-                pts[(size, batch, dt)] += [(c, a / b, b, a) for c, a, b in zip(ref["canary_ms"], r["round_ms"], ref["round_ms"])]
-    lines = [f"| canary ms | {' | '.join(f'{s} px b{b} {d}' for s, b, d in sorted(pts))} |", "|---|" + "---|" * len(pts)]
+                pts[(size, batch, dt)] += [
+                    (c, a / b, b, a) for c, a, b in zip(ref["canary_ms"], r["round_ms"], ref["round_ms"])
+                ]
+    lines = [
+        f"| canary ms | {' | '.join(f'{s} px b{b} {d}' for s, b, d in sorted(pts))} |",
+        "|---|" + "---|" * len(pts),
+    ]
     for lo, hi in zip(CANARY_BINS, CANARY_BINS[1:]):
         cells = []
         for key in sorted(pts):
             sel = [p for p in pts[key] if lo <= p[0] < hi]
-            cells.append(f"{statistics.median(p[1] for p in sel):.2f} ({len(sel)} rounds; {statistics.median(p[2] for p in sel):.1f} vs "
-                         f"{statistics.median(p[3] for p in sel):.1f} ms)" if sel else "-")
+            cells.append(
+                f"{statistics.median(p[1] for p in sel):.2f} ({len(sel)} rounds; "
+                f"{statistics.median(p[2] for p in sel):.1f} vs {statistics.median(p[3] for p in sel):.1f} ms)"
+                if sel
+                else "-"
+            )
         lines.append(f"| {lo}-{hi} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

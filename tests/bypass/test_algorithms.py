@@ -18,7 +18,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from yolo_rdna1.bypass import ALGORITHMS, PREFERENCE, ConvParams, _common, algorithm_for, depthwise, im2col, nhwc_gemm, pointwise
+from yolo_rdna1.bypass import (
+    ALGORITHMS,
+    PREFERENCE,
+    ConvParams,
+    _common,
+    algorithm_for,
+    depthwise,
+    im2col,
+    nhwc_gemm,
+    pointwise,
+)
 from yolo_rdna1.guard import guarded
 from yolo_rdna1.signature import ConvSignature
 
@@ -46,19 +56,45 @@ def _case(rng: random.Random, name: str) -> dict:
         stride = (1, 1)
     h = rng.randint(max(k[0] * dil[0] - 2 * pad[0], 1) + 1, 10)
     w = rng.randint(max(k[1] * dil[1] - 2 * pad[1], 1) + 1, 10)
-    return dict(n=rng.randint(1, 3), cin=cin, cout=cout, k=k, stride=stride, dil=dil, pad=pad, groups=groups, h=h, w=w,
-                layout=rng.choice(["nchw", "cl", "slice"]), w_cl=rng.random() < 0.5, go_cl=rng.random() < 0.5, bias=rng.random() < 0.5)
+    return dict(
+        n=rng.randint(1, 3),
+        cin=cin,
+        cout=cout,
+        k=k,
+        stride=stride,
+        dil=dil,
+        pad=pad,
+        groups=groups,
+        h=h,
+        w=w,
+        layout=rng.choice(["nchw", "cl", "slice"]),
+        w_cl=rng.random() < 0.5,
+        go_cl=rng.random() < 0.5,
+        bias=rng.random() < 0.5,
+    )
 
 
 def _sig(c: dict) -> ConvSignature:
-    return ConvSignature(c["cin"], c["cout"], c["k"], c["stride"], c["pad"], c["dil"], c["groups"], c["h"], c["w"], c["n"],
-                         "float64", c["layout"] != "nchw")
+    return ConvSignature(
+        c["cin"],
+        c["cout"],
+        c["k"],
+        c["stride"],
+        c["pad"],
+        c["dil"],
+        c["groups"],
+        c["h"],
+        c["w"],
+        c["n"],
+        "float64",
+        c["layout"] != "nchw",
+    )
 
 
 def _tensors(c: dict, dtype: torch.dtype, gen: torch.Generator):
     extra, off = (3, 1) if c["layout"] == "slice" else (0, 0)
     big = torch.randn(c["n"], c["cin"] + extra, c["h"], c["w"], generator=gen, dtype=dtype)
-    x = big.contiguous(memory_format=CL)[:, off:off + c["cin"]] if c["layout"] == "slice" else big
+    x = big.contiguous(memory_format=CL)[:, off : off + c["cin"]] if c["layout"] == "slice" else big
     if c["layout"] == "cl":
         x = x.contiguous(memory_format=CL)
     w = torch.randn(c["cout"], c["cin"] // c["groups"], *c["k"], generator=gen, dtype=dtype)
@@ -83,7 +119,9 @@ def _check(alg, c: dict, dtype: torch.dtype, tol: float, seed: int) -> None:
     for got, want, what in ((out, ref, "forward"), (gx, rgx, "bwd_data"), (gw, rgw, "bwd_weight")):
         assert got.shape == want.shape, (what, c)
         assert got.dtype == want.dtype, (what, c)
-        torch.testing.assert_close(got, want, rtol=tol, atol=tol, msg=lambda m: f"{alg.__name__} {what} {c}: {m}")
+        torch.testing.assert_close(
+            got, want, rtol=tol, atol=tol, msg=lambda m, what=what: f"{alg.__name__} {what} {c}: {m}"
+        )
     if alg is not im2col:
         # channels_last in -> channels_last out (a channel slice counts as channels_last)
         if c["layout"] != "nchw" and c["cin"] > 1 and min(out.shape[1], out.shape[2] * out.shape[3]) > 1:
@@ -169,9 +207,11 @@ def test_pad_and_columns_copy_16_byte_units_when_they_can(monkeypatch):
     # a slice whose storage offset is not a multiple of the unit falls back at call time
     big = torch.randn(2, 36, 9, 9).contiguous(memory_format=CL)
     for off in (0, 2, 4):
-        xs = big[:, off:off + 32]
+        xs = big[:, off : off + 32]
         ref = F.conv2d(xs.double(), w.double(), None, 1, 1).float()
-        torch.testing.assert_close(nhwc_gemm.forward(xs, w, None, ConvParams((1, 1), (1, 1))), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            nhwc_gemm.forward(xs, w, None, ConvParams((1, 1), (1, 1))), ref, rtol=1e-4, atol=1e-4
+        )
 
 
 def test_plan_caches_stay_bounded(monkeypatch):
@@ -192,8 +232,21 @@ def _random_sig(rng: random.Random) -> ConvSignature:
         groups = cin
     k = rng.choice([1, 2, 3, 5])
     s = rng.choice([1, 1, 2, 3])
-    return ConvSignature(cin, cout, (k, k), (s, rng.choice([1, s])), (rng.randint(0, 2),) * 2, (rng.choice([1, 1, 2]),) * 2, groups,
-                         16, 16, 2, rng.choice(["float32", "bfloat16"]), rng.random() < 0.5, transposed=rng.random() < 0.1)
+    return ConvSignature(
+        cin,
+        cout,
+        (k, k),
+        (s, rng.choice([1, s])),
+        (rng.randint(0, 2),) * 2,
+        (rng.choice([1, 1, 2]),) * 2,
+        groups,
+        16,
+        16,
+        2,
+        rng.choice(["float32", "bfloat16"]),
+        rng.random() < 0.5,
+        transposed=rng.random() < 0.1,
+    )
 
 
 def test_algorithm_for_takes_the_first_supporting_algorithm():
@@ -213,12 +266,27 @@ def test_algorithm_for_takes_the_first_supporting_algorithm():
 
 
 def test_supports_rules():
-    base = dict(in_channels=8, out_channels=8, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1, height=16, width=16, batch=2)
+    base = dict(
+        in_channels=8,
+        out_channels=8,
+        kernel=(3, 3),
+        stride=(1, 1),
+        padding=(1, 1),
+        dilation=(1, 1),
+        groups=1,
+        height=16,
+        width=16,
+        batch=2,
+    )
     sig = lambda **kw: ConvSignature(**{**base, **kw})  # noqa: E731
     assert pointwise.supports(sig(kernel=(1, 1), padding=(0, 0)))
     assert not pointwise.supports(sig(kernel=(1, 1), padding=(1, 1)))
     assert not pointwise.supports(sig(kernel=(1, 1), padding=(0, 0), groups=2))
-    assert nhwc_gemm.supports(sig()) and nhwc_gemm.supports(sig(stride=(2, 2))) and nhwc_gemm.supports(sig(dilation=(2, 2)))
+    assert (
+        nhwc_gemm.supports(sig())
+        and nhwc_gemm.supports(sig(stride=(2, 2)))
+        and nhwc_gemm.supports(sig(dilation=(2, 2)))
+    )
     assert not nhwc_gemm.supports(sig(stride=(3, 3)))
     assert not nhwc_gemm.supports(sig(stride=(2, 2), dilation=(2, 2)))
     assert not nhwc_gemm.supports(sig(groups=2))
@@ -274,7 +342,9 @@ def test_yolov8n_train_steps_on_the_bypass_match_torch(channels_last):
             heads = (out["boxes"], out["scores"]) if isinstance(out, dict) else out
             loss = sum((t.float() * torch.linspace(-1, 1, t.numel()).view(t.shape)).sum() for t in heads)
             loss.backward()
-            results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+            results.append(
+                (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+            )
             with torch.no_grad():  # an in-place update the same in both runs
                 for p in model.parameters():
                     p.mul_(0.9)
@@ -318,7 +388,10 @@ def test_tf32_follows_cudnn_flag_for_float32_cuda_gemms(monkeypatch):
     assert flags["cublas"] is True
     _common.tf32_exit(prev)
     assert flags["cublas"] is False
-    for t in (types.SimpleNamespace(dtype=torch.bfloat16, is_cuda=True), types.SimpleNamespace(dtype=torch.float32, is_cuda=False)):
+    for t in (
+        types.SimpleNamespace(dtype=torch.bfloat16, is_cuda=True),
+        types.SimpleNamespace(dtype=torch.float32, is_cuda=False),
+    ):
         assert _common.tf32_enter(t) is None and flags["cublas"] is False
     monkeypatch.setattr(_common, "FOLLOW_CUDNN_TF32", False)
     assert _common.tf32_enter(cuda32) is None and flags["cublas"] is False

@@ -17,7 +17,13 @@ from yolo_rdna1.guard import guarded
 
 CL = torch.channels_last
 
-pytestmark = pytest.mark.skipif(bordered._use_count is None, reason="no storage use count in this torch build (yolo_rdna1._compat.storage_use_count is None); kept pad buffers are off there and every pad is a plain constant_pad_nd")
+pytestmark = pytest.mark.skipif(
+    bordered._use_count is None,
+    reason=(
+        "no storage use count in this torch build (yolo_rdna1._compat.storage_use_count is None); "
+        "kept pad buffers are off there and every pad is a plain constant_pad_nd"
+    ),
+)
 
 
 @pytest.fixture(autouse=True)
@@ -211,6 +217,7 @@ def test_a_shape_that_stopped_coming_is_dropped_and_the_current_one_kept(monkeyp
         step(2, 0)
         step(3, 1)  # the "last batch"
         assert {k[0][0] for k in bordered._SLOTS} == {2, 3}
+
         def current() -> set[int]:
             return {sl.cdata for k, v in bordered._SLOTS.items() if k[0][0] == 2 for sl in v}
 

@@ -46,13 +46,34 @@ def conv_case(draw):
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     mode = draw(st.sampled_from(["int", "pair", "same", "valid"]))
     stride = (1, 1) if mode == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = {"int": draw(st.integers(0, 2)), "pair": (draw(st.integers(0, 2)), draw(st.integers(0, 2))), "same": "same", "valid": "valid"}[mode]
-    padding_mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"])) if mode in ("int", "pair") else "zeros"
+    padding = {
+        "int": draw(st.integers(0, 2)),
+        "pair": (draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+        "same": "same",
+        "valid": "valid",
+    }[mode]
+    padding_mode = (
+        draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+        if mode in ("int", "pair")
+        else "zeros"
+    )
     h = draw(st.integers(max(k[0] * dilation[0], 3), 11))
     w = draw(st.integers(max(k[1] * dilation[1], 3), 11))
     return dict(
-        cin=cin, cout=cout, k=k, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
-        bias=draw(st.booleans()), n=draw(st.integers(1, 3)), h=h, w=w, channels_last=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+        cin=cin,
+        cout=cout,
+        k=k,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+        bias=draw(st.booleans()),
+        n=draw(st.integers(1, 3)),
+        h=h,
+        w=w,
+        channels_last=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
     )
 
 
@@ -60,8 +81,17 @@ def conv_case(draw):
 @given(conv_case())
 def test_conv2d_sweep_float64(case):
     torch.manual_seed(case["seed"])
-    conv = nn.Conv2d(case["cin"], case["cout"], case["k"], case["stride"], case["padding"], case["dilation"], case["groups"],
-                     bias=case["bias"], padding_mode=case["padding_mode"]).double()
+    conv = nn.Conv2d(
+        case["cin"],
+        case["cout"],
+        case["k"],
+        case["stride"],
+        case["padding"],
+        case["dilation"],
+        case["groups"],
+        bias=case["bias"],
+        padding_mode=case["padding_mode"],
+    ).double()
     x = torch.randn(case["n"], case["cin"], case["h"], case["w"], dtype=torch.float64)
     if case["channels_last"]:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -82,16 +112,38 @@ def transposed_case(draw):
     hw = (draw(st.integers(2, 7)), draw(st.integers(2, 7)))
     # torch itself rejects an empty output
     assume(all((hw[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k[i] - 1) + op[i] + 1 > 0 for i in range(2)))
-    return dict(cin=cin, cout=cout, k=k, stride=stride, dilation=dilation, padding=padding, op=op, groups=groups,
-                bias=draw(st.booleans()), n=draw(st.integers(1, 2)), h=hw[0], w=hw[1], seed=draw(st.integers(0, 2**16)))
+    return dict(
+        cin=cin,
+        cout=cout,
+        k=k,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        op=op,
+        groups=groups,
+        bias=draw(st.booleans()),
+        n=draw(st.integers(1, 2)),
+        h=hw[0],
+        w=hw[1],
+        seed=draw(st.integers(0, 2**16)),
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transposed_case())
 def test_conv_transpose2d_sweep_float64(case):
     torch.manual_seed(case["seed"])
-    conv = nn.ConvTranspose2d(case["cin"], case["cout"], case["k"], case["stride"], case["padding"], case["op"], case["groups"],
-                              bias=case["bias"], dilation=case["dilation"]).double()
+    conv = nn.ConvTranspose2d(
+        case["cin"],
+        case["cout"],
+        case["k"],
+        case["stride"],
+        case["padding"],
+        case["op"],
+        case["groups"],
+        bias=case["bias"],
+        dilation=case["dilation"],
+    ).double()
     x = torch.randn(case["n"], case["cin"], case["h"], case["w"], dtype=torch.float64)
     assert_same(conv, x, case["seed"], rtol=1e-9, atol=1e-9)
 
@@ -106,9 +158,18 @@ def test_every_algorithm_float32_yolo_shapes(name, monkeypatch):
     monkeypatch.setattr(router, "algorithm_for", lambda sig: ALGORITHMS[name])
     torch.manual_seed(0)
     ran = 0
-    for cin, cout, k, s, groups in [(3, 16, 3, 2, 1), (32, 32, 1, 1, 1), (16, 16, 3, 1, 1), (64, 64, 3, 1, 64), (64, 4, 1, 1, 1), (32, 64, 3, 2, 1)]:
+    for cin, cout, k, s, groups in [
+        (3, 16, 3, 2, 1),
+        (32, 32, 1, 1, 1),
+        (16, 16, 3, 1, 1),
+        (64, 64, 3, 1, 64),
+        (64, 4, 1, 1, 1),
+        (32, 64, 3, 2, 1),
+    ]:
         for channels_last in (False, True):
-            sig = ConvSignature(cin, cout, (k, k), (s, s), (k // 2, k // 2), (1, 1), groups, 20, 20, 2, "float32", channels_last)
+            sig = ConvSignature(
+                cin, cout, (k, k), (s, s), (k // 2, k // 2), (1, 1), groups, 20, 20, 2, "float32", channels_last
+            )
             if not ALGORITHMS[name].supports(sig):
                 continue
             conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups)

@@ -13,14 +13,21 @@ from yolo_rdna1.guard import guarded
 
 
 def _tunables() -> tuple:
-    return bypass.PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES, bordered.BUDGET_BYTES
+    return (
+        bypass.PREFERENCE,
+        _common.FOLLOW_CUDNN_TF32,
+        _common.WIDE_COPIES,
+        _common.WIDE_MIN_BYTES,
+        bordered.BUDGET_BYTES,
+    )
 
 
 def test_settings_change_the_tunables_inside_the_block_and_restore_them_after_an_error():
     before = _tunables()
     with pytest.raises(RuntimeError, match="inside"):
-        with bypass.settings(preference=("im2col",), follow_cudnn_tf32=False, wide_copies=False, wide_min_bytes=7,
-                             pad_budget_bytes=0):
+        with bypass.settings(
+            preference=("im2col",), follow_cudnn_tf32=False, wide_copies=False, wide_min_bytes=7, pad_budget_bytes=0
+        ):
             assert _tunables() == (("im2col",), False, False, 7, 0)
             raise RuntimeError("inside")
     assert _tunables() == before

@@ -20,7 +20,8 @@ def test_callbacks_pickle_by_reference_and_install_the_guard_on_a_rank_above_0(t
         import torch.nn as nn
         cbs = cloudpickle.loads(base64.b64decode({payload!r}))["callbacks"]
         trainer = types.SimpleNamespace(save_dir={str(tmp_path / "run")!r}, device=torch.device("cpu"),
-                                        args=types.SimpleNamespace(resume=False, imgsz=32, batch=2, data=None, model="yolov8n.yaml", amp=False),
+                                        args=types.SimpleNamespace(resume=False, imgsz=32, batch=2, data=None,
+                                                                   model="yolov8n.yaml", amp=False),
                                         model=nn.Sequential(nn.Conv2d(3, 4, 3)), ema=None, metrics={{}})
         trainer.save_metrics = lambda metrics: None
         for fn in cbs["on_pretrain_routine_end"]:  # rank 1 never sees on_pretrain_routine_start
@@ -36,7 +37,7 @@ def test_callbacks_pickle_by_reference_and_install_the_guard_on_a_rank_above_0(t
     assert (tmp_path / "run" / "rdna1_options.json").exists() is False, "only rank 0 writes the sidecar"
 
 
-RANK_SCRIPT = '''
+RANK_SCRIPT = """
 import sys, torch, torch.distributed as dist, torch.nn as nn
 from pathlib import Path
 from yolo_rdna1.guard import guarded
@@ -55,9 +56,9 @@ with guarded(policy="bypass" if rank else "vendor", faults=False) as g:
     run.train_epoch_end()  # every rank, as Ultralytics' on_train_epoch_end
     if rank == 0:
         m = run.epoch_metrics()  # rank 0 alone (save_metrics), after validating
-        print("RATE", m["rdna1/bypass_rate"], run._epochs[-1]["calls"], run._epochs[-1]["bypassed"])
+        print("RATE", m["rdna1/bypass_rate"], run.counters.epochs[-1]["calls"], run.counters.epochs[-1]["bypassed"])
 dist.destroy_process_group()
-'''
+"""
 
 
 def test_per_rank_counts_are_summed_so_the_csv_row_describes_the_whole_job(tmp_path):
@@ -68,8 +69,15 @@ def test_per_rank_counts_are_summed_so_the_csv_row_describes_the_whole_job(tmp_p
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     init = f"file://{tmp_path / 'rendezvous'}"
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), init, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), init, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     try:
         outs = [p.communicate(timeout=120) for p in procs]
     finally:

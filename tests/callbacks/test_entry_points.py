@@ -14,13 +14,32 @@ import textwrap
 
 import pytest
 
-RDNA1_COLUMNS = ["rdna1/bypass_rate", "rdna1/fallbacks", "rdna1/temp_edge_max", "rdna1/temp_junction_max",
-                 "rdna1/temp_mem_max", "rdna1/power_mean_w", "rdna1/busy_mean", "rdna1/thermal_pause_s"]
+RDNA1_COLUMNS = [
+    "rdna1/bypass_rate",
+    "rdna1/fallbacks",
+    "rdna1/temp_edge_max",
+    "rdna1/temp_junction_max",
+    "rdna1/temp_mem_max",
+    "rdna1/power_mean_w",
+    "rdna1/busy_mean",
+    "rdna1/thermal_pause_s",
+]
 
 
 def common(data, project, name, cache):
-    return dict(data=str(data), epochs=2, imgsz=64, batch=4, device="cpu", workers=0, project=str(project), name=name,
-                exist_ok=True, cache=str(cache), verbose=False)
+    return dict(
+        data=str(data),
+        epochs=2,
+        imgsz=64,
+        batch=4,
+        device="cpu",
+        workers=0,
+        project=str(project),
+        name=name,
+        exist_ok=True,
+        cache=str(cache),
+        verbose=False,
+    )
 
 
 def rows(run):
@@ -92,12 +111,23 @@ def test_cli_train_then_resume_keeps_the_columns(synthetic_data, tmp_path, share
         from yolo_rdna1.cli import main
         sys.exit(main(sys.argv[1:]))
     """)
-    first = subprocess.run([sys.executable, "-c", stop_after_one, "train", "model=yolov8n.yaml", *args], env=env, capture_output=True, text=True, timeout=900)
+    first = subprocess.run(
+        [sys.executable, "-c", stop_after_one, "train", "model=yolov8n.yaml", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert first.returncode == 3, first.stderr[-3000:]
     assert len(rows(tmp_path / "cli")) == 1
     last = tmp_path / "cli" / "weights" / "last.pt"
-    second = subprocess.run([sys.executable, "-m", "yolo_rdna1.cli", "train", f"model={last}", f"data={synthetic_data}", "resume=True"],
-                            env=env, capture_output=True, text=True, timeout=900)
+    second = subprocess.run(
+        [sys.executable, "-m", "yolo_rdna1.cli", "train", f"model={last}", f"data={synthetic_data}", "resume=True"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     check_run(tmp_path / "cli", expect_bypass=True)
     options = json.loads((tmp_path / "cli" / "rdna1_options.json").read_text())

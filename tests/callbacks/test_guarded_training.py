@@ -12,8 +12,23 @@ from yolo_rdna1.options import OptionError
 
 
 def train_code(data, project, cache, faults, name="run", **extra):
-    kwargs = dict(data=str(data), model="yolov8n.yaml", guard="auto", faults=faults, cache=str(cache), epochs=1, imgsz=64,
-                  batch=4, device="cpu", workers=0, project=str(project), name=name, exist_ok=True, plots=False, verbose=False)
+    kwargs = dict(
+        data=str(data),
+        model="yolov8n.yaml",
+        guard="auto",
+        faults=faults,
+        cache=str(cache),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        device="cpu",
+        workers=0,
+        project=str(project),
+        name=name,
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+    )
     kwargs.update(extra)
     return textwrap.dedent(f"""
         import json, yolo_rdna1
@@ -26,12 +41,14 @@ def train_code(data, project, cache, faults, name="run", **extra):
 
 
 def result(stdout):
-    line = [l for l in stdout.splitlines() if l.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    line = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
 
 
 @pytest.mark.slow
-def test_training_under_gfx1010_with_auto_finishes_without_hang_abort_or_nan(synthetic_data, tmp_path, run_child, shared_cache):
+def test_training_under_gfx1010_with_auto_finishes_without_hang_abort_or_nan(
+    synthetic_data, tmp_path, run_child, shared_cache
+):
     # imgsz 192: C2f's 3x3 convs see 48 px maps (hang), the stem errors, wide 1x1 weight grads abort
     r = run_child(train_code(synthetic_data, tmp_path, shared_cache, "gfx1010", imgsz=192, batch=2), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -48,7 +65,12 @@ def test_training_under_gfx1010_with_auto_finishes_without_hang_abort_or_nan(syn
 def test_a_fault_the_probe_cannot_see_is_attributed_and_bypassed_after_restart(synthetic_data, tmp_path, run_child):
     prof = tmp_path / "late.yaml"
     # one signature only: "after" counts the calls of every signature the rule matches
-    rule = {"match": {"kernel": 1, "in_channels": 64, "out_channels": 64, "height": 2}, "direction": "bwd_weight", "effect": "abort", "after": 3}
+    rule = {
+        "match": {"kernel": 1, "in_channels": 64, "out_channels": 64, "height": 2},
+        "direction": "bwd_weight",
+        "effect": "abort",
+        "after": 3,
+    }
     prof.write_text(yaml.safe_dump({"name": "late-abort", "rules": [rule]}))
     # prefer_faster=False: the CPU timing must not move the signature to the bypass before it faults
     code = train_code(synthetic_data, tmp_path, tmp_path / "cache", str(prof), epochs=2, prefer_faster=False)

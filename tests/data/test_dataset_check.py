@@ -29,15 +29,21 @@ def test_planted_problems_are_each_found(dataset):
     train_img, train_lbl = root / "images" / "train", root / "labels" / "train"
     imgs = sorted(train_img.glob("*.jpg"))
     (train_lbl / f"{imgs[0].stem}.txt").write_text("7 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.2 0.2\n")  # class 7 of 4
-    (train_lbl / f"{imgs[1].stem}.txt").write_text("1 0.95 0.5 0.2 0.1\n2 1.3 0.5 0.1 0.1\n")  # edge past 1, value past 1
-    (train_lbl / f"{imgs[2].stem}.txt").write_text("0 0.5 0.5\nperson 0.5 0.5 0.1 0.1\n3 0.5 0.5 0.0 0.1\n")  # short, not numeric, zero width
+    (train_lbl / f"{imgs[1].stem}.txt").write_text(
+        "1 0.95 0.5 0.2 0.1\n2 1.3 0.5 0.1 0.1\n"
+    )  # edge past 1, value past 1
+    (train_lbl / f"{imgs[2].stem}.txt").write_text(
+        "0 0.5 0.5\nperson 0.5 0.5 0.1 0.1\n3 0.5 0.5 0.0 0.1\n"
+    )  # short, not numeric, zero width
     imgs[3].unlink()  # a label without its image
     (train_lbl / f"{imgs[4].stem}.txt").unlink()  # an image without its label
     shutil.copy(imgs[5], train_img / "copy_of_5.jpg")  # same bytes, another name
     shutil.copy(train_lbl / f"{imgs[5].stem}.txt", train_lbl / "copy_of_5.txt")
     (train_img / "empty.jpg").write_bytes(b"")
     (train_lbl / "empty.txt").write_text("")
-    (train_lbl / f"{imgs[6].stem}.txt").write_text("0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1 0.1\n")  # a repeated line: a note only
+    (train_lbl / f"{imgs[6].stem}.txt").write_text(
+        "0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1 0.1\n"
+    )  # a repeated line: a note only
     # val as a list file: one val frame twice, one train frame (leak into val)
     val = sorted((root / "images" / "val").glob("*.jpg"))
     (root / "val.txt").write_text(f"{val[0]}\n{val[1]}\n./images/val/{val[1].name}\n{imgs[7]}\n")
@@ -46,14 +52,28 @@ def test_planted_problems_are_each_found(dataset):
 
     report = check_dataset(dataset)
     assert not report.ok
-    expected = {"class_out_of_range": 1, "box_out_of_range": 2, "malformed_line": 2, "degenerate_box": 1, "missing_image": 1,
-                "missing_label": 1, "duplicate_content": 1, "empty_image": 1, "duplicate_path": 1, "split_overlap": 1}
+    expected = {
+        "class_out_of_range": 1,
+        "box_out_of_range": 2,
+        "malformed_line": 2,
+        "degenerate_box": 1,
+        "missing_image": 1,
+        "missing_label": 1,
+        "duplicate_content": 1,
+        "empty_image": 1,
+        "duplicate_path": 1,
+        "split_overlap": 1,
+    }
     assert {k: report.issues[k] for k in FAILURES if report.issues[k]} == expected
     assert report.issues["duplicate_box"] == 1 and report.issues["empty_label"] >= 1
     assert any(f"{imgs[0].stem}.txt:1" in e and "class 7" in e for e in report.examples["class_out_of_range"])
     assert any("label without its image" in e for e in report.examples["missing_image"])
     text = report.summary()
-    assert text.splitlines()[0].endswith("FAIL") and "FAIL 1 class id not in names" in text and "FAIL 1 the same image in two splits" in text
+    assert (
+        text.splitlines()[0].endswith("FAIL")
+        and "FAIL 1 class id not in names" in text
+        and "FAIL 1 the same image in two splits" in text
+    )
 
 
 def test_missing_splits_and_bad_names(tmp_path, dataset):

@@ -22,11 +22,18 @@ def converted_like(tmp_path):
 def test_name_with_root_argument_or_environment(converted_like, monkeypatch):
     out = resolve_data("ltdv2", root=converted_like)
     cfg = yaml.safe_load(out.read_text())
-    assert cfg == {"path": str(converted_like), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
+    assert cfg == {
+        "path": str(converted_like),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(CLASS_NAMES)),
+    }
     assert converted_like not in out.parents  # the dataset folder is not written to
     monkeypatch.setenv("LTDV2_ROOT", str(converted_like))
     assert resolve_data("ltdv2") == out
-    with pytest.raises(DatasetError, match="ltdv2.yaml: no such file; the shipped dataset config is named 'ltdv2', without .yaml"):
+    with pytest.raises(
+        DatasetError, match="ltdv2.yaml: no such file; the shipped dataset config is named 'ltdv2', without .yaml"
+    ):
         resolve_data("ltdv2.yaml")  # a path (it ends in .yaml), and there is no such file here
     assert resolve_data(config_dir("datasets", "ltdv2.yaml")) == out  # the shipped file by path: same placeholder
     (converted_like / "images" / "test").mkdir()
@@ -62,14 +69,22 @@ def test_thermal_training_settings_and_recipe_agree():
     text = config_dir("datasets", "ltdv2.yaml").read_text()
     assert "hue" in text and "grey" in text  # the reason is written next to the values
     drift = dataset_config("ltdv2-drift")
-    assert drift["scheme"] in drift["schemes"] and sorted(m for ms in drift["seasons"].values() for m in ms) == list(range(1, 13))
+    assert drift["scheme"] in drift["schemes"] and sorted(m for ms in drift["seasons"].values() for m in ms) == list(
+        range(1, 13)
+    )
 
 
 def test_sample_matches_the_layout_its_config_describes(tmp_path):
     layout = dataset_config("ltdv2-sample")["layout"]
     root = make_ltdv2_sample(tmp_path / "s", months=2, frames_per_clip=3)
     assert all((root / name).is_file() for name in layout["annotations"])
-    pattern = re.escape(layout["file_name"]).replace(r"\{YYYYMMDD\}", r"\d{8}").replace(r"\{n\}", r"\d+").replace(r"\{hhmm\}", r"\d{4}").replace(r"\{nnnn\}", r"\d{4}")
+    pattern = (
+        re.escape(layout["file_name"])
+        .replace(r"\{YYYYMMDD\}", r"\d{8}")
+        .replace(r"\{n\}", r"\d+")
+        .replace(r"\{hhmm\}", r"\d{4}")
+        .replace(r"\{nnnn\}", r"\d{4}")
+    )
     months = set()
     for name in layout["annotations"]:
         coco = json.loads((root / name).read_text())
@@ -117,21 +132,32 @@ def no_training(monkeypatch):
     supervised = []
     monkeypatch.setattr(ultralytics, "YOLO", FakeYOLO)
     monkeypatch.setattr(yolo_rdna1.callbacks, "add_callbacks", lambda yolo, **options: yolo)
-    monkeypatch.setattr(yolo_rdna1.supervision, "supervise", lambda kwargs, policy: supervised.append((kwargs, policy)) or "run-dir")
+    monkeypatch.setattr(
+        yolo_rdna1.supervision, "supervise", lambda kwargs, policy: supervised.append((kwargs, policy)) or "run-dir"
+    )
     monkeypatch.delenv("LTDV2_ROOT", raising=False)
     monkeypatch.delenv("LTDV2_SAMPLE_ROOT", raising=False)
     return FakeYOLO.calls, supervised
 
 
-def test_train_by_name_gets_a_concrete_yaml_and_thermal_defaults_the_caller_overrides(sample_converted, tmp_path, no_training):
+def test_train_by_name_gets_a_concrete_yaml_and_thermal_defaults_the_caller_overrides(
+    sample_converted, tmp_path, no_training
+):
     import yolo_rdna1
 
     trained, _ = no_training
     settings = dataset_config("ltdv2")["train_settings"]
-    assert yolo_rdna1.train(data="ltdv2", root=sample_converted, epochs=1, hsv_v=0.1, project=str(tmp_path)) == "trained"
+    assert (
+        yolo_rdna1.train(data="ltdv2", root=sample_converted, epochs=1, hsv_v=0.1, project=str(tmp_path)) == "trained"
+    )
     args = trained[-1]
     assert yaml.safe_load(open(args["data"]))["path"] == str(sample_converted)
-    assert args["hsv_h"] == 0 and args["hsv_s"] == 0 and args["mosaic"] == settings["mosaic"] and args["fliplr"] == settings["fliplr"]
+    assert (
+        args["hsv_h"] == 0
+        and args["hsv_s"] == 0
+        and args["mosaic"] == settings["mosaic"]
+        and args["fliplr"] == settings["fliplr"]
+    )
     assert args["hsv_v"] == 0.1 != settings["hsv_v"]  # the caller's value wins
     # the sample names ltdv2's settings; a plain data.yaml gets none; an Ultralytics name passes through
     yolo_rdna1.train(data="ltdv2-sample", root=sample_converted, project=str(tmp_path))
@@ -143,7 +169,9 @@ def test_train_by_name_gets_a_concrete_yaml_and_thermal_defaults_the_caller_over
     assert trained[-1]["data"] == "coco8.yaml" and "hsv_h" not in trained[-1]
 
 
-def test_converted_and_drift_yamls_carry_the_settings_and_ltdv2_drift_trains_on_early_months(sample_converted, tmp_path, no_training):
+def test_converted_and_drift_yamls_carry_the_settings_and_ltdv2_drift_trains_on_early_months(
+    sample_converted, tmp_path, no_training
+):
     from yolo_rdna1.data import resolve_training_data
 
     settings = dataset_config("ltdv2")["train_settings"]
@@ -151,7 +179,10 @@ def test_converted_and_drift_yamls_carry_the_settings_and_ltdv2_drift_trains_on_
     data, got = resolve_training_data("ltdv2-drift", root=sample_converted)
     assert data == str(sample_converted / "drift" / "month-4" / "train.yaml") and got == settings
     splits = json.loads((sample_converted / "drift" / "month-4" / "splits.json").read_text())
-    assert splits["train_months"] == ["2020-05", "2020-06", "2020-07", "2020-08"] and splits["periods"][-1]["name"] == "2020-09"
+    assert (
+        splits["train_months"] == ["2020-05", "2020-06", "2020-07", "2020-08"]
+        and splits["periods"][-1]["name"] == "2020-09"
+    )
 
     import yolo_rdna1
 
@@ -183,31 +214,77 @@ def test_cli_recipe_with_a_dataset_name_merges_recipe_dataset_and_command_line(s
     from yolo_rdna1.cli import main
 
     _, supervised = no_training
-    assert main(["train", "recipe=ltdv2_yolov8n_long", "data=ltdv2", f"root={sample_converted}", "hsv_v=0.5", "backoff_s=0",
-                 f"project={tmp_path}", "epochs=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "recipe=ltdv2_yolov8n_long",
+                "data=ltdv2",
+                f"root={sample_converted}",
+                "hsv_v=0.5",
+                "backoff_s=0",
+                f"project={tmp_path}",
+                "epochs=1",
+            ]
+        )
+        == 0
+    )
     kwargs, policy = supervised[-1]
     assert yaml.safe_load(open(kwargs["data"]))["path"] == str(sample_converted) and "root" not in kwargs
-    assert kwargs["flipud"] == dataset_config("ltdv2")["train_settings"]["flipud"]  # from the dataset config (the recipe has none)
-    assert kwargs["hsv_h"] == 0 and kwargs["imgsz"] == 640 and kwargs["epochs"] == 1 and kwargs["hsv_v"] == 0.5  # recipe, then command line
+    assert (
+        kwargs["flipud"] == dataset_config("ltdv2")["train_settings"]["flipud"]
+    )  # from the dataset config (the recipe has none)
+    assert (
+        kwargs["hsv_h"] == 0 and kwargs["imgsz"] == 640 and kwargs["epochs"] == 1 and kwargs["hsv_v"] == 0.5
+    )  # recipe, then command line
     assert policy.max_restarts == 20 and policy.backoff_s == 0
 
 
 HOSTILE_SETTINGS = {
-    "project": "/", "name": "../../elsewhere", "exist_ok": True, "pretrained": "/tmp/evil.pt", "model": "/tmp/evil.pt",
-    "resume": "/tmp/evil.pt", "data": "/tmp/other.yaml", "save_dir": "/", "device": "cpu", "cache": "disk", "amp": True,
-    "workers": 64, "weights": "/tmp/evil.pt", "cfg": "/tmp/evil.yaml", "save_period": 1,
+    "project": "/",
+    "name": "../../elsewhere",
+    "exist_ok": True,
+    "pretrained": "/tmp/evil.pt",
+    "model": "/tmp/evil.pt",
+    "resume": "/tmp/evil.pt",
+    "data": "/tmp/other.yaml",
+    "save_dir": "/",
+    "device": "cpu",
+    "cache": "disk",
+    "amp": True,
+    "workers": 64,
+    "weights": "/tmp/evil.pt",
+    "cfg": "/tmp/evil.yaml",
+    "save_period": 1,
 }
 
 
 @pytest.mark.parametrize("key", HOSTILE_SETTINGS)
-def test_defect5_dataset_train_settings_cannot_redirect_runs_load_weights_or_change_the_device(key, converted_like, tmp_path, no_training):
+def test_defect5_dataset_train_settings_cannot_redirect_runs_load_weights_or_change_the_device(
+    key, converted_like, tmp_path, no_training
+):
     import yolo_rdna1
 
     trained, supervised = no_training
     received = tmp_path / "received.yaml"
-    received.write_text(yaml.safe_dump({"path": str(converted_like), "train": "images/train", "val": "images/val",
-                                        "names": dict(enumerate(CLASS_NAMES)), "train_settings": {"hsv_h": 0.0, key: HOSTILE_SETTINGS[key]}}))
-    with pytest.raises(DatasetError, match=rf"received.yaml: train_settings may not set '{key}': a dataset config sets only augmentation and hyperparameters") as info:
+    received.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(converted_like),
+                "train": "images/train",
+                "val": "images/val",
+                "names": dict(enumerate(CLASS_NAMES)),
+                "train_settings": {"hsv_h": 0.0, key: HOSTILE_SETTINGS[key]},
+            }
+        )
+    )
+    with pytest.raises(
+        DatasetError,
+        match=(
+            rf"received.yaml: train_settings may not set '{key}': "
+            r"a dataset config sets only augmentation and hyperparameters"
+        ),
+    ) as info:
         yolo_rdna1.train(data=str(received), project=str(tmp_path), epochs=1)
     assert "\n" not in str(info.value)
     with pytest.raises(DatasetError, match=f"'{key}'"):
@@ -215,24 +292,36 @@ def test_defect5_dataset_train_settings_cannot_redirect_runs_load_weights_or_cha
     assert trained == [] and supervised == []
 
 
-@pytest.mark.parametrize("settings, pattern", [
-    ({"hsv_h": "0.1"}, "hsv_h must be a number"),
-    ({"lr0": float("nan")}, "lr0 must be a number"),
-    ({"epochs": 1.5}, "epochs must be an integer >= 0"),
-    ({"imgsz": -640}, "imgsz must be an integer >= 0"),
-    ({"rect": 1}, "rect must be true or false"),
-    ({"scale": [0.5, 1.5]}, "scale must be a number"),
-    ({"optimizer": "os.system"}, "optimizer must be one of auto, SGD"),
-    ({1: 0.5}, "may not set 1"),
-    ("../../other.yaml", "train_settings '../../other.yaml' must be the name of a shipped dataset config"),
-    ("ltdv3", "unknown dataset config 'ltdv3'"),
-])
+@pytest.mark.parametrize(
+    "settings, pattern",
+    [
+        ({"hsv_h": "0.1"}, "hsv_h must be a number"),
+        ({"lr0": float("nan")}, "lr0 must be a number"),
+        ({"epochs": 1.5}, "epochs must be an integer >= 0"),
+        ({"imgsz": -640}, "imgsz must be an integer >= 0"),
+        ({"rect": 1}, "rect must be true or false"),
+        ({"scale": [0.5, 1.5]}, "scale must be a number"),
+        ({"optimizer": "os.system"}, "optimizer must be one of auto, SGD"),
+        ({1: 0.5}, "may not set 1"),
+        ("../../other.yaml", "train_settings '../../other.yaml' must be the name of a shipped dataset config"),
+        ("ltdv3", "unknown dataset config 'ltdv3'"),
+    ],
+)
 def test_defect5_train_settings_values_are_type_checked(settings, pattern, converted_like, tmp_path):
     from yolo_rdna1.data import resolve_training_data
 
     received = tmp_path / "received.yaml"
-    received.write_text(yaml.safe_dump({"path": str(converted_like), "train": "images/train", "val": "images/val",
-                                        "names": {0: "person"}, "train_settings": settings}))
+    received.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(converted_like),
+                "train": "images/train",
+                "val": "images/val",
+                "names": {0: "person"},
+                "train_settings": settings,
+            }
+        )
+    )
     with pytest.raises(DatasetError, match=pattern):
         resolve_training_data(received)
 
@@ -241,9 +330,26 @@ def test_allowed_train_settings_pass_as_they_are(converted_like, tmp_path):
     from yolo_rdna1.data import resolve_training_data
     from yolo_rdna1.data.configs import TRAIN_SETTINGS
 
-    settings = {"lr0": 0.002, "epochs": 3, "batch": 0.7, "cos_lr": True, "optimizer": "AdamW", "mosaic": 0, "copy_paste_mode": "mixup"}
+    settings = {
+        "lr0": 0.002,
+        "epochs": 3,
+        "batch": 0.7,
+        "cos_lr": True,
+        "optimizer": "AdamW",
+        "mosaic": 0,
+        "copy_paste_mode": "mixup",
+    }
     received = tmp_path / "received.yaml"
-    received.write_text(yaml.safe_dump({"path": str(converted_like), "train": "images/train", "val": "images/val",
-                                        "names": {0: "person"}, "train_settings": settings}))
+    received.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(converted_like),
+                "train": "images/train",
+                "val": "images/val",
+                "names": {0: "person"},
+                "train_settings": settings,
+            }
+        )
+    )
     assert resolve_training_data(received) == (str(received), settings)
     assert not set(HOSTILE_SETTINGS) & set(TRAIN_SETTINGS)

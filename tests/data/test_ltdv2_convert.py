@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,7 +14,14 @@ import yaml
 from yolo_rdna1.cli import main
 from yolo_rdna1.data.check import check_dataset
 from yolo_rdna1.data.ltdv2 import (
-    CategoryError, DestinationError, FileNameError, FramesNotFoundError, NotCocoError, convert_ltdv2, make_drift_splits, read_index,
+    CategoryError,
+    DestinationError,
+    FileNameError,
+    FramesNotFoundError,
+    NotCocoError,
+    convert_ltdv2,
+    make_drift_splits,
+    read_index,
 )
 from yolo_rdna1.data.ltdv2_sample import META_KEYS, make_ltdv2_sample
 from yolo_rdna1.data.synthetic import CLASS_NAMES, make_synthetic_thermal
@@ -50,18 +56,31 @@ def expected_labels(json_path):
         x, y, w, h = ann["bbox"]
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
         if x1 - x0 >= 1 and y1 - y0 >= 1:
-            out[stem].append((CLASS_NAMES.index(by_name[ann["category_id"]]), (x0 + x1) / 2 / W, (y0 + y1) / 2 / H, (x1 - x0) / W, (y1 - y0) / H))
+            out[stem].append(
+                (
+                    CLASS_NAMES.index(by_name[ann["category_id"]]),
+                    (x0 + x1) / 2 / W,
+                    (y0 + y1) / 2 / H,
+                    (x1 - x0) / W,
+                    (y1 - y0) / H,
+                )
+            )
     return out
 
 
 def read_labels(folder):
-    return {p.stem: [(int(c), *map(float, v)) for c, *v in (line.split() for line in p.read_text().splitlines())] for p in folder.glob("*.txt")}
+    return {
+        p.stem: [(int(c), *map(float, v)) for c, *v in (line.split() for line in p.read_text().splitlines())]
+        for p in folder.glob("*.txt")
+    }
 
 
 def same_boxes(got, want):
     key = lambda b: (b[0], round(b[1], 4), round(b[2], 4))  # noqa: E731
-    return len(got) == len(want) and all(g[0] == w[0] and all(abs(a - b) < 2e-6 for a, b in zip(g[1:], w[1:]))
-                                         for g, w in zip(sorted(got, key=key), sorted(want, key=key)))
+    return len(got) == len(want) and all(
+        g[0] == w[0] and all(abs(a - b) < 2e-6 for a, b in zip(g[1:], w[1:]))
+        for g, w in zip(sorted(got, key=key), sorted(want, key=key))
+    )
 
 
 def test_every_label_matches_its_source_box_by_class_name(sample, converted):
@@ -90,7 +109,10 @@ def test_class_ids_come_from_names_not_positions_or_ids(sample, converted, tmp_p
     assert all(positional[k] != v for k, v in by_name.items())  # the old bug would shift every label
 
     new_id = {0: 7, 1: 3, 2: 0, 3: 9, 4: 1}  # vehicle listed first, names in other cases
-    coco["categories"] = [{"id": new_id[c["id"]], "name": c["name"].upper() if c["id"] % 2 else c["name"].title()} for c in reversed(coco["categories"])]
+    coco["categories"] = [
+        {"id": new_id[c["id"]], "name": c["name"].upper() if c["id"] % 2 else c["name"].title()}
+        for c in reversed(coco["categories"])
+    ]
     for ann in coco["annotations"]:
         ann["category_id"] = new_id[ann["category_id"]]
     src = tmp_path / "src"
@@ -130,7 +152,11 @@ def test_interrupted_conversion_resumes(sample, converted, tmp_path, monkeypatch
     assert not (tmp_path / "yolo" / "index.jsonl").exists() and not list((tmp_path / "yolo").glob(".index*"))
     monkeypatch.setattr(ltdv2, "_write_label", real)
     report = convert_ltdv2(sample, tmp_path / "yolo", progress=False)
-    assert report.splits["train"].skipped == 50 and report.splits["train"].written == 130 and report.splits["val"].written == 60
+    assert (
+        report.splits["train"].skipped == 50
+        and report.splits["train"].written == 130
+        and report.splits["val"].written == 60
+    )
     for split in ("train", "val"):
         assert read_labels(tmp_path / "yolo" / "labels" / split) == read_labels(converted[0] / "labels" / split)
     assert len(read_index(tmp_path / "yolo")) == 240
@@ -144,7 +170,9 @@ def test_missing_frames_are_counted_listed_and_converted_later(sample, tmp_path)
     report = convert_ltdv2(src, tmp_path / "yolo", progress=False)
     missing = sum(s.missing for s in report.splits.values())
     assert missing == 3 and sum(s.frames for s in report.splits.values()) == 237
-    listed = "".join((tmp_path / "yolo" / f"missing-{s}.txt").read_text() for s in report.splits if report.splits[s].missing)
+    listed = "".join(
+        (tmp_path / "yolo" / f"missing-{s}.txt").read_text() for s in report.splits if report.splits[s].missing
+    )
     assert sorted(listed.split()) == sorted(str(f) for f in gone)
     assert any("frame files missing" in p for p in report.problems)
     assert check_dataset(tmp_path / "yolo" / "data.yaml").ok  # missing frames are left out, not half-converted
@@ -154,13 +182,16 @@ def test_missing_frames_are_counted_listed_and_converted_later(sample, tmp_path)
     assert sum(s.written for s in again.splits.values()) == 3 and not list((tmp_path / "yolo").glob("missing-*.txt"))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[1, 2, 3]", "is a JSON list"),
-    ('{"images": [], "annotations": []}', "has no 'categories' list"),
-    ('{"categories": [{"id": 1, "name": "person"}], "images": [{"id": 1, "file_na', "not valid JSON"),
-    ('{"categories": [{"id": 1, "name": "person"}], "annotations": []}', "has no 'images' entries"),
-    ('{"categories": [{"id": 1}], "images": []}', "categories[0] is not a COCO category"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2, 3]", "is a JSON list"),
+        ('{"images": [], "annotations": []}', "has no 'categories' list"),
+        ('{"categories": [{"id": 1, "name": "person"}], "images": [{"id": 1, "file_na', "not valid JSON"),
+        ('{"categories": [{"id": 1, "name": "person"}], "annotations": []}', "has no 'images' entries"),
+        ('{"categories": [{"id": 1}], "images": []}', "categories[0] is not a COCO category"),
+    ],
+)
 def test_non_coco_json_is_refused_clearly(sample, tmp_path, content, message):
     src = tmp_path / "src"
     (src / "data").mkdir(parents=True)
@@ -175,7 +206,9 @@ def test_unknown_category_names_are_listed_and_nothing_is_written(sample, tmp_pa
     coco["categories"][4]["name"] = "truck"
     coco["categories"].append({"id": 5, "name": "boat"})
     (src / "data" / "Valid.json").write_text(json.dumps(coco))
-    with pytest.raises(CategoryError, match=r"2 categories \('truck', 'boat'\) are not LTDV2 classes.*Expected person, bicycle"):
+    with pytest.raises(
+        CategoryError, match=r"2 categories \('truck', 'boat'\) are not LTDV2 classes.*Expected person, bicycle"
+    ):
         convert_ltdv2(src, tmp_path / "yolo", progress=False)
     assert not (tmp_path / "yolo").exists()  # checked before the destination is touched (Train.json was fine)
 
@@ -223,7 +256,11 @@ def test_index_keeps_date_clip_time_and_weather(converted):
     _, date, clip_folder, _ = row["file_name"].split("/")
     _, clip, hhmm = clip_folder.split("_")
     assert row["date"] == f"{date[:4]}-{date[4:6]}-{date[6:]}" and row["month"] == row["date"][:7]
-    assert row["clip"] == int(clip) and row["time"] == f"{hhmm[:2]}:{hhmm[2:]}" and row["date_captured"].startswith(row["date"])
+    assert (
+        row["clip"] == int(clip)
+        and row["time"] == f"{hhmm[:2]}:{hhmm[2:]}"
+        and row["date_captured"].startswith(row["date"])
+    )
     assert all(f"meta.{k}" in row for k in META_KEYS) and isinstance(row["meta.Temperature"], float)
     assert sum(r["objects"] for r in rows) == sum(sum(s.boxes) for s in converted[1].splits.values())
 
@@ -232,9 +269,15 @@ def test_drift_splits_by_month_and_season(converted):
     dst = converted[0]
     rows = {str(dst / r["file"]): r for r in read_index(dst)}
     drift = make_drift_splits(dst, scheme="month", train_months=2)
-    assert drift.train_months == ["2020-05", "2020-06"] and [p.name for p in drift.periods] == ["2020-05", "2020-06", "2020-07"]
+    assert drift.train_months == ["2020-05", "2020-06"] and [p.name for p in drift.periods] == [
+        "2020-05",
+        "2020-06",
+        "2020-07",
+    ]
     train = (drift.folder / "train.txt").read_text().split()
-    assert len(train) == drift.train_frames == 120 and all(rows[f]["split"] == "train" and rows[f]["month"] in drift.train_months for f in train)
+    assert len(train) == drift.train_frames == 120 and all(
+        rows[f]["split"] == "train" and rows[f]["month"] in drift.train_months for f in train
+    )
     for period in drift.periods:
         cfg = yaml.safe_load(period.yaml.read_text())
         frames = (dst / cfg["val"]).read_text().split()
@@ -247,7 +290,10 @@ def test_drift_splits_by_month_and_season(converted):
     assert json.loads((drift.folder / "splits.json").read_text())["periods"][-1]["yaml"] == str(drift.periods[-1].yaml)
 
     seasons = make_drift_splits(dst, scheme="season", train_months=1)
-    assert [(p.name, p.months, p.frames) for p in seasons.periods] == [("2020-spring", ["2020-05"], 20), ("2020-summer", ["2020-06", "2020-07"], 160)]
+    assert [(p.name, p.months, p.frames) for p in seasons.periods] == [
+        ("2020-spring", ["2020-05"], 20),
+        ("2020-summer", ["2020-06", "2020-07"], 160),
+    ]
     with pytest.raises(Exception, match="train_months=3 leaves no later month"):
         make_drift_splits(dst, train_months=3)
 
@@ -265,7 +311,12 @@ def test_cli_data_commands(tmp_path, capsys):
     assert main(["data", "convert-ltdv2", f"src={tmp_path / 'nowhere'}", f"dst={tmp_path / 'x'}"]) == 2
     assert main(["data", "check"]) == 2 and main(["data", "unzip"]) == 2
     err = capsys.readouterr().err
-    assert "leaves no later month" in err and "is not a folder" in err and "needs data=" in err and "usage: yolo-rdna1 data" in err
+    assert (
+        "leaves no later month" in err
+        and "is not a folder" in err
+        and "needs data=" in err
+        and "usage: yolo-rdna1 data" in err
+    )
 
 
 def test_link_modes_and_hardlink_fallback(tmp_path, monkeypatch):
@@ -296,15 +347,28 @@ def tiny_download(tmp_path, file_names):
     frame = src / "data" / FRAME
     frame.parent.mkdir(parents=True)
     frame.write_bytes(b"a frame")
-    coco = {"images": [{"id": i, "file_name": f, "width": 384, "height": 288} for i, f in enumerate(file_names)],
-            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20]} for i in range(len(file_names))],
-            "categories": [{"id": 0, "name": "background"}, {"id": 1, "name": "person"}]}
+    coco = {
+        "images": [{"id": i, "file_name": f, "width": 384, "height": 288} for i, f in enumerate(file_names)],
+        "annotations": [
+            {"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20]} for i in range(len(file_names))
+        ],
+        "categories": [{"id": 0, "name": "background"}, {"id": 1, "name": "person"}],
+    }
     (src / "data" / "Train.json").write_text(json.dumps(coco))
     return src
 
 
-@pytest.mark.parametrize("hostile", ["frames/../../secret.jpg", "../../secret.jpg", "frames/20200514/../../../secret.jpg",
-                                     "SECRET", "frames/escape/clip_1_1200/image_0001.jpg", "frames/20200514/clip_1_1200/escape.jpg"])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "frames/../../secret.jpg",
+        "../../secret.jpg",
+        "frames/20200514/../../../secret.jpg",
+        "SECRET",
+        "frames/escape/clip_1_1200/image_0001.jpg",
+        "frames/20200514/clip_1_1200/escape.jpg",
+    ],
+)
 def test_defect6_file_name_outside_the_frames_folder_is_refused_before_anything_is_written(tmp_path, hostile):
     secret = tmp_path / "src" / "secret.jpg"  # what ../../ from src/data/frames reaches
     src = tiny_download(tmp_path, [FRAME, hostile.replace("SECRET", str(secret))])
@@ -314,7 +378,13 @@ def test_defect6_file_name_outside_the_frames_folder_is_refused_before_anything_
     (outside / "image_0001.jpg").write_bytes(b"not a frame either")
     os.symlink(outside.parent, src / "data" / "frames" / "escape")  # a folder link leading out
     os.symlink(secret, src / "data" / "frames" / "20200514" / "clip_1_1200" / "escape.jpg")  # a frame link leading out
-    with pytest.raises(FileNameError, match=r"Train.json: images\[1\].file_name '.*' (is not a path inside|leads outside) the frames folder.*nothing was converted") as info:
+    with pytest.raises(
+        FileNameError,
+        match=(
+            r"Train.json: images\[1\].file_name '.*' "
+            r"(is not a path inside|leads outside) the frames folder.*nothing was converted"
+        ),
+    ) as info:
         convert_ltdv2(src, tmp_path / "yolo", splits=["Train"], progress=False)
     assert hostile.replace("SECRET", str(secret)).removeprefix("frames/") in str(info.value)
     assert not (tmp_path / "yolo").exists()
@@ -324,8 +394,11 @@ def test_defect6_frames_sharing_a_stem_would_share_a_label_file_and_are_refused(
     png = FRAME.replace(".jpg", ".png")
     src = tiny_download(tmp_path, [FRAME, png])
     (src / "data" / png).write_bytes(b"another frame")
-    with pytest.raises(FileNameError, match=r"images\[1\].file_name '20200514/clip_1_1200/image_0001.png' and '20200514/clip_1_1200/image_0001.jpg' "
-                                            r"would share the label file 20200514_clip_1_1200_image_0001.txt"):
+    with pytest.raises(
+        FileNameError,
+        match=r"images\[1\].file_name '20200514/clip_1_1200/image_0001.png' and '20200514/clip_1_1200/image_0001.jpg' "
+        r"would share the label file 20200514_clip_1_1200_image_0001.txt",
+    ):
         convert_ltdv2(src, tmp_path / "yolo", splits=["Train"], progress=False)
     assert not (tmp_path / "yolo").exists()
 
@@ -339,13 +412,14 @@ def test_frames_folder_that_is_itself_a_link_and_repeated_entries_still_convert(
 
 
 # -- interrupted conversions (defect 11) ---------------------------------------------------------
-CHILD = Path(__file__).with_name("convert_child.py")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_resumes(sample, converted, tmp_path, signum):
+def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_resumes(
+    sample, converted, tmp_path, signum, child_command
+):
     dst = tmp_path / "yolo"
-    child = subprocess.Popen([sys.executable, str(CHILD), str(sample), str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        child_command("convert_ltdv2", sample, dst), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not (list(dst.glob(".index.jsonl.*.tmp")) and len(list(dst.glob("labels/train/*.txt"))) > 5):
@@ -357,7 +431,10 @@ def test_defect11_interrupted_conversion_removes_its_temp_files_says_rerun_and_r
         child.kill()
     assert child.returncode == 128 + signum, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "yolo-rdna1 data convert-ltdv2: interrupted; running the same command again resumes where it stopped"
+    assert (
+        err.strip().splitlines()[-1]
+        == "yolo-rdna1 data convert-ltdv2: interrupted; running the same command again resumes where it stopped"
+    )
     assert [p for p in dst.rglob("*") if p.name.endswith(".tmp")] == [] and not (dst / "index.jsonl").exists()
     report = convert_ltdv2(sample, dst, progress=False)
     assert report.splits["train"].skipped > 5 and report.splits["train"].written > 0
@@ -372,8 +449,12 @@ def test_defect11_rerun_sweeps_temp_files_of_dead_writers_only(tmp_path):
     convert_ltdv2(src, dst, progress=False)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    leftovers = [dst / f".index.jsonl.{dead.pid}.tmp", dst / f".data.yaml.{dead.pid}.tmp",
-                 dst / "images" / "train" / f".x.jpg.{dead.pid}.tmp", dst / "labels" / "train" / f".x.txt.{dead.pid}.tmp"]
+    leftovers = [
+        dst / f".index.jsonl.{dead.pid}.tmp",
+        dst / f".data.yaml.{dead.pid}.tmp",
+        dst / "images" / "train" / f".x.jpg.{dead.pid}.tmp",
+        dst / "labels" / "train" / f".x.txt.{dead.pid}.tmp",
+    ]
     live = dst / ".index.jsonl.1.tmp"  # pid 1 is alive: another writer's, not ours to remove
     for p in (*leftovers, live):
         p.write_bytes(b"x" * 1000)
@@ -387,4 +468,6 @@ def test_rerun_rewrites_a_label_cut_short(sample, converted, tmp_path):
     label = next(p for p in sorted((dst / "labels" / "train").glob("*.txt")) if p.read_text())
     label.write_text("")  # what a power cut can leave of a label written without an fsync
     report = convert_ltdv2(sample, dst, progress=False)
-    assert report.splits["train"].written == 1 and read_labels(dst / "labels" / "train") == read_labels(converted[0] / "labels" / "train")
+    assert report.splits["train"].written == 1 and read_labels(dst / "labels" / "train") == read_labels(
+        converted[0] / "labels" / "train"
+    )

@@ -36,7 +36,9 @@ def boxes(label: Path, W: int, H: int) -> list[tuple[int, int, int, int, int]]:
     out = []
     for line in label.read_text().splitlines():
         c, x, y, w, h = map(float, line.split())
-        out.append((int(c), round((x - w / 2) * W), round((y - h / 2) * H), round((x + w / 2) * W), round((y + h / 2) * H)))
+        out.append(
+            (int(c), round((x - w / 2) * W), round((y - h / 2) * H), round((x + w / 2) * W), round((y + h / 2) * H))
+        )
     return out
 
 
@@ -55,7 +57,12 @@ def test_layout_counts_yaml_and_grey_frames(tmp_path):
         assert len(images) == n and len(labels) == n
         assert {Path(k).stem for k in images} == {Path(k).stem for k in labels}
     cfg = yaml.safe_load(path.read_text())
-    assert cfg == {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
+    assert cfg == {
+        "path": str(root),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(CLASS_NAMES)),
+    }
     assert CLASS_NAMES == ("person", "bicycle", "motorcycle", "vehicle")
     for p in (root / "images" / "val").glob("*.jpg"):
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
@@ -118,11 +125,11 @@ def test_objects_are_warm_and_their_boxes_are_tight(sixty):
             others = np.zeros((H, W), bool)  # other objects and their blur
             for j, (_, a0, b0, a1, b1) in enumerate(bxs):
                 if j != i:
-                    others[max(b0 - 4, 0):b1 + 4, max(a0 - 4, 0):a1 + 4] = True
+                    others[max(b0 - 4, 0) : b1 + 4, max(a0 - 4, 0) : a1 + 4] = True
             # local background: an 8 px frame around the box, minus every object
             ring = np.zeros((H, W), bool)
-            ring[max(y0 - 8, 0):y1 + 8, max(x0 - 8, 0):x1 + 8] = True
-            ring[max(y0 - 3, 0):y1 + 3, max(x0 - 3, 0):x1 + 3] = False
+            ring[max(y0 - 8, 0) : y1 + 8, max(x0 - 8, 0) : x1 + 8] = True
+            ring[max(y0 - 3, 0) : y1 + 3, max(x0 - 3, 0) : x1 + 3] = False
             ring &= ~others
             if ring.sum() < 30:
                 continue
@@ -256,11 +263,11 @@ def test_no_objects_when_max_objects_is_zero(tmp_path):
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    w=st.integers(64, 260), h=st.integers(64, 200), seed=st.integers(0, 2**32), max_objects=st.integers(1, 12)
-)
+@given(w=st.integers(64, 260), h=st.integers(64, 200), seed=st.integers(0, 2**32), max_objects=st.integers(1, 12))
 def test_any_size_gives_valid_boxes(tmp_path, w, h, seed, max_objects):
-    root = make_synthetic_thermal(tmp_path / f"{w}x{h}_{seed}_{max_objects}", n_train=2, n_val=1, seed=seed, size=(w, h), max_objects=max_objects).parent
+    root = make_synthetic_thermal(
+        tmp_path / f"{w}x{h}_{seed}_{max_objects}", n_train=2, n_val=1, seed=seed, size=(w, h), max_objects=max_objects
+    ).parent
     for split in ("train", "val"):
         for label in (root / "labels" / split).glob("*.txt"):
             lines = label.read_text().splitlines()

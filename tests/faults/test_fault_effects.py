@@ -46,7 +46,9 @@ def test_hang_never_returns_and_ignores_python_signal_handlers(tmp_path):
         before="signal.signal(signal.SIGALRM, boom); signal.alarm(1)"
     )
     env = {**os.environ, "YOLO_RDNA1_FAULTS": profile(tmp_path, "hang")}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "calling"
         time.sleep(3)  # the SIGALRM handler would have raised by now if the call could be interrupted
@@ -87,7 +89,9 @@ def test_nan_and_wrong_return_the_right_shape(tmp_path, monkeypatch):
 
 def test_backward_directions_are_simulated_separately(tmp_path, monkeypatch):
     f = tmp_path / "bw.yaml"
-    f.write_text(yaml.safe_dump({"name": "bw", "rules": [{"match": {"kernel": 3}, "direction": "bwd_weight", "effect": "nan"}]}))
+    f.write_text(
+        yaml.safe_dump({"name": "bw", "rules": [{"match": {"kernel": 3}, "direction": "bwd_weight", "effect": "nan"}]})
+    )
     monkeypatch.setenv("YOLO_RDNA1_FAULTS", str(f))
     conv = nn.Conv2d(4, 8, 3, padding=1)
     x = torch.randn(2, 4, 16, 16, requires_grad=True)

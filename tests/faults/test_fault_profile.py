@@ -3,13 +3,30 @@
 import pytest
 import yaml
 
-from yolo_rdna1.faults import FaultProfile, FaultProfileError, load_profile, parse_profile, profile_from_env, shipped_profiles
+from yolo_rdna1.faults import (
+    FaultProfile,
+    FaultProfileError,
+    load_profile,
+    parse_profile,
+    profile_from_env,
+    shipped_profiles,
+)
 from yolo_rdna1.signature import ConvSignature
 
 
 def sig(**kw):
-    base = dict(in_channels=16, out_channels=32, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1),
-                groups=1, height=48, width=48, batch=4)
+    base = dict(
+        in_channels=16,
+        out_channels=32,
+        kernel=(3, 3),
+        stride=(1, 1),
+        padding=(1, 1),
+        dilation=(1, 1),
+        groups=1,
+        height=48,
+        width=48,
+        batch=4,
+    )
     base.update(kw)
     return ConvSignature(**base)
 
@@ -54,18 +71,29 @@ def test_unless_env_turns_a_rule_off_only_when_every_variable_matches():
 
 
 def test_error_message_default_and_custom():
-    p = rules({"match": {}, "effect": "error"}, {"match": {}, "effect": "error", "message": "miopenStatusInternalError"})
+    p = rules(
+        {"match": {}, "effect": "error"}, {"match": {}, "effect": "error", "message": "miopenStatusInternalError"}
+    )
     assert [r.message for r in p.rules] == ["miopenStatusUnknownError", "miopenStatusInternalError"]
 
 
 @pytest.mark.parametrize(
     "raw, needle",
     [
-        ({"name": "x", "rules": [{"match": {}, "effect": "explode"}]}, "unknown effect 'explode'; valid effects: error, hang, abort, nan, wrong"),
+        (
+            {"name": "x", "rules": [{"match": {}, "effect": "explode"}]},
+            "unknown effect 'explode'; valid effects: error, hang, abort, nan, wrong",
+        ),
         ({"name": "x", "rules": [{"match": {}, "effect": "hang", "direction": "up"}]}, "unknown direction 'up'"),
-        ({"name": "x", "rules": [{"match": {"colour": 3}, "effect": "hang"}]}, "unknown match key 'colour'; valid keys:"),
+        (
+            {"name": "x", "rules": [{"match": {"colour": 3}, "effect": "hang"}]},
+            "unknown match key 'colour'; valid keys:",
+        ),
         ({"name": "x", "rules": [{"match": {"hw": {"min": 50, "max": 40}}, "effect": "hang"}]}, "empty range"),
-        ({"name": "x", "rules": [{"match": {"hw": {"least": 3}}, "effect": "hang"}]}, "a range takes 'min' and/or 'max'"),
+        (
+            {"name": "x", "rules": [{"match": {"hw": {"least": 3}}, "effect": "hang"}]},
+            "a range takes 'min' and/or 'max'",
+        ),
         ({"name": "x", "rules": [{"match": {}, "effect": "hang", "oops": 1}]}, "unknown key(s) ['oops']"),
         ({"name": "x", "rules": [{"match": {}, "effect": "hang", "after": -1}]}, "'after' must be an int >= 0"),
         ({"name": "x", "rules": [{"match": {"dtype": "float8"}, "effect": "nan"}]}, "unknown dtype 'float8'"),
@@ -110,7 +138,9 @@ def test_shipped_gfx1010_models_the_documented_failures():
     assert [r.effect for r in p.rules_for(sig(height=48, width=48), environ={})] == ["hang"]
     assert p.rules_for(sig(height=42, width=42), environ={}) == ()
     # some backward-weight convs abort, unless GEMM solvers are off
-    wide = sig(in_channels=256, out_channels=128, kernel=(1, 1), padding=(0, 0), height=20, width=20, direction="bwd_weight")
+    wide = sig(
+        in_channels=256, out_channels=128, kernel=(1, 1), padding=(0, 0), height=20, width=20, direction="bwd_weight"
+    )
     assert [r.effect for r in p.rules_for(wide, environ={})] == ["abort"]
     assert p.rules_for(wide, environ={"MIOPEN_DEBUG_CONV_GEMM": "0"}) == ()
     # fp16 gives NaN

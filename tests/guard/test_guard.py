@@ -22,11 +22,15 @@ def write_profile(tmp_path, *rules):
 
 def small_net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ConvTranspose2d(8, 4, 2, stride=2))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ConvTranspose2d(8, 4, 2, stride=2)
+    )
 
 
 def test_unknown_policy_names_the_choices():
-    with pytest.raises(GuardConfigError, match="unknown guard policy 'fast'; valid policies: off, vendor, bypass, auto"):
+    with pytest.raises(
+        GuardConfigError, match="unknown guard policy 'fast'; valid policies: off, vendor, bypass, auto"
+    ):
         ConvGuard(policy="fast")
 
 
@@ -66,7 +70,9 @@ def test_unpatch_restores_torch_exactly_and_scopes_nest():
 
 
 def test_vendor_error_falls_back_once_and_warns_once(tmp_path, caplog):
-    prof = write_profile(tmp_path, {"match": {"kernel": 3}, "direction": "fwd", "effect": "error", "message": "miopenStatusUnknownError"})
+    prof = write_profile(
+        tmp_path, {"match": {"kernel": 3}, "direction": "fwd", "effect": "error", "message": "miopenStatusUnknownError"}
+    )
     net, x = small_net(), torch.randn(2, 3, 8, 8)
     ref = net(x)
     with caplog.at_level(logging.WARNING, logger="yolo_rdna1"), guarded(policy="auto", faults=prof) as g:
@@ -76,7 +82,11 @@ def test_vendor_error_falls_back_once_and_warns_once(tmp_path, caplog):
     rule = g.profile.rules[0]
     assert rule.seen == 1, "after the fallback the bad signature must not reach the vendor route again"
     warnings = [r for r in caplog.records if "vendor conv failed" in r.getMessage()]
-    assert len(warnings) == 1 and "miopenStatusUnknownError" in warnings[0].getMessage() and "conv 3->8 k3x3" in warnings[0].getMessage()
+    assert (
+        len(warnings) == 1
+        and "miopenStatusUnknownError" in warnings[0].getMessage()
+        and "conv 3->8 k3x3" in warnings[0].getMessage()
+    )
     bad = [r for r in g.per_signature() if r["routes"]["fwd"] == "bypass"]
     assert len(bad) == 1 and bad[0]["fallbacks"] == 1 and bad[0]["bypassed"] == 1
 
@@ -129,7 +139,11 @@ def test_counters_per_module_and_signature_and_the_counting_switch():
             net(torch.randn(2, 3, 8, 8))
         net(torch.randn(2, 3, 16, 16))
         assert g.totals() == {"calls": 12, "bypassed": 12, "fallbacks": 0}
-        assert g.per_module() == {"0": {"calls": 4, "bypassed": 4}, "2": {"calls": 4, "bypassed": 4}, "3": {"calls": 4, "bypassed": 4}}
+        assert g.per_module() == {
+            "0": {"calls": 4, "bypassed": 4},
+            "2": {"calls": 4, "bypassed": 4},
+            "3": {"calls": 4, "bypassed": 4},
+        }
         by_sig = {r["signature"]: r["calls"] for r in g.per_signature()}
         # batch 1 (uncounted), batch 2 at 8 px (3 calls each), batch 2 at 16 px (1 call each)
         assert sorted(by_sig.values()) == [0, 0, 0, 1, 1, 1, 3, 3, 3]
@@ -151,7 +165,9 @@ def test_deepcopy_pickle_and_state_dict_are_untouched():
     assert torch.equal(pickle.loads(blob)(x), net(x))
 
 
-@pytest.mark.skipif(not hasattr(torch, "compile"), reason=f"torch {torch.__version__} has no torch.compile (torch >= 2.0)")
+@pytest.mark.skipif(
+    not hasattr(torch, "compile"), reason=f"torch {torch.__version__} has no torch.compile (torch >= 2.0)"
+)
 def test_runs_under_torch_compile():
     net = small_net()
     x = torch.randn(2, 3, 8, 8, requires_grad=True)

@@ -9,7 +9,18 @@ from yolo_rdna1.signature import ConvSignature
 
 
 def sig(**kw):
-    base = dict(in_channels=8, out_channels=8, kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1, height=24, width=24, batch=2)
+    base = dict(
+        in_channels=8,
+        out_channels=8,
+        kernel=(3, 3),
+        stride=(1, 1),
+        padding=(1, 1),
+        dilation=(1, 1),
+        groups=1,
+        height=24,
+        width=24,
+        batch=2,
+    )
     base.update(kw)
     return ConvSignature(**base)
 
@@ -64,33 +75,22 @@ def test_results_stream_as_they_finish(tmp_path, monkeypatch):
     assert seen == ["ok", "ok"]
 
 
-def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path):
+def test_a_probe_child_left_behind_in_a_hang_ends_with_its_parent(tmp_path, child_command):
     """A training that exits while a background probe hangs must not leave the child running."""
     import os
     import signal
     import subprocess
-    import sys
-    import textwrap
-    import time
 
     import yaml
 
     pidfile = tmp_path / "child.pid"
     profile = tmp_path / "hang.yaml"
-    profile.write_text(yaml.safe_dump({"name": "hang-all", "rules": [{"match": {}, "direction": "fwd", "effect": "hang"}]}))
+    profile.write_text(
+        yaml.safe_dump({"name": "hang-all", "rules": [{"match": {}, "direction": "fwd", "effect": "hang"}]})
+    )
     key = "v1:c3>4:k1x1:s1x1:p0x0:d1x1:g1:n1:4x4:float32:nchw:fwd"
-    code = textwrap.dedent(f"""
-        import json, subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-m", "yolo_rdna1.probe.child", "cpu"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        child.stdout.readline()  # ready
-        child.stdin.write(json.dumps({{"id": 0, "sig": {key!r}}}) + "\\n")
-        child.stdin.flush()
-        while '"vendor"' not in child.stdout.readline():  # the child is now in the hung vendor call
-            pass
-        open({str(pidfile)!r}, "w").write(str(child.pid))
-        time.sleep(60)  # the parent is killed here
-    """)
-    parent = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "YOLO_RDNA1_FAULTS": str(profile)}, start_new_session=True)
+    env = {**os.environ, "YOLO_RDNA1_FAULTS": str(profile)}
+    parent = subprocess.Popen(child_command("probe_parent", pidfile, key), env=env, start_new_session=True)
     try:
         for _ in range(600):
             if pidfile.exists() and pidfile.read_text():
@@ -121,7 +121,9 @@ def test_defect11_a_probe_removes_its_temp_folders_and_sweeps_those_of_dead_prob
 
     monkeypatch.delenv("YOLO_RDNA1_FAULTS", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # what TMPDIR=tmp_path gives a fresh process
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     left = tmp_path / f"yolo_rdna1-probe-{dead}-x1y2z3"  # a probe that was killed
     (left / f"probe-{dead}-abc").mkdir(parents=True)
     alive = tmp_path / f"yolo_rdna1-probe-{os.getpid()}-live"  # a probe still running
@@ -129,7 +131,9 @@ def test_defect11_a_probe_removes_its_temp_folders_and_sweeps_those_of_dead_prob
     for folder in (alive, older):
         folder.mkdir()
     assert [r.verdict for r in Prober("cpu").probe([sig()])] == ["ok"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, older.name]), "its own folder gone, the dead probe's swept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, older.name]), (
+        "its own folder gone, the dead probe's swept"
+    )
 
 
 def test_defect11_a_probe_that_is_interrupted_or_fails_leaves_no_temp_folder(tmp_path, monkeypatch):
@@ -139,11 +143,14 @@ def test_defect11_a_probe_that_is_interrupted_or_fails_leaves_no_temp_folder(tmp
 
     monkeypatch.delenv("YOLO_RDNA1_FAULTS", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
     def stop(result):
         raise KeyboardInterrupt()
 
     with pytest.raises(KeyboardInterrupt):
-        Prober("cpu").probe([sig(), sig(height=16, width=16)], on_result=stop)  # the spare child is warming up meanwhile
+        Prober("cpu").probe(
+            [sig(), sig(height=16, width=16)], on_result=stop
+        )  # the spare child is warming up meanwhile
     assert list(tmp_path.iterdir()) == []
     given = tmp_path / "work"
     with pytest.raises(RuntimeError, match="could not start"):

@@ -18,11 +18,27 @@ def fake_checkpoint(epoch: int, batch: int | None = None, scale: str = "n", name
     ema = torch.nn.Linear(2, 2)
     ema.yaml = {"yaml_file": f"yolov8{scale}.yaml", "scale": scale, "nc": 2}
     ema.names = names or {0: "person", 1: "vehicle"}
-    ckpt = {"epoch": epoch, "ema": ema, "optimizer": {"state": {}, "param_groups": []}, "updates": 7, "train_args": {"epochs": 3, "data": "thermal.yaml"}}
+    ckpt = {
+        "epoch": epoch,
+        "ema": ema,
+        "optimizer": {"state": {}, "param_groups": []},
+        "updates": 7,
+        "train_args": {"epochs": 3, "data": "thermal.yaml"},
+    }
     if batch is not None:
         ckpt["epoch"] = max(epoch - 1, 0)
-        ckpt[ck.RESUME_KEY] = {"epoch": epoch, "batch": batch, "batches": 4, "order": torch.arange(8), "rng": ck.rng_state(), "buffer": [],
-                               "tloss": None, "model": {}, "names": ema.names, "train_images": 8}
+        ckpt[ck.RESUME_KEY] = {
+            "epoch": epoch,
+            "batch": batch,
+            "batches": 4,
+            "order": torch.arange(8),
+            "rng": ck.rng_state(),
+            "buffer": [],
+            "tloss": None,
+            "model": {},
+            "names": ema.names,
+            "train_images": 8,
+        }
     return ckpt
 
 
@@ -61,7 +77,9 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_with_one_war
         found = ck.newest(tmp_path)
     assert found.path.name == ck.PREV_NAME and found.position == ck.Position(1, 2)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "mid.pt" in warnings[0] and "resuming from mid.prev.pt (epoch 2, batch 2)" in warnings[0]
+    assert (
+        len(warnings) == 1 and "mid.pt" in warnings[0] and "resuming from mid.prev.pt (epoch 2, batch 2)" in warnings[0]
+    )
     assert (tmp_path / "mid.pt.corrupt").is_file() and not newest.exists(), "moved aside, never tried again"
     caplog.clear()
     assert ck.newest(tmp_path).path.name == ck.PREV_NAME and not caplog.records
@@ -84,7 +102,10 @@ def test_defect9_an_environment_problem_is_reported_and_renames_nothing(tmp_path
     it aside (and resuming from an older one, which then overwrites it) would lose it."""
     before = three_checkpoints(tmp_path)
     mid = tmp_path / ck.MID_NAME
-    if problem in ("missing module", "missing class"):  # written where a module or class existed that this install lacks
+    if problem in (
+        "missing module",
+        "missing class",
+    ):  # written where a module or class existed that this install lacks
         ckpt = fake_checkpoint(1, batch=3)
         ckpt["extra"] = Unpicklable()
         torch.save(ckpt, mid)
@@ -94,7 +115,11 @@ def test_defect9_an_environment_problem_is_reported_and_renames_nothing(tmp_path
         else:
             monkeypatch.delattr(sys.modules[Unpicklable.__module__], "Unpicklable")
     else:
-        error = {"memory": MemoryError(), "io error": OSError(5, "Input/output error"), "permission": PermissionError(13, "Permission denied")}[problem]
+        error = {
+            "memory": MemoryError(),
+            "io error": OSError(5, "Input/output error"),
+            "permission": PermissionError(13, "Permission denied"),
+        }[problem]
         real = torch.load
 
         def load(path, *args, **kwargs):
@@ -103,7 +128,10 @@ def test_defect9_an_environment_problem_is_reported_and_renames_nothing(tmp_path
             return real(path, *args, **kwargs)
 
         monkeypatch.setattr(torch, "load", load)
-    with pytest.raises(ck.CheckpointUnloadable, match=r"mid.pt cannot be loaded here \(\w+Error.*kept as it is: fix what the error names") as e:
+    with pytest.raises(
+        ck.CheckpointUnloadable,
+        match=r"mid.pt cannot be loaded here \(\w+Error.*kept as it is: fix what the error names",
+    ) as e:
         ck.newest(tmp_path)
     assert "\n" not in str(e.value) and isinstance(e.value, ck.ResumeError)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "nothing renamed, nothing changed"
@@ -113,7 +141,9 @@ def test_defect9_a_truncated_zip_is_damaged_but_an_io_error_on_an_intact_one_is_
     path = tmp_path / ck.MID_NAME
     torch.save(fake_checkpoint(1, batch=3), path)
     whole = path.read_bytes()
-    assert ck._damaged(path, OSError(5, "Input/output error")) is False, "an intact archive: the error is the environment's"
+    assert ck._damaged(path, OSError(5, "Input/output error")) is False, (
+        "an intact archive: the error is the environment's"
+    )
     path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(OSError):  # what torch's zip reader says about a truncated file, an OSError like a disk error
         torch.load(path, weights_only=False)
@@ -148,7 +178,10 @@ def test_the_checkpoint_furthest_along_wins_and_a_finished_run_is_recognised(tmp
 
 
 def test_checkpoint_minutes_is_validated():
-    assert PluginOptions(checkpoint_minutes=0.0001).checkpoint_minutes == 0.0001 and PluginOptions().checkpoint_minutes == 15
+    assert (
+        PluginOptions(checkpoint_minutes=0.0001).checkpoint_minutes == 0.0001
+        and PluginOptions().checkpoint_minutes == 15
+    )
     for bad in (-1, True, float("nan"), 20000, "15"):
         with pytest.raises(OptionError, match="checkpoint_minutes="):
             PluginOptions(checkpoint_minutes=bad)
@@ -195,14 +228,20 @@ def test_bad_resume_input_gives_one_message_naming_the_problem_and_the_fix(tmp_p
     run.mkdir(parents=True)
     torch.save(fake_checkpoint(1), run / ck.LAST_NAME)
     torch.save(fake_checkpoint(1, batch=2, scale="s"), run / ck.MID_NAME)
-    with pytest.raises(ck.ResumeError, match=r"different models \(last.pt: yolov8n \(2 classes\), mid.pt: yolov8s.*Move the one"):
+    with pytest.raises(
+        ck.ResumeError, match=r"different models \(last.pt: yolov8n \(2 classes\), mid.pt: yolov8s.*Move the one"
+    ):
         ck.resume_point(tmp_path / "run")
     (run / ck.MID_NAME).unlink()
     found = ck.resume_point(tmp_path / "run")
-    with pytest.raises(ck.ResumeError, match="model=yolov8s.yaml but .* is a checkpoint of yolov8n .* Resume with model="):
+    with pytest.raises(
+        ck.ResumeError, match="model=yolov8s.yaml but .* is a checkpoint of yolov8n .* Resume with model="
+    ):
         ck.check_model_arg("yolov8s.yaml", found)
     ck.check_model_arg("yolov8n.yaml", found)  # the run's own model
-    with pytest.raises(ck.ResumeError, match=r"classes \['person', 'vehicle'\], but data=other.yaml has \['cat'\]: .*another dataset"):
+    with pytest.raises(
+        ck.ResumeError, match=r"classes \['person', 'vehicle'\], but data=other.yaml has \['cat'\]: .*another dataset"
+    ):
         ck.check_dataset(fake_checkpoint(1), {0: "cat"}, 8, "other.yaml")
     with pytest.raises(ck.ResumeError, match="written for 8 training images, data=grown.yaml has 9"):
         ck.check_dataset(fake_checkpoint(1, batch=2), {0: "person", 1: "vehicle"}, 9, "grown.yaml")
@@ -221,11 +260,18 @@ def test_the_supervisor_refuses_bad_resumes_before_training_and_overwrites_nothi
     with pytest.raises(SupervisorError, match=r"already holds a run \(weights/mid.pt\)"):
         supervise({"data": str(synthetic_data), "project": str(tmp_path / "p"), "name": "r"})
     with pytest.raises(SupervisorError, match="model=yolov8s.yaml but .* a run continues with its own model"):
-        supervise({"data": str(synthetic_data), "model": "yolov8s.yaml", "project": str(tmp_path / "p"), "name": "r", "resume": True})
+        supervise(
+            {
+                "data": str(synthetic_data),
+                "model": "yolov8s.yaml",
+                "project": str(tmp_path / "p"),
+                "name": "r",
+                "resume": True,
+            }
+        )
     assert (weights / ck.MID_NAME).read_bytes() == before and not (tmp_path / "p" / "r" / "journal.jsonl").exists()
 
 
-@pytest.mark.slow
 def test_resuming_on_another_dataset_stops_the_supervisor_with_the_message_not_restarts(tmp_path, synthetic_data):
     from ultralytics.cfg import DEFAULT_CFG_DICT
     from ultralytics.nn.tasks import DetectionModel
@@ -236,14 +282,48 @@ def test_resuming_on_another_dataset_stops_the_supervisor_with_the_message_not_r
     (run / "weights").mkdir(parents=True)
     model = DetectionModel("yolov8n.yaml", nc=2, verbose=False)
     model.names = {0: "cat", 1: "dog"}
-    args = {**DEFAULT_CFG_DICT, "model": "yolov8n.yaml", "data": str(tmp_path / "pets.yaml"), "epochs": 3, "imgsz": 64, "batch": 4,
-            "device": "cpu", "workers": 0, "project": str(tmp_path / "p"), "name": "r", "save_dir": str(run), "plots": False}
-    torch.save({"epoch": 0, "best_fitness": None, "model": None, "ema": model, "updates": 1, "optimizer": {"state": {}, "param_groups": []},
-                "scaler": None, "train_args": args}, run / "weights" / ck.LAST_NAME)
+    args = {
+        **DEFAULT_CFG_DICT,
+        "model": "yolov8n.yaml",
+        "data": str(tmp_path / "pets.yaml"),
+        "epochs": 3,
+        "imgsz": 64,
+        "batch": 4,
+        "device": "cpu",
+        "workers": 0,
+        "project": str(tmp_path / "p"),
+        "name": "r",
+        "save_dir": str(run),
+        "plots": False,
+    }
+    torch.save(
+        {
+            "epoch": 0,
+            "best_fitness": None,
+            "model": None,
+            "ema": model,
+            "updates": 1,
+            "optimizer": {"state": {}, "param_groups": []},
+            "scaler": None,
+            "train_args": args,
+        },
+        run / "weights" / ck.LAST_NAME,
+    )
     before = (run / "weights" / ck.LAST_NAME).read_bytes()
-    kwargs = {"data": str(synthetic_data), "project": str(tmp_path / "p"), "name": "r", "resume": True, "telemetry": 0, "thermal": False,
-              "probe": False, "cache": str(tmp_path / "cache")}
-    with pytest.raises(SupervisorError, match=r"trained on classes \['cat', 'dog'\], but data=.* has \['person'.*another dataset. Resume with"):
+    kwargs = {
+        "data": str(synthetic_data),
+        "project": str(tmp_path / "p"),
+        "name": "r",
+        "resume": True,
+        "telemetry": 0,
+        "thermal": False,
+        "probe": False,
+        "cache": str(tmp_path / "cache"),
+    }
+    with pytest.raises(
+        SupervisorError,
+        match=r"trained on classes \['cat', 'dog'\], but data=.* has \['person'.*another dataset. Resume with",
+    ):
         supervise(kwargs, sleep=lambda s: pytest.fail("a bad input is not restarted"))
     events = [e["event"] for e in journal.read(run)]
     assert events == ["start", "resume", "bad_input", "end"]

@@ -19,7 +19,9 @@ def test_defect12_an_event_after_a_torn_line_is_kept_and_the_torn_line_counted(t
 def test_defect12_an_event_glued_to_a_torn_line_by_an_older_writer_is_recovered(tmp_path):
     torn = '{"time": 1.0, "event": "checkpoint", "epo'
     whole = {"time": 2.0, "event": "restart", "cause": "abort"}
-    (tmp_path / journal.JOURNAL_FILE).write_text(json.dumps({"time": 0.0, "event": "start"}) + "\n" + torn + json.dumps(whole) + "\n")
+    (tmp_path / journal.JOURNAL_FILE).write_text(
+        json.dumps({"time": 0.0, "event": "start"}) + "\n" + torn + json.dumps(whole) + "\n"
+    )
     contents = journal.load(tmp_path)
     assert contents.events == [{"time": 0.0, "event": "start"}, whole] and contents.skipped == 1
 

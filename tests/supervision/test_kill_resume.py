@@ -6,16 +6,28 @@ Every training runs in a child process with a timeout; kills only ever hit those
 import csv
 import json
 import random
-import sys
-import textwrap
+import shlex
+from pathlib import Path
 
 import pytest
 
 from yolo_rdna1.supervision import journal
 
 #: Checkpoint after every batch (0.0001 min = 6 ms), no probes, no sensors: tiny CPU trainings.
-FAST = dict(model="yolov8n.yaml", imgsz=64, batch=2, nbs=2, device="cpu", workers=0, plots=False, verbose=False,
-            telemetry=0, thermal=False, probe=False, checkpoint_minutes=0.0001)
+FAST = dict(
+    model="yolov8n.yaml",
+    imgsz=64,
+    batch=2,
+    nbs=2,
+    device="cpu",
+    workers=0,
+    plots=False,
+    verbose=False,
+    telemetry=0,
+    thermal=False,
+    probe=False,
+    checkpoint_minutes=0.0001,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,76 +44,30 @@ def _ultralytics_at_least(major: int, minor: int) -> bool:
     return tuple(int(p) for p in __version__.split(".")[:2]) >= (major, minor)
 
 
+def python_wrapper(path: Path, argv: list[str]) -> str:
+    """An executable at ``path`` that the supervisor runs as ``python``: it execs ``argv`` with its arguments."""
+    path.write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 def epochs_in(run):
     with open(run / "results.csv", newline="") as f:
         return [int(float(next(iter(row.values())))) for row in csv.DictReader(f)]
 
 
-# Four trainings in one child: A uninterrupted; B stopped after 3 batches; C resumed from B's
-# mid.pt, stopped after 3 more batches (across the epoch boundary); D resumed as a user would
-# (resume=True with last.pt) after C's newest checkpoint was truncated.
-SEGMENTS = """
-import json, logging
-from pathlib import Path
-logging.basicConfig(level=logging.WARNING, format="%(message)s")
-from ultralytics import YOLO
-import yolo_rdna1
-
-names = set(yolo_rdna1.PluginOptions.names())
-PLUGIN = {k: v for k, v in KW.items() if k in names}
-ULTRA = {k: v for k, v in KW.items() if k not in names and k != "model"}
-
-
-class Stop(Exception):
-    pass
-
-
-def train(model, stop_after=None, **args):
-    seen = []
-
-    def record_images(trainer):
-        preprocess = trainer.preprocess_batch
-
-        def recorded(batch):
-            seen.append({"epoch": trainer.epoch, "images": [Path(f).name for f in batch["im_file"]]})
-            return preprocess(batch)
-
-        trainer.preprocess_batch = recorded
-
-    def record_loss(trainer):
-        if seen and "loss" not in seen[-1]:
-            items = trainer.loss_items  # a dict in Ultralytics 8.4, a tensor in 8.3
-            seen[-1]["loss"] = [float(v) for v in (items.values() if isinstance(items, dict) else items)]
-            if len(seen) == stop_after:
-                raise Stop()
-
-    yolo = yolo_rdna1.add_callbacks(YOLO(str(model)), **PLUGIN)
-    yolo.add_callback("on_pretrain_routine_end", record_images)
-    yolo.add_callback("on_train_batch_end", record_loss)
-    try:
-        yolo.train(**args)
-    except Stop:
-        pass
-    return seen
-
-
-out = {"A": train("yolov8n.yaml", **ULTRA, project=str(OUT), name="a")}
-out["B"] = train("yolov8n.yaml", stop_after=3, **ULTRA, project=str(OUT), name="r")
-weights = OUT / "r" / "weights"
-out["files_after_B"] = sorted(p.name for p in weights.iterdir())
-out["C"] = train(weights / "mid.pt", stop_after=3, data=KW["data"], resume=True)
-mid = weights / "mid.pt"
-mid.write_bytes(mid.read_bytes()[: mid.stat().st_size // 3])
-out["D"] = train(weights / "last.pt", data=KW["data"], resume=True)
-out["files_after_D"] = sorted(p.name for p in weights.iterdir())
-(OUT / "segments.json").write_text(json.dumps(out))
-"""
-
-
 @pytest.mark.slow
-def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted_run(tiny_data, tmp_path, run_child):
-    kw = dict(FAST, data=str(tiny_data), epochs=2, close_mosaic=0, cache=str(tmp_path / "cache"))  # mosaic on: its buffer counts too
-    r = run_child(f"from pathlib import Path\nKW = {kw!r}\nOUT = Path({str(tmp_path / 'runs')!r})\n" + SEGMENTS, timeout=600)
+def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted_run(
+    tiny_data, tmp_path, run_child_file
+):
+    """Four trainings in one child (tests/children/resume_segments.py): A uninterrupted; B stopped
+    after 3 batches; C resumed from B's mid.pt, stopped after 3 more batches (across the epoch
+    boundary); D resumed as a user would (resume=True with last.pt) after C's newest checkpoint
+    was truncated."""
+    kw = dict(
+        FAST, data=str(tiny_data), epochs=2, close_mosaic=0, cache=str(tmp_path / "cache")
+    )  # mosaic on: its buffer counts too
+    r = run_child_file("resume_segments", json.dumps(kw), tmp_path / "runs", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads((tmp_path / "runs" / "segments.json").read_text())
     full = out["A"]
@@ -122,81 +88,10 @@ def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted
     assert out["D"][0]["loss"] == out["C"][2]["loss"], "a resume continues exactly where the run was"
     assert "mid.pt cannot be read" in r.stderr and "resuming from mid.prev.pt (epoch 2, batch 1)" in r.stderr
     assert r.stderr.count("cannot be read") == 1, "one warning"
-    assert "mid.pt.corrupt" in out["files_after_D"] and "mid.pt" not in out["files_after_D"], "finished: mid-epoch checkpoints removed"
+    assert "mid.pt.corrupt" in out["files_after_D"] and "mid.pt" not in out["files_after_D"], (
+        "finished: mid-epoch checkpoints removed"
+    )
     assert epochs_in(tmp_path / "runs" / "r") == [1, 2]
-
-
-# The supervised child: arms the next unused moment of KILL_PLAN, then runs the normal child.
-HARNESS = textwrap.dedent("""
-    import json, os, runpy, signal, sys
-    from pathlib import Path
-
-    signal.alarm(300)  # a child that hangs for any reason still ends
-
-    def die():
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def arm(moment):
-        from ultralytics.utils.callbacks import base
-
-        kind = moment["kind"]
-        if kind == "train":  # inside a training batch: at module call `call` after `after` real batches
-            import torch
-
-            state = {"real": 0, "calls": 0, "inside": False}
-
-            def start(trainer):
-                state.update(inside=True, calls=0)
-
-            def end(trainer):
-                state["inside"] = False
-                state["real"] += state["calls"] > 1  # a placeholder batch calls the model once, no layer
-
-            def hook(module, args):
-                if state["inside"]:
-                    state["calls"] += 1
-                    if state["real"] >= moment["after"] and state["calls"] == moment["call"]:
-                        die()
-
-            base.default_callbacks["on_train_batch_start"].append(start)
-            base.default_callbacks["on_train_batch_end"].append(end)
-            torch.nn.modules.module.register_module_forward_pre_hook(hook)
-        elif kind == "val":  # inside the first validation batch of this process
-            base.default_callbacks["on_val_batch_start"].append(lambda validator: die())
-        elif kind == "fsync":  # a checkpoint written to its temp file, not renamed yet
-            real, count = os.fsync, [0]
-
-            def fsync(fd):
-                real(fd)
-                if ".mid.pt." in os.readlink(f"/proc/self/fd/{fd}"):
-                    count[0] += 1
-                    if count[0] == moment["write"]:
-                        die()
-
-            os.fsync = fsync
-        elif kind == "replace":  # a checkpoint renamed into place, not journaled yet
-            real, count = os.replace, [0]
-
-            def replace(src, dst):
-                real(src, dst)
-                if str(dst).endswith("mid.pt") and str(src).endswith(".tmp"):
-                    count[0] += 1
-                    if count[0] == moment["write"]:
-                        die()
-
-            os.replace = replace
-
-    plan_file = Path(os.environ["KILL_PLAN"])
-    used = plan_file.with_suffix(".used")
-    n = len(used.read_text().splitlines()) if used.exists() else 0
-    plan = json.loads(plan_file.read_text())
-    if n < len(plan):
-        with open(used, "a") as f:
-            f.write(json.dumps(plan[n]) + "\\n")
-        arm(plan[n])
-    sys.argv = [sys.argv[0], *sys.argv[3:]]  # drop "-m yolo_rdna1.supervision.child"
-    runpy.run_module("yolo_rdna1.supervision.child", run_name="__main__", alter_sys=True)
-""")
 
 
 def kill_plan(seed: int) -> list[dict]:
@@ -207,7 +102,9 @@ def kill_plan(seed: int) -> list[dict]:
     plan = []
     for kind in kinds:
         if kind == "train":
-            plan.append({"kind": kind, "after": 1, "call": rng.randint(2, 150)})  # the 2nd real batch, somewhere in its forward
+            plan.append(
+                {"kind": kind, "after": 1, "call": rng.randint(2, 150)}
+            )  # the 2nd real batch, somewhere in its forward
         elif kind == "val":
             plan.append({"kind": kind})
         else:
@@ -216,22 +113,24 @@ def kill_plan(seed: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each(tiny_data, tmp_path, run_child):
+def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each(
+    tiny_data, tmp_path, run_child_file, child_command
+):
     plan = kill_plan(seed=6)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{harness}" "$@"\n')
-    python.chmod(0o755)
-    kw = dict(FAST, data=str(tiny_data), epochs=4, project=str(tmp_path / "p"), name="r", cache=str(tmp_path / "cache"), stall_timeout=60)
-    code = textwrap.dedent(f"""
-        import logging
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        from yolo_rdna1.supervision import RestartPolicy, supervise
-        supervise({kw!r}, RestartPolicy(max_restarts=12, backoff_s=0), sleep=lambda s: None, python={str(python)!r})
-    """)
-    r = run_child(code, env={"KILL_PLAN": str(tmp_path / "plan.json")}, timeout=900)
+    python = python_wrapper(tmp_path / "python", child_command("kill_harness"))  # arms the next moment of the plan
+    kw = dict(
+        FAST,
+        data=str(tiny_data),
+        epochs=4,
+        project=str(tmp_path / "p"),
+        name="r",
+        cache=str(tmp_path / "cache"),
+        stall_timeout=60,
+    )
+    policy = dict(max_restarts=12, backoff_s=0)
+    env = {"KILL_PLAN": str(tmp_path / "plan.json")}
+    r = run_child_file("supervise", json.dumps(kw), json.dumps(policy), python, "--no-sleep", env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     run = tmp_path / "p" / "r"
     events = list(journal.read(run))
@@ -259,7 +158,9 @@ def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each
             assert done(e) - done(previous) in (0, 1), f"a checkpoint after every batch: {previous} -> {e}"
             last_saved = done(e)
         elif e["event"] == "resume":
-            assert last_saved <= done(e) <= last_saved + 1, f"restart from {e}, last journaled checkpoint at {last_saved} batches"
+            assert last_saved <= done(e) <= last_saved + 1, (
+                f"restart from {e}, last journaled checkpoint at {last_saved} batches"
+            )
         if e["event"] in ("checkpoint", "resume"):
             previous = e
     resumes = [e for e in events if e["event"] == "resume"]
@@ -267,26 +168,15 @@ def test_sigkill_at_10_random_moments_loses_at_most_one_checkpoint_interval_each
     assert all(e["checkpoint"].endswith(("mid.pt", "mid.prev.pt", "last.pt")) for e in resumes)
 
 
-# The trainer of the next test: says when it started, and takes at least 0.5 s a batch, so a run
-# holds more training than two kills take away on any machine (32 batches, >= 22 s).
-SLOW_TRAINER = textwrap.dedent("""
-    import os, runpy, sys, time
-    from pathlib import Path
-    from ultralytics.utils.callbacks import base
-
-    with open(os.environ["TRAINERS"], "a") as f:
-        f.write(f"{os.getpid()} {time.time()}\\n")
-    base.default_callbacks["on_train_batch_end"].append(lambda trainer: time.sleep(0.5))
-    sys.argv = [sys.argv[0], *sys.argv[3:]]  # drop "-m yolo_rdna1.supervision.child"
-    runpy.run_module("yolo_rdna1.supervision.child", run_name="__main__", alter_sys=True)
-""")
-
-
 @pytest.mark.slow
-def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_waits_the_base_backoff(tmp_path, tmp_path_factory):
+def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_waits_the_base_backoff(
+    tmp_path, tmp_path_factory, child_command
+):
     """SIGKILL from outside 10-20 s after each of the first two trainers starts (and not before it
     saved a checkpoint: a restart that made no progress rightly waits longer); two, not more, to keep
-    the suite short: the old policy already doubled the second wait."""
+    the suite short: the old policy already doubled the second wait. The trainer
+    (tests/children/slow_trainer.py) takes at least 0.5 s a batch, so a run holds more training than
+    two kills take away on any machine (32 batches, >= 22 s)."""
     import os
     import signal
     import threading
@@ -296,11 +186,9 @@ def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_
     from yolo_rdna1.supervision import RestartPolicy, supervise
 
     data = make_synthetic_thermal(tmp_path_factory.mktemp("kill16"), n_train=32, n_val=4, seed=1, size=(96, 72))
-    harness = tmp_path / "trainer.py"
-    harness.write_text(SLOW_TRAINER)
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{harness}" "$@"\n')
-    python.chmod(0o755)
+    trainer = child_command("slow_trainer")
+    harness = trainer[-1]
+    python = python_wrapper(tmp_path / "python", trainer)
     trainers = tmp_path / "trainers"
     os.environ["TRAINERS"] = str(trainers)  # the supervisor's children inherit it
     run = tmp_path / "p" / "r"
@@ -342,8 +230,12 @@ def test_defect13_a_trainer_killed_every_10_to_20_s_completes_and_every_restart_
     events = list(journal.read(run))
     restarts = [e for e in events if e["event"] == "restart"]
     assert len(kills) == 2 and [e["cause"] for e in restarts] == ["killed"] * len(kills)
-    waited = [b["time"] - a["time"] for a, b in zip(events, events[1:]) if a["event"] == "restart"]  # restart .. resume: the sleep
+    waited = [
+        b["time"] - a["time"] for a, b in zip(events, events[1:]) if a["event"] == "restart"
+    ]  # restart .. resume: the sleep
     assert len(waited) == 2 and all(1.0 <= w < 1.8 for w in waited), f"every restart after the base backoff: {waited}"
-    assert [e["wait_s"] for e in restarts] == [1.0] * len(kills) and [e["progress"] for e in restarts] == [True] * len(kills)
+    assert [e["wait_s"] for e in restarts] == [1.0] * len(kills) and [e["progress"] for e in restarts] == [True] * len(
+        kills
+    )
     assert events[-1]["event"] == "end" and events[-1]["status"] == "completed"
     assert epochs_in(run) == [1, 2]

@@ -1,6 +1,5 @@
 """The stall watchdog ends a hung process with its own exit code and says which conv hung."""
 
-import textwrap
 import time
 
 import pytest
@@ -10,26 +9,14 @@ from yolo_rdna1.supervision import STALL_EXIT_CODE, StallWatchdog
 from yolo_rdna1.verdicts.breadcrumb import in_flight
 
 
-def test_a_simulated_conv_hang_is_ended_and_attributed(tmp_path, run_child):
+def test_a_simulated_conv_hang_is_ended_and_attributed(tmp_path, run_child_file):
     prof = tmp_path / "hang.yaml"
-    prof.write_text(yaml.safe_dump({"name": "h", "rules": [{"match": {"kernel": 3}, "direction": "fwd", "effect": "hang"}]}))
+    prof.write_text(
+        yaml.safe_dump({"name": "h", "rules": [{"match": {"kernel": 3}, "direction": "fwd", "effect": "hang"}]})
+    )
     stem, log = tmp_path / "crumb", tmp_path / "run.log"
-    code = textwrap.dedent(f"""
-        import torch, torch.nn as nn
-        from yolo_rdna1.guard import ConvGuard, enable
-        from yolo_rdna1.supervision import StallWatchdog
-        from yolo_rdna1.verdicts.breadcrumb import Breadcrumb
-        crumb = Breadcrumb({str(stem)!r})
-        enable(ConvGuard(policy="auto", faults={str(prof)!r}, breadcrumb=crumb))
-        dog = StallWatchdog(timeout=2.0, log_path={str(log)!r}, breadcrumb_stem={str(stem)!r}).start()
-        conv = nn.Conv2d(4, 4, 3, padding=1)
-        for step in range(3):
-            nn.Conv2d(4, 4, 1)(torch.randn(1, 4, 8, 8))  # fine: a 1x1 conv
-            dog.beat()
-        conv(torch.randn(1, 4, 8, 8))  # hangs forever
-    """)
     t = time.monotonic()
-    r = run_child(code, timeout=60)
+    r = run_child_file("watchdog_hang", prof, stem, log, 2.0, timeout=60)
     elapsed = time.monotonic() - t
     assert r.returncode == STALL_EXIT_CODE, r.stderr[-2000:]
     assert elapsed < 2.0 + 10 + 10  # stall_timeout + 10 s, plus interpreter start-up

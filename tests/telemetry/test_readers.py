@@ -13,7 +13,7 @@ import sys
 import types
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
@@ -34,7 +34,9 @@ CARD_B = "0000:0a:00.0"  # second AMD card
 INTEL = "0000:00:02.0"
 
 
-def make_info(backend: str = "rocm", index: Optional[int] = 0, pci: Optional[str] = CARD_A, arch: Optional[str] = "gfx1010:xnack-") -> DeviceInfo:
+def make_info(
+    backend: str = "rocm", index: int | None = 0, pci: str | None = CARD_A, arch: str | None = "gfx1010:xnack-"
+) -> DeviceInfo:
     return DeviceInfo(
         backend=backend,
         index=index,
@@ -61,12 +63,12 @@ def add_card(
     card: int,
     pci: str,
     vendor: str = "0x1002",
-    temps: Optional[dict[int, int]] = None,
-    labels: Optional[dict[int, str]] = None,
-    power_average: Optional[int] = None,
-    power_input: Optional[int] = None,
-    busy: Optional[int] = None,
-    hwmon: Optional[int] = 0,
+    temps: dict[int, int] | None = None,
+    labels: dict[int, str] | None = None,
+    power_average: int | None = None,
+    power_input: int | None = None,
+    busy: int | None = None,
+    hwmon: int | None = 0,
 ) -> Path:
     """A /sys/class/drm/card<card> entry whose ``device`` links to /sys/devices/.../<pci>."""
     device_dir = root / "devices" / "pci0000:00" / pci
@@ -96,12 +98,22 @@ def sysfs(tmp_path: Path) -> Path:
     root = tmp_path / "sys"
     add_card(root, 0, INTEL, vendor="0x8086", temps={1: 99000})
     add_card(
-        root, 1, CARD_B, temps={1: 40000, 2: 45000, 3: 48000},
-        labels={1: "edge", 2: "junction", 3: "mem"}, power_average=80_000_000, busy=12,
+        root,
+        1,
+        CARD_B,
+        temps={1: 40000, 2: 45000, 3: 48000},
+        labels={1: "edge", 2: "junction", 3: "mem"},
+        power_average=80_000_000,
+        busy=12,
     )
     add_card(
-        root, 2, CARD_A, temps={1: 73000, 2: 83000, 3: 70000},
-        labels={1: "edge", 2: "junction", 3: "mem"}, power_average=150_500_000, busy=98,
+        root,
+        2,
+        CARD_A,
+        temps={1: 73000, 2: 83000, 3: 70000},
+        labels={1: "edge", 2: "junction", 3: "mem"},
+        power_average=150_500_000,
+        busy=98,
     )
     (root / "class" / "drm" / "card1-DP-1").mkdir()  # connectors live beside cards, no vendor file
     (root / "class" / "drm" / "renderD128").mkdir()
@@ -113,7 +125,13 @@ def _no_vendor_libs(monkeypatch):
     """Neither amdsmi nor pynvml importable unless a test installs a fake."""
     monkeypatch.setitem(sys.modules, "amdsmi", None)
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    for var in ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "CUDA_DEVICE_ORDER"):
+    for var in (
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "CUDA_VISIBLE_DEVICES",
+        "GPU_DEVICE_ORDINAL",
+        "CUDA_DEVICE_ORDER",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -237,7 +255,9 @@ def fake_amdsmi(
 ) -> types.ModuleType:
     """A module with the names the reader uses, shaped like amdsmi's Python interface (ROCm 6)."""
     mod = types.ModuleType("amdsmi")
-    mod.AmdSmiTemperatureType = enum.IntEnum("AmdSmiTemperatureType", {"EDGE": 0, "HOTSPOT": 1, "JUNCTION": 1, "VRAM": 2})
+    mod.AmdSmiTemperatureType = enum.IntEnum(
+        "AmdSmiTemperatureType", {"EDGE": 0, "HOTSPOT": 1, "JUNCTION": 1, "VRAM": 2}
+    )
     mod.AmdSmiTemperatureMetric = enum.IntEnum("AmdSmiTemperatureMetric", {"CURRENT": 0, "MAX": 1})
     mod.calls = []
 
@@ -278,7 +298,8 @@ SMI_TEMPS = {("h0", "EDGE"): 41, ("h0", "HOTSPOT"): 44, ("h1", "EDGE"): 73, ("h1
 
 def test_amdsmi_matches_by_bdf_and_reads_every_field(monkeypatch) -> None:
     smi = fake_amdsmi(
-        TWO_CARDS, SMI_TEMPS,
+        TWO_CARDS,
+        SMI_TEMPS,
         power={"h1": {"current_socket_power": "N/A", "average_socket_power": 151, "gfx_voltage": 1100}},
         activity={"h1": {"gfx_activity": 98, "umc_activity": 40, "mm_activity": "N/A"}},
     )
@@ -292,7 +313,8 @@ def test_amdsmi_matches_by_bdf_and_reads_every_field(monkeypatch) -> None:
 
 def test_amdsmi_missing_and_failing_fields_are_none(monkeypatch) -> None:
     smi = fake_amdsmi(
-        TWO_CARDS, SMI_TEMPS,
+        TWO_CARDS,
+        SMI_TEMPS,
         power={"h0": {"average_socket_power": 0xFFFFFFFF, "current_socket_power": 140}},
         activity={"h0": {"gfx_activity": "N/A"}},
     )
@@ -368,7 +390,7 @@ def fake_pynvml(with_v: bool = True, v_fails: bool = False, count: int = 2) -> t
     return mod
 
 
-def cuda_info(pci: Optional[str] = "0000:01:00.0", index: int = 0) -> DeviceInfo:
+def cuda_info(pci: str | None = "0000:01:00.0", index: int = 0) -> DeviceInfo:
     return make_info(backend="cuda", pci=pci, index=index, arch="sm_89")
 
 

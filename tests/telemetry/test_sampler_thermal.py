@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 import torch
@@ -28,9 +28,9 @@ class ScriptedReader:
 
     source = "scripted"
 
-    def __init__(self, script: list[SensorReading], tail: SensorReading = SensorReading()) -> None:
+    def __init__(self, script: list[SensorReading], tail: SensorReading | None = None) -> None:
         self.script = list(script)
-        self.tail = tail
+        self.tail = SensorReading() if tail is None else tail
         self.done = threading.Event()
         self.reads = 0
 
@@ -63,11 +63,13 @@ def _no_sampler_threads() -> bool:
 
 
 def test_window_maxima_and_means() -> None:
-    reader = ScriptedReader([
-        SensorReading(50.0, 60.0, 70.0, 100.0, 90.0),
-        SensorReading(55.0, 65.0, None, 200.0, None),
-        SensorReading(52.0, None, 72.0, None, 80.0),
-    ])
+    reader = ScriptedReader(
+        [
+            SensorReading(50.0, 60.0, 70.0, 100.0, 90.0),
+            SensorReading(55.0, 65.0, None, 200.0, None),
+            SensorReading(52.0, None, 72.0, None, 80.0),
+        ]
+    )
     sampler = TelemetrySampler(reader, interval=0.01).start()
     assert reader.done.wait(WAIT_S)
     sampler.stop()
@@ -104,7 +106,13 @@ def test_window_without_own_samples_uses_latest() -> None:
     sampler.stop()
     sampler.reset_window()
     w = sampler.window()
-    assert (w["temp_edge_max"], w["temp_junction_max"], w["temp_mem_max"], w["power_mean_w"], w["busy_mean"]) == (61.0, 71.0, None, 120.0, 97.0)
+    assert (w["temp_edge_max"], w["temp_junction_max"], w["temp_mem_max"], w["power_mean_w"], w["busy_mean"]) == (
+        61.0,
+        71.0,
+        None,
+        120.0,
+        97.0,
+    )
     assert w["samples"] == 0
 
 
@@ -152,7 +160,14 @@ def test_start_twice_is_one_thread_and_bad_interval_rejected() -> None:
 
 
 def test_window_metrics_always_all_keys_numeric() -> None:
-    full = {"temp_edge_max": 73.0, "temp_junction_max": 83.0, "temp_mem_max": 70, "power_mean_w": 150.5, "busy_mean": 98.0, "samples": 9}
+    full = {
+        "temp_edge_max": 73.0,
+        "temp_junction_max": 83.0,
+        "temp_mem_max": 70,
+        "power_mean_w": 150.5,
+        "busy_mean": 98.0,
+        "samples": 9,
+    }
     assert window_metrics(full, 12.5) == {
         "rdna1/temp_edge_max": 73.0,
         "rdna1/temp_junction_max": 83.0,
@@ -161,7 +176,10 @@ def test_window_metrics_always_all_keys_numeric() -> None:
         "rdna1/busy_mean": 98.0,
         "rdna1/thermal_pause_s": 12.5,
     }
-    for window in ({}, {"temp_edge_max": None, "temp_junction_max": float("nan"), "power_mean_w": float("inf"), "busy_mean": "n/a"}):
+    for window in (
+        {},
+        {"temp_edge_max": None, "temp_junction_max": float("nan"), "power_mean_w": float("inf"), "busy_mean": "n/a"},
+    ):
         m = window_metrics(window, 0.0)
         assert tuple(m) == METRIC_KEYS
         assert all(isinstance(v, float) and math.isfinite(v) for v in m.values())
@@ -186,14 +204,16 @@ class FakeTime:
         self.now += s
 
 
-def junction(*temps: Optional[float]) -> ScriptedReader:
+def junction(*temps: float | None) -> ScriptedReader:
     return ScriptedReader([SensorReading(edge_c=50.0, junction_c=t) for t in temps])
 
 
 LOG = logging.getLogger("test_thermal_guard")
 
 
-def guard(reader: ScriptedReader, t: FakeTime, limit: Optional[float] = 95.0, resume: Optional[float] = 85.0, **kw) -> ThermalGuard:
+def guard(
+    reader: ScriptedReader, t: FakeTime, limit: float | None = 95.0, resume: float | None = 85.0, **kw
+) -> ThermalGuard:
     return ThermalGuard(limit, resume, reader.read, poll_s=5.0, sleep=t.sleep, clock=t.clock, log=LOG, **kw)
 
 
@@ -287,7 +307,7 @@ def test_guard_reads_through_a_sampler() -> None:
 
 
 @pytest.mark.parametrize("limit, resume", [(95.0, 95.0), (95.0, 96.0), (95.0, None)])
-def test_resume_must_be_below_limit(limit: float, resume: Optional[float]) -> None:
+def test_resume_must_be_below_limit(limit: float, resume: float | None) -> None:
     with pytest.raises(ValueError, match="below the limit"):
         ThermalGuard(limit, resume, SensorReading)
 

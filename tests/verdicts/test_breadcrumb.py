@@ -1,7 +1,6 @@
 """Crash attribution: the conv in flight when a process dies is found by the next start."""
 
 import signal
-import textwrap
 
 from yolo_rdna1.verdicts.breadcrumb import Breadcrumb, clear, in_flight, mark_hang
 
@@ -9,16 +8,9 @@ SIG_A = "v1:c16>32:k3x3:s1x1:p1x1:d1x1:g1:n4:48x48:float32:nchw:fwd"
 SIG_B = "v1:c16>32:k3x3:s1x1:p1x1:d1x1:g1:n4:48x48:float32:nchw:bwd_weight"
 
 
-def test_the_conv_in_flight_at_an_abort_is_found(tmp_path, run_child):
+def test_the_conv_in_flight_at_an_abort_is_found(tmp_path, run_child_file):
     stem = tmp_path / "crumb"
-    r = run_child(textwrap.dedent(f"""
-        import os
-        from yolo_rdna1.verdicts.breadcrumb import Breadcrumb
-        b = Breadcrumb({str(stem)!r})
-        ok = b.register({SIG_A!r}); b.enter(ok); b.leave()
-        bad = b.register({SIG_B!r}); b.enter(bad)
-        os.abort()
-    """))
+    r = run_child_file("breadcrumb_abort", stem, SIG_A, SIG_B)
     assert r.returncode == -signal.SIGABRT
     assert in_flight(stem) == (SIG_B, "abort")
     mark_hang(stem)

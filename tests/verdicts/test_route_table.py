@@ -21,8 +21,10 @@ class GatedProber:
     def __call__(self, sigs):
         self.calls.append([s.key() for s in sigs])
         assert self.release.wait(20), "test never released the prober"
-        return [Verdict("dev", "default", s.key(), "hang" if s.kernel == (3, 3) and s.direction == "bwd_weight" else "ok")
-                for s in sigs]
+        return [
+            Verdict("dev", "default", s.key(), "hang" if s.kernel == (3, 3) and s.direction == "bwd_weight" else "ok")
+            for s in sigs
+        ]
 
 
 def net():

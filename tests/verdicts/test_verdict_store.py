@@ -6,8 +6,8 @@ import multiprocessing as mp
 
 import pytest
 
-from yolo_rdna1.verdicts import Verdict, VerdictStore, VerdictStoreError, miopen_driver_command
 from yolo_rdna1.signature import ConvSignature
+from yolo_rdna1.verdicts import Verdict, VerdictStore, VerdictStoreError, miopen_driver_command
 
 SIG = ConvSignature(16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, 48, 64, 4)
 
@@ -103,9 +103,19 @@ def test_miopen_driver_reproducer_lines():
     assert miopen_driver_command(fwd) == (
         "MIOpenDriver conv -n 4 -c 16 -H 48 -W 64 -k 32 -y 3 -x 3 -p 1 -q 1 -u 1 -v 1 -l 1 -j 1 -m conv -g 1 -F 1 -t 1"
     )
-    half_wrw = Verdict("d", "default", ConvSignature(16, 32, (1, 1), (2, 2), (0, 0), (1, 1), 1, 40, 40, 8, dtype="float16", direction="bwd_weight").key(), "abort")
+    half_wrw = Verdict(
+        "d",
+        "default",
+        ConvSignature(
+            16, 32, (1, 1), (2, 2), (0, 0), (1, 1), 1, 40, 40, 8, dtype="float16", direction="bwd_weight"
+        ).key(),
+        "abort",
+    )
     line = miopen_driver_command(half_wrw)
-    assert line.startswith("MIOpenDriver convfp16 -n 8 -c 16 -H 40 -W 40 -k 32 -y 1 -x 1 -p 0 -q 0 -u 2 -v 2") and "-F 4" in line
+    assert (
+        line.startswith("MIOpenDriver convfp16 -n 8 -c 16 -H 40 -W 40 -k 32 -y 1 -x 1 -p 0 -q 0 -u 2 -v 2")
+        and "-F 4" in line
+    )
 
 
 def test_unknown_verdict_is_rejected():

@@ -23,12 +23,32 @@ def key(i=0, direction="fwd"):
 
 
 def entry(i=0, verdict="ok", **kw):
-    return {"device": "cardA", "env_profile": "default", "signature": key(i), "verdict": verdict, "detail": "", "vendor_ms": 1.0,
-            "bypass_ms": 2.0, "algorithm": None, "source": "probe", "updated": 1.7e9, **kw}
+    return {
+        "device": "cardA",
+        "env_profile": "default",
+        "signature": key(i),
+        "verdict": verdict,
+        "detail": "",
+        "vendor_ms": 1.0,
+        "bypass_ms": 2.0,
+        "algorithm": None,
+        "source": "probe",
+        "updated": 1.7e9,
+        **kw,
+    }
 
 
 def export(path, entries, version=1, host="box1"):
-    path.write_text(json.dumps({"format": "yolo_rdna1.verdicts", "schema_version": version, "exported_by": {"host": host}, "verdicts": entries}))
+    path.write_text(
+        json.dumps(
+            {
+                "format": "yolo_rdna1.verdicts",
+                "schema_version": version,
+                "exported_by": {"host": host},
+                "verdicts": entries,
+            }
+        )
+    )
     return path
 
 
@@ -44,16 +64,25 @@ def rows_on_disk(path):
 # -- defect 1: an import never lowers safety -------------------------------------------------------
 def test_defect1_import_never_replaces_a_bad_verdict_measured_here(tmp_path):
     store = VerdictStore(tmp_path / "v.sqlite")
-    store.put([
-        Verdict("cardA", "default", key(0), "abort", "in flight when the training process died", source="crash"),
-        Verdict("cardA", "default", key(1), "ok", vendor_ms=1.0, bypass_ms=5.0, source="probe"),
-        Verdict("cardA", "default", key(2), "wrong", source="probe"),
-        Verdict("cardA", "default", key(3), "ok", vendor_ms=1.0, bypass_ms=5.0, source="probe"),
-    ])
-    shared = export(tmp_path / "shared.json", [
-        entry(0, "ok"), entry(1, "hang"), entry(2, "ok"), entry(3, "ok", vendor_ms=9.0, bypass_ms=1.0), entry(4, "ok"),
-        {**entry(5, "nan"), "device": "cardB"},
-    ])
+    store.put(
+        [
+            Verdict("cardA", "default", key(0), "abort", "in flight when the training process died", source="crash"),
+            Verdict("cardA", "default", key(1), "ok", vendor_ms=1.0, bypass_ms=5.0, source="probe"),
+            Verdict("cardA", "default", key(2), "wrong", source="probe"),
+            Verdict("cardA", "default", key(3), "ok", vendor_ms=1.0, bypass_ms=5.0, source="probe"),
+        ]
+    )
+    shared = export(
+        tmp_path / "shared.json",
+        [
+            entry(0, "ok"),
+            entry(1, "hang"),
+            entry(2, "ok"),
+            entry(3, "ok", vendor_ms=9.0, bypass_ms=1.0),
+            entry(4, "ok"),
+            {**entry(5, "nan"), "device": "cardB"},
+        ],
+    )
     report = store.import_json(shared)
     got = store.table("cardA", "default")
     assert got[key(0)].verdict == "abort" and got[key(0)].source == "crash", "an imported ok must not undo a crash here"
@@ -74,21 +103,24 @@ def test_defect1_import_never_replaces_a_bad_verdict_measured_here(tmp_path):
 
 
 # -- defect 3: every field is validated, all or nothing --------------------------------------------
-@pytest.mark.parametrize("field,value,message", [
-    ("vendor_ms", "abc", "field 'vendor_ms' must be a number or null"),
-    ("bypass_ms", -1, "field 'bypass_ms' must be from 0"),
-    ("vendor_ms", float("nan"), "field 'vendor_ms' must be from 0"),
-    ("vendor_ms", True, "field 'vendor_ms' must be a number"),
-    ("device", 5, "field 'device' must be text"),
-    ("env_profile", "de\x1b[2Jfault", "field 'env_profile' must not contain control characters"),
-    ("signature", key(0).replace("c16", "c0"), "the channels must be from 1"),
-    ("signature", key(0).replace("float32", "int8"), "unknown dtype 'int8'"),
-    ("verdict", "fine", "field 'verdict' must be one of ok, error"),
-    ("updated", "yesterday", "field 'updated' must be a number"),
-    ("algorithm", ["x"], "field 'algorithm' must be text"),
-    ("source", "oracle", "field 'source' must be one of"),
-    ("colour", "blue", "unknown field 'colour'"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("vendor_ms", "abc", "field 'vendor_ms' must be a number or null"),
+        ("bypass_ms", -1, "field 'bypass_ms' must be from 0"),
+        ("vendor_ms", float("nan"), "field 'vendor_ms' must be from 0"),
+        ("vendor_ms", True, "field 'vendor_ms' must be a number"),
+        ("device", 5, "field 'device' must be text"),
+        ("env_profile", "de\x1b[2Jfault", "field 'env_profile' must not contain control characters"),
+        ("signature", key(0).replace("c16", "c0"), "the channels must be from 1"),
+        ("signature", key(0).replace("float32", "int8"), "unknown dtype 'int8'"),
+        ("verdict", "fine", "field 'verdict' must be one of ok, error"),
+        ("updated", "yesterday", "field 'updated' must be a number"),
+        ("algorithm", ["x"], "field 'algorithm' must be text"),
+        ("source", "oracle", "field 'source' must be one of"),
+        ("colour", "blue", "unknown field 'colour'"),
+    ],
+)
 def test_defect3_import_refuses_a_wrong_field_naming_entry_and_field(tmp_path, field, value, message):
     store = VerdictStore(tmp_path / "v.sqlite")
     store.put(Verdict("cardA", "default", key(9), "hang", source="crash"))
@@ -97,7 +129,13 @@ def test_defect3_import_refuses_a_wrong_field_naming_entry_and_field(tmp_path, f
     with pytest.raises(VerdictStoreError) as err:
         store.import_json(bad)
     msg = str(err.value)
-    assert "verdict 1:" in msg and message in msg and "nothing was imported" in msg and "\n" not in msg and "\x1b" not in msg
+    assert (
+        "verdict 1:" in msg
+        and message in msg
+        and "nothing was imported" in msg
+        and "\n" not in msg
+        and "\x1b" not in msg
+    )
     assert store.query() == before, "the valid entry 0 must not be imported either"
 
 
@@ -105,8 +143,11 @@ def test_defect3_a_poisoned_row_of_an_old_import_is_left_out_not_a_crash_in_trai
     store = VerdictStore(tmp_path / "v.sqlite")
     store.put(Verdict("cardA", "default", key(0), "hang", source="crash"))
     conn = sqlite3.connect(tmp_path / "v.sqlite")  # what the old import stored: text in a number column
-    conn.execute("INSERT INTO verdicts (device, env_profile, signature, verdict, vendor_ms, bypass_ms, source, updated) "
-                 "VALUES ('cardA', 'default', ?, 'ok', 'abc', 1.0, 'import', 0)", (key(1),))
+    conn.execute(
+        "INSERT INTO verdicts (device, env_profile, signature, verdict, vendor_ms, bypass_ms, source, updated) "
+        "VALUES ('cardA', 'default', ?, 'ok', 'abc', 1.0, 'import', 0)",
+        (key(1),),
+    )
     conn.commit()
     conn.close()
     with caplog.at_level(logging.WARNING, logger="yolo_rdna1"):
@@ -145,7 +186,11 @@ def read_only(monkeypatch):
         if os.geteuid() == 0:
             real = os.access
             frozen = {str(p) for p in paths}
-            monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode & os.W_OK and str(p) in frozen else real(p, mode, **kw))
+            monkeypatch.setattr(
+                os,
+                "access",
+                lambda p, mode, **kw: False if mode & os.W_OK and str(p) in frozen else real(p, mode, **kw),
+            )
 
     yield apply
     for p, mode in reversed(made):
@@ -157,7 +202,12 @@ def test_defect10_a_read_only_store_is_read_and_routes_never_written(tmp_path, r
     folder = tmp_path / "cache"
     path = folder / "verdicts.sqlite"
     first = VerdictStore(path)
-    first.put([Verdict("cardA", "default", key(0), "abort", source="crash"), Verdict("cardA", "default", key(1), "ok", source="probe")])
+    first.put(
+        [
+            Verdict("cardA", "default", key(0), "abort", source="crash"),
+            Verdict("cardA", "default", key(1), "ok", source="probe"),
+        ]
+    )
     first.close()
     on_disk = rows_on_disk(path)
     read_only(folder if which == "folder" else path)
@@ -183,10 +233,16 @@ def test_defect10_a_read_only_store_is_read_and_routes_never_written(tmp_path, r
 
 def test_defect10_a_store_of_a_newer_schema_is_read_never_moved_or_written(tmp_path, caplog):
     path = tmp_path / "verdicts.sqlite"
-    VerdictStore(path).put([Verdict("cardA", "default", key(0), "abort", source="crash"), Verdict("cardA", "default", key(1), "ok")])
+    VerdictStore(path).put(
+        [Verdict("cardA", "default", key(0), "abort", source="crash"), Verdict("cardA", "default", key(1), "ok")]
+    )
     conn = sqlite3.connect(path)  # what a future version might write: a new column, a new verdict name
     conn.execute("ALTER TABLE verdicts ADD COLUMN confidence REAL")
-    conn.execute("INSERT INTO verdicts (device, env_profile, signature, verdict, source, updated) VALUES ('cardA', 'default', ?, 'flaky', 'probe', 0)", (key(2),))
+    conn.execute(
+        "INSERT INTO verdicts (device, env_profile, signature, verdict, "
+        "source, updated) VALUES ('cardA', 'default', ?, 'flaky', 'probe', 0)",
+        (key(2),),
+    )
     conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
     conn.commit()
     conn.close()
@@ -202,7 +258,9 @@ def test_defect10_a_store_of_a_newer_schema_is_read_never_moved_or_written(tmp_p
     with pytest.raises(VerdictStoreError, match="newer yolo_rdna1.*nothing was imported"):
         store.import_json(export(tmp_path / "x.json", [entry(5)]))
     store.close()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest and sqlite3.connect(path).execute("SELECT value FROM meta").fetchone() == ("3",)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest and sqlite3.connect(path).execute(
+        "SELECT value FROM meta"
+    ).fetchone() == ("3",)
 
 
 def test_defect10_a_full_disk_is_named_and_nothing_is_half_written(tmp_path, caplog, monkeypatch):
@@ -245,8 +303,10 @@ def test_a_schema_1_store_is_upgraded_in_place_and_nothing_is_lost(tmp_path):
             algorithm TEXT, source TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (device, env_profile, signature));
         INSERT INTO meta VALUES ('schema_version', '1');
     """)
-    conn.executemany("INSERT INTO verdicts VALUES (?, 'default', ?, ?, 'd', 1.0, 2.0, NULL, ?, 1.7e9)",
-                     [("cardA", key(0), "abort", "crash"), ("cardA", key(1), "ok", "import")])
+    conn.executemany(
+        "INSERT INTO verdicts VALUES (?, 'default', ?, ?, 'd', 1.0, 2.0, NULL, ?, 1.7e9)",
+        [("cardA", key(0), "abort", "crash"), ("cardA", key(1), "ok", "import")],
+    )
     conn.commit()
     conn.close()
     store = VerdictStore(path)
@@ -267,12 +327,34 @@ def test_errors_are_one_line_rdna1_errors(tmp_path):
 
 def test_a_verdict_measured_here_is_never_lost_to_its_detail_or_timing(tmp_path):
     store = VerdictStore(tmp_path / "v.sqlite")
-    odd = Verdict("cardA", "default", key(0), "nan", "x\udcff" * 5000, vendor_ms=float("nan"), bypass_ms=float("inf"), algorithm="a\nb", source="probe")
+    odd = Verdict(
+        "cardA",
+        "default",
+        key(0),
+        "nan",
+        "x\udcff" * 5000,
+        vendor_ms=float("nan"),
+        bypass_ms=float("inf"),
+        algorithm="a\nb",
+        source="probe",
+    )
     assert store.put(odd) == 1 and store.skipped == 0
     got = VerdictStore(tmp_path / "v.sqlite").get("cardA", "default", key(0))
-    assert got.verdict == "nan" and got.vendor_ms is None and got.bypass_ms is None and got.algorithm == "a\\nb" and len(got.detail) == 2000
-    conn = sqlite3.connect(tmp_path / "v.sqlite")  # text that is not UTF-8 in a stored row: read escaped, not a failed read
-    conn.execute("INSERT INTO verdicts (device, env_profile, signature, verdict, source, updated) VALUES (CAST(X'ff' AS TEXT), 'default', ?, 'ok', 'probe', 0)", (key(1),))
+    assert (
+        got.verdict == "nan"
+        and got.vendor_ms is None
+        and got.bypass_ms is None
+        and got.algorithm == "a\\nb"
+        and len(got.detail) == 2000
+    )
+    conn = sqlite3.connect(
+        tmp_path / "v.sqlite"
+    )  # text that is not UTF-8 in a stored row: read escaped, not a failed read
+    conn.execute(
+        "INSERT INTO verdicts (device, env_profile, signature, verdict, source, "
+        "updated) VALUES (CAST(X'ff' AS TEXT), 'default', ?, 'ok', 'probe', 0)",
+        (key(1),),
+    )
     conn.commit()
     conn.close()
     store = VerdictStore(tmp_path / "v.sqlite")

@@ -26,8 +26,8 @@ one per module and input shape and runs fully bypassed convs through it
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Iterator
 
 from . import _common, bordered, depthwise, im2col, nhwc_gemm, pointwise
 from .params import ConvParams
@@ -99,9 +99,19 @@ def settings(
             bordered.BUDGET_BYTES = pad_budget_bytes
         yield
     finally:
-        (PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES,
-         bordered.BUDGET_BYTES) = saved
+        (PREFERENCE, _common.FOLLOW_CUDNN_TF32, _common.WIDE_COPIES, _common.WIDE_MIN_BYTES, bordered.BUDGET_BYTES) = (
+            saved
+        )
 
 
-__all__ = ["ALGORITHMS", "PREFERENCE", "ConvParams", "algorithm_for", "depthwise", "im2col", "nhwc_gemm", "pointwise",
-           "settings"]
+__all__ = [
+    "ALGORITHMS",
+    "PREFERENCE",
+    "ConvParams",
+    "algorithm_for",
+    "depthwise",
+    "im2col",
+    "nhwc_gemm",
+    "pointwise",
+    "settings",
+]

@@ -84,7 +84,9 @@ def wide_dtype(t: torch.Tensor) -> tuple[int, torch.dtype | None]:
     return 1, None
 
 
-def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt, rows: bool = False, keep_new: bool = True) -> tuple[torch.Tensor, bool]:
+def padded_nhwc(
+    x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wdt, rows: bool = False, keep_new: bool = True
+) -> tuple[torch.Tensor, bool]:
     """``x`` (N, C, H, W) as a zero-padded contiguous ``(N, Hp, Wp, C')`` tensor (``rows``: as
     ``(N * Hp * Wp, C')``): one copy into a kept zero-bordered buffer (:func:`bordered.padded`;
     fill + copy when none is free; ``keep_new``: see there), just a copy or nothing without
@@ -95,7 +97,13 @@ def padded_nhwc(x: torch.Tensor, pad6: tuple[int, ...], cl: bool, ratio: int, wd
     ratio`` elements of ``wdt``; the second result says so); otherwise the copy also transposes
     NCHW to NHWC.
     """
-    wide = ratio > 1 and WIDE_COPIES and cl and x.storage_offset() % ratio == 0 and x.numel() * x.element_size() >= WIDE_MIN_BYTES
+    wide = (
+        ratio > 1
+        and WIDE_COPIES
+        and cl
+        and x.storage_offset() % ratio == 0
+        and x.numel() * x.element_size() >= WIDE_MIN_BYTES
+    )
     if any(pad6):
         return bordered.padded(x, pad6, wdt if wide else None, rows, keep_new), wide
     xh = x.permute(0, 2, 3, 1)

@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -74,7 +74,11 @@ class _Slot:
         self.buf = buf
         _, _, left, _, top, _ = pad6
         # the copy's destination: (N, H, W, C') or, for a copy that also transposes, (N, C, H, W)
-        self.interior = buf[:, top:top + h, left:left + w].permute(0, 3, 1, 2) if nchw else buf[:, top:top + h, left:left + w]
+        self.interior = (
+            buf[:, top : top + h, left : left + w].permute(0, 3, 1, 2)
+            if nchw
+            else buf[:, top : top + h, left : left + w]
+        )
         self.rows = (buf.shape[0] * buf.shape[1] * buf.shape[2], buf.shape[3])
         self.views: dict = {}
         self.cdata = storage_cdata(buf)
@@ -91,7 +95,7 @@ class _Slot:
 
 _LOCK = threading.Lock()
 #: key -> slots, least recently used key first
-_SLOTS: "OrderedDict[tuple, list[_Slot]]" = OrderedDict()
+_SLOTS: OrderedDict[tuple, list[_Slot]] = OrderedDict()
 _BYTES: dict[int, int] = {}
 #: buffer address -> slot, to find the cached views of a handed-out buffer
 _BY_PTR: dict[int, _Slot] = {}
@@ -116,8 +120,13 @@ def _nhwc(x: torch.Tensor, wdt: torch.dtype | None) -> torch.Tensor:
     return xh if wdt is None else xh.view(wdt)
 
 
-def padded(x: torch.Tensor, pad6: tuple[int, int, int, int, int, int], wdt: torch.dtype | None = None, rows: bool = False,
-           keep_new: bool = True) -> torch.Tensor:
+def padded(
+    x: torch.Tensor,
+    pad6: tuple[int, int, int, int, int, int],
+    wdt: torch.dtype | None = None,
+    rows: bool = False,
+    keep_new: bool = True,
+) -> torch.Tensor:
     """``x`` (N, C, H, W), any layout, as a zero-padded contiguous NHWC tensor ``(N, H + top +
     bottom, W + left + right, C)``, ``pad6 = (0, 0, left, right, top, bottom)``.
 
@@ -266,7 +275,7 @@ class Pool:
     __slots__ = ("slots", "bytes")
 
     def __init__(self) -> None:
-        self.slots: "OrderedDict[tuple, list[_Slot]]" = OrderedDict()
+        self.slots: OrderedDict[tuple, list[_Slot]] = OrderedDict()
         self.bytes: dict[int, int] = {}
 
     def kept_bytes(self) -> int:

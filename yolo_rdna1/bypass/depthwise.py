@@ -38,7 +38,9 @@ def supports(sig) -> bool:
 def _taps(t: torch.Tensor, kh: int, kw: int, oh: int, ow: int, dh: int, dw: int, top: int, left: int) -> torch.Tensor:
     """``(N, OH, OW, kh, kw, C)`` stride-1 view of a padded contiguous NHWC tensor."""
     n, hp, wp, c = t.shape
-    return t.as_strided((n, oh, ow, kh, kw, c), (hp * wp * c, wp * c, c, dh * wp * c, dw * c, 1), top * wp * c + left * c)
+    return t.as_strided(
+        (n, oh, ow, kh, kw, c), (hp * wp * c, wp * c, c, dh * wp * c, dw * c, 1), top * wp * c + left * c
+    )
 
 
 def _mul_sum(view: torch.Tensor, wt: torch.Tensor, out_dtype_like: torch.Tensor) -> torch.Tensor:

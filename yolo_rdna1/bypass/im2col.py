@@ -55,7 +55,9 @@ def conv_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, p: Co
     return out
 
 
-def conv_backward_data(grad_out: torch.Tensor, w: torch.Tensor, input_hw: tuple[int, int], p: ConvParams) -> torch.Tensor:
+def conv_backward_data(
+    grad_out: torch.Tensor, w: torch.Tensor, input_hw: tuple[int, int], p: ConvParams
+) -> torch.Tensor:
     """Gradient of a (non-transposed) conv w.r.t. its input of spatial size ``input_hw``."""
     n = grad_out.shape[0]
     kh, kw = w.shape[2], w.shape[3]

@@ -48,9 +48,10 @@ shape; the functional API caches them in ``_PLANS``, bounded by ``_common.MAX_PL
 then issues the ops listed above plus a few view ops: the weight-matrix views are kept while the
 weight keeps its memory (``_common.WeightView``) and the im2col view of a kept pad buffer is
 made once per buffer. The plan's ``forward`` hands back the padded input as the tensor to save,
-so bwd_weight rebuilds its columns without padding again. Pads and column copies of channels_last tensors of at least
-``_common.WIDE_MIN_BYTES`` move 16-byte units (``complex128`` views of the channel vectors): same bytes, 4-8x fewer elements for the
-strided copy kernel (measured on an H100: a YOLOv8n step's copies take 5.5 ms this way, 8.7 ms element by element).
+so bwd_weight rebuilds its columns without padding again. Pads and column copies of channels_last
+tensors of at least ``_common.WIDE_MIN_BYTES`` move 16-byte units (``complex128`` views of the
+channel vectors): same bytes, 4-8x fewer elements for the strided copy kernel (measured on an
+H100: a YOLOv8n step's copies take 5.5 ms this way, 8.7 ms element by element).
 """
 
 from __future__ import annotations
@@ -88,8 +89,33 @@ class Plan:
     up to the zero border).
     """
 
-    __slots__ = ("n", "c", "o", "kh", "kw", "oh", "ow", "k", "m", "lpos", "x_cl", "pad6", "ratio", "wdt", "views",
-                 "w_cl", "w_stride", "wmat", "out_cl", "osize", "ostride", "wshape", "params", "x_meta", "_gathers")
+    __slots__ = (
+        "n",
+        "c",
+        "o",
+        "kh",
+        "kw",
+        "oh",
+        "ow",
+        "k",
+        "m",
+        "lpos",
+        "x_cl",
+        "pad6",
+        "ratio",
+        "wdt",
+        "views",
+        "w_cl",
+        "w_stride",
+        "wmat",
+        "out_cl",
+        "osize",
+        "ostride",
+        "wshape",
+        "params",
+        "x_meta",
+        "_gathers",
+    )
 
     def __init__(self, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
@@ -107,14 +133,19 @@ class Plan:
         # (size, stride, columns) of the im2col view, per element width: narrow, wide
         self.views = []
         for cc in (c, c // self.ratio):
-            self.views.append(((n, oh, ow, kh, kw, cc), (hp * wp * cc, sh * wp * cc, sw * cc, dh * wp * cc, dw * cc, 1), kh * kw * cc))
+            self.views.append(
+                ((n, oh, ow, kh, kw, cc), (hp * wp * cc, sh * wp * cc, sw * cc, dh * wp * cc, dw * cc, 1), kh * kw * cc)
+            )
         self.w_cl = w.is_contiguous(memory_format=CL)
         self.w_stride = w.stride()
         # the (k*k*C, O) GEMM operand: a view of a channels_last (O, kh, kw, C) weight, kept;
         # a copy of any other layout, made per call
         k = self.k
-        self.wmat = WeightView(lambda w: w.as_strided((k, o), (1, k))) if self.w_cl else (
-            lambda w: w.permute(0, 2, 3, 1).reshape(o, k).t())
+        self.wmat = (
+            WeightView(lambda w: w.as_strided((k, o), (1, k)))
+            if self.w_cl
+            else (lambda w: w.permute(0, 2, 3, 1).reshape(o, k).t())
+        )
         self.out_cl = self.x_cl or C_.is_cl(w)
         self.osize = (n, o, oh, ow)
         self.ostride = cl_strides(n, o, oh, ow)
@@ -147,7 +178,9 @@ class Plan:
         return C_.chunks(self.n, self.lpos * self.k * itemsize)
 
     # -- directions ----------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, train: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, the padded input to save for :meth:`backward`). ``train``: a training step's
         call (its padded input may go into a new kept buffer; inference only reuses idle ones)."""
         wmat = self.wmat(w)
@@ -164,9 +197,9 @@ class Plan:
                 for a, z in ranges:
                     cols = self.cols(xp, x.dtype, a, z)
                     if b is None:
-                        torch.mm(cols, wmat, out=out[a * lp:z * lp])
+                        torch.mm(cols, wmat, out=out[a * lp : z * lp])
                     else:
-                        torch.addmm(b, cols, wmat, out=out[a * lp:z * lp])
+                        torch.addmm(b, cols, wmat, out=out[a * lp : z * lp])
         finally:
             tf32_exit(prev)
         if self.out_cl:
@@ -195,7 +228,7 @@ class Plan:
             gw = None
             lp = self.lpos
             for a, z in ranges:
-                g, cols = go_t[:, a * lp:z * lp], self.cols(xp, grad_out.dtype, a, z)
+                g, cols = go_t[:, a * lp : z * lp], self.cols(xp, grad_out.dtype, a, z)
                 gw = torch.mm(g, cols) if gw is None else gw.addmm_(g, cols)
         if self.w_cl:
             return gw.as_strided(self.wshape, cl_strides(*self.wshape))
@@ -265,8 +298,34 @@ def _gather_axis(size: int, osize: int, k: int, s: int, p: int, d: int):
 class _GatherPlan:
     """bwd_data: padded grad_out (M', O) @ W (O, kk*kk*C) = Y, then one gather-sum over Y."""
 
-    __slots__ = ("n", "c", "h", "wd", "o", "kh", "kw", "kkh", "kkw", "kcols", "go_cl", "pad6", "ratio", "wdt", "mp", "lpos",
-                 "size", "stride", "offset", "img", "full", "crop", "wrows", "x_cl", "xstride", "gshape")
+    __slots__ = (
+        "n",
+        "c",
+        "h",
+        "wd",
+        "o",
+        "kh",
+        "kw",
+        "kkh",
+        "kkw",
+        "kcols",
+        "go_cl",
+        "pad6",
+        "ratio",
+        "wdt",
+        "mp",
+        "lpos",
+        "size",
+        "stride",
+        "offset",
+        "img",
+        "full",
+        "crop",
+        "wrows",
+        "x_cl",
+        "xstride",
+        "gshape",
+    )
 
     def __init__(self, go: torch.Tensor, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
@@ -290,9 +349,13 @@ class _GatherPlan:
         self.img = ohp * r_h
         self.size = (ah, sh, aw, sw, uh, uw, c)
         self.stride = (
-            r_h, phase_h[0] * r_h + phase_h[1] * t_h,
-            r_w, phase_w[0] * r_w + phase_w[1] * t_w,
-            step_h[0] * r_h + step_h[1] * t_h, step_w[0] * r_w + step_w[1] * t_w, 1,
+            r_h,
+            phase_h[0] * r_h + phase_h[1] * t_h,
+            r_w,
+            phase_w[0] * r_w + phase_w[1] * t_w,
+            step_h[0] * r_h + step_h[1] * t_h,
+            step_w[0] * r_w + step_w[1] * t_w,
+            1,
         )
         self.offset = base_h[0] * r_h + base_h[1] * t_h + base_w[0] * r_w + base_w[1] * t_w
         self.full = (n, ah * sh, aw * sw, c)
@@ -321,10 +384,10 @@ class _GatherPlan:
             gx = grad_out.new_empty((self.n, *self.size[:4], self.c))
             lp = self.lpos
             for a, z in C_.chunks(self.n, lp * self.kcols * itemsize):
-                y = torch.mm(gp[a * lp:z * lp], wr)
+                y = torch.mm(gp[a * lp : z * lp], wr)
                 torch.sum(y.as_strided((z - a, *self.size), (self.img, *self.stride), self.offset), (5, 6), out=gx[a:z])
         if self.crop:
-            gx = gx.view(self.full)[:, :self.h, :self.wd].contiguous()
+            gx = gx.view(self.full)[:, : self.h, : self.wd].contiguous()
         if self.x_cl:
             return gx.as_strided(self.gshape, self.xstride)
         return gx.view(self.n, self.h, self.wd, self.c).permute(0, 3, 1, 2).contiguous()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
-Pair = Tuple[int, int]
+Pair = tuple[int, int]
 
 
 class ConvParams(NamedTuple):

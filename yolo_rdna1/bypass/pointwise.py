@@ -50,8 +50,28 @@ class Plan:
     call). The grad_out row strides are worked out once per grad_out layout.
     """
 
-    __slots__ = ("cl", "n", "c", "o", "h", "w", "oh", "ow", "m", "sub", "rx", "osize", "ostride", "xsize", "xstride",
-                 "params", "w_stride", "w2", "w2t", "_rows_go")
+    __slots__ = (
+        "cl",
+        "n",
+        "c",
+        "o",
+        "h",
+        "w",
+        "oh",
+        "ow",
+        "m",
+        "sub",
+        "rx",
+        "osize",
+        "ostride",
+        "xsize",
+        "xstride",
+        "params",
+        "w_stride",
+        "w2",
+        "w2t",
+        "_rows_go",
+    )
 
     def __init__(self, x: torch.Tensor, w: torch.Tensor, p: ConvParams) -> None:
         n, c, h, wd = x.shape
@@ -92,7 +112,9 @@ class Plan:
             return grad_out.as_strided((self.m, self.o), (rg, 1))
         return grad_out.contiguous(memory_format=CL).as_strided((self.m, self.o), (self.o, 1))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, train: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(output, the tensor to save for :meth:`backward`: ``x`` itself); ``train`` is for the
         plan interface (nothing is padded here)."""
         prev = tf32_enter(x)
@@ -118,7 +140,9 @@ class Plan:
                 gx = self._data_grad_cl(g2, w) if need_x else None
                 gw = torch.mm(g2.t(), self._x2d(x)).view(self.o, self.c, 1, 1) if need_w else None
                 return gx, gw
-            return (self._data_grad_nchw(grad_out, w) if need_x else None), (self._weight_grad_nchw(grad_out, x) if need_w else None)
+            return (self._data_grad_nchw(grad_out, w) if need_x else None), (
+                self._weight_grad_nchw(grad_out, x) if need_w else None
+            )
         finally:
             tf32_exit(prev)
 
@@ -134,7 +158,9 @@ class Plan:
     def _data_grad_nchw(self, grad_out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """NCHW: one batched GEMM over (N, C, H*W) per direction."""
         st = self.params.stride
-        g = torch.matmul(self.w2t(w), grad_out.reshape(self.n, self.o, self.oh * self.ow)).view(self.n, self.c, self.oh, self.ow)
+        g = torch.matmul(self.w2t(w), grad_out.reshape(self.n, self.o, self.oh * self.ow)).view(
+            self.n, self.c, self.oh, self.ow
+        )
         if self.sub:
             full = g.new_zeros(self.n, self.c, self.h, self.w)
             full[:, :, :: st[0], :: st[1]] = g
@@ -144,7 +170,10 @@ class Plan:
     def _weight_grad_nchw(self, grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         st = self.params.stride
         xs = x[:, :, :: st[0], :: st[1]] if self.sub else x
-        gw = torch.matmul(grad_out.reshape(self.n, self.o, self.oh * self.ow), xs.reshape(self.n, self.c, self.oh * self.ow).transpose(1, 2)).sum(0)
+        gw = torch.matmul(
+            grad_out.reshape(self.n, self.o, self.oh * self.ow),
+            xs.reshape(self.n, self.c, self.oh * self.ow).transpose(1, 2),
+        ).sum(0)
         return gw.view(self.o, self.c, 1, 1)
 
 

@@ -1,9 +1,11 @@
-"""Ultralytics callbacks of yolo_rdna1: guard every conv of a training, count what it routes.
+"""Ultralytics callbacks of yolo_rdna1: guard every conv of a training, and of ``val``,
+``predict`` and ``export``; count what the guard routes.
 
 In the style of ``ultralytics/utils/callbacks/*.py``: one plain function per event and a
 ``callbacks`` dict. The events that need the plugin's options receive them through
 ``functools.partial`` (see :func:`add_callbacks`), which cloudpickle sends by reference to DDP
-ranks. All the work lives in :class:`yolo_rdna1.run.GuardedRun`; these functions only glue.
+ranks. All the work lives in :class:`yolo_rdna1.run.GuardedRun` (training) and
+:mod:`yolo_rdna1.callbacks.lifecycle` (the other calls); these functions only glue.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .._ultralytics import add_results_columns, check_contract, check_version
 from ..options import PluginOptions
 from ..run import GuardedRun
 from ..supervision.checkpoint import MidEpochCheckpoints
+from . import lifecycle
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -34,8 +37,11 @@ def current_run() -> GuardedRun | None:
     return _RUN
 
 
-def last_run() -> GuardedRun | None:
-    return _RUN or _LAST
+def last_run() -> GuardedRun | lifecycle.CallSummary | None:
+    """The training in progress, else what ended last: a training (its :class:`GuardedRun`) or a
+    val/predict/export call (a :class:`~yolo_rdna1.callbacks.lifecycle.CallSummary`, whose
+    ``summary`` is one line and ``final_totals`` the counts)."""
+    return _RUN or lifecycle.last_call() or _LAST
 
 
 def _rank() -> int:
@@ -65,6 +71,7 @@ def on_pretrain_routine_start(trainer: Any, options: PluginOptions | None = None
     if _RUN is not None:
         _RUN.finish()
     check_contract(trainer)  # what Ultralytics changed turns its feature off here, not mid-run
+    lifecycle.close_session()  # the training sets up its own guard, env profile and crash trail
     opts = _options_for(trainer, options)
     _MID = MidEpochCheckpoints.attach(trainer, opts.checkpoint_minutes)  # a bad resume fails before probing
     _RUN = GuardedRun(opts, Path(trainer.save_dir), trainer.device, rank=_rank())
@@ -106,7 +113,9 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
         tmp = csv.with_suffix(".csv.tmp")
         tmp.write_text("\n".join(keep) + "\n")
         tmp.replace(csv)
-        LOGGER.warning("yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep))
+        LOGGER.warning(
+            "yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep)
+        )
 
 
 def on_train_start(trainer: Any) -> None:
@@ -146,20 +155,57 @@ def on_train_batch_end(trainer: Any) -> None:
         _MID.batch_end(trainer)
 
 
-def on_val_start(validator: Any) -> None:
-    """Building the val loader of a big dataset takes a while: progress, not a stall."""
+def on_val_start(validator: Any, options: PluginOptions | None = None) -> None:
+    """In a training: building the val loader of a big dataset takes a while (progress, not a
+    stall). A standalone validator (``model.val()``) runs under the plugin's guard."""
     if _RUN is not None:
         _RUN.heartbeat()
+    else:
+        lifecycle.event_start("val", validator, options)
 
 
 def on_val_batch_start(validator: Any) -> None:
-    _counting(True)
+    if _RUN is not None:
+        _counting(True)
+    else:
+        lifecycle.event_batch(validator, True)
 
 
 def on_val_batch_end(validator: Any) -> None:
-    _counting(False)
     if _RUN is not None:
+        _counting(False)
         _RUN.heartbeat()
+    else:
+        lifecycle.event_batch(validator, False)
+
+
+def on_val_end(validator: Any) -> None:
+    if _RUN is None:
+        lifecycle.event_end("val", validator)
+
+
+def on_predict_start(predictor: Any, options: PluginOptions | None = None) -> None:
+    lifecycle.event_start("predict", predictor, options)
+
+
+def on_predict_batch_start(predictor: Any) -> None:
+    lifecycle.event_batch(predictor, True)
+
+
+def on_predict_batch_end(predictor: Any) -> None:
+    lifecycle.event_batch(predictor, False)
+
+
+def on_predict_end(predictor: Any) -> None:
+    lifecycle.event_end("predict", predictor)
+
+
+def on_export_start(exporter: Any, options: PluginOptions | None = None) -> None:
+    lifecycle.event_start("export", exporter, options)
+
+
+def on_export_end(exporter: Any) -> None:
+    lifecycle.event_end("export", exporter)
 
 
 def on_model_save(trainer: Any) -> None:
@@ -193,9 +239,16 @@ def teardown(trainer: Any) -> None:
     if _RUN is not None:
         _RUN.finish()
         _LAST, _RUN = _RUN, None
+        lifecycle.forget_last_call()
 
 
-_NEEDS_OPTIONS = {"on_pretrain_routine_start": on_pretrain_routine_start, "on_pretrain_routine_end": on_pretrain_routine_end}
+_NEEDS_OPTIONS = {
+    "on_pretrain_routine_start",
+    "on_pretrain_routine_end",
+    "on_val_start",
+    "on_predict_start",
+    "on_export_start",
+}
 
 callbacks = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
@@ -208,9 +261,16 @@ callbacks = {
     "on_val_start": on_val_start,
     "on_val_batch_start": on_val_batch_start,
     "on_val_batch_end": on_val_batch_end,
+    "on_val_end": on_val_end,
     "on_model_save": on_model_save,
     "on_train_end": on_train_end,
     "teardown": teardown,
+    "on_predict_start": on_predict_start,
+    "on_predict_batch_start": on_predict_batch_start,
+    "on_predict_batch_end": on_predict_batch_end,
+    "on_predict_end": on_predict_end,
+    "on_export_start": on_export_start,
+    "on_export_end": on_export_end,
 }
 
 
@@ -219,19 +279,36 @@ def _ours(fn: Any) -> bool:
     return getattr(fn, "__module__", None) == __name__
 
 
+def plugin_options(model_or_engine: Any) -> PluginOptions | None:
+    """The options :func:`add_callbacks` registered on a model (or engine), None without them."""
+    registry = getattr(model_or_engine, "callbacks", None)
+    for fn in registry.get("on_predict_start", ()) if isinstance(registry, dict) else ():
+        if _ours(fn) and isinstance(getattr(fn, "keywords", None), dict):
+            return fn.keywords.get("options")
+    return None
+
+
 def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     """Register the plugin on a ``YOLO`` model or a trainer and return it.
 
-    Options are validated now (see :class:`~yolo_rdna1.options.PluginOptions`), not when
-    training starts. Calling it again replaces the earlier registration instead of adding to it.
+    Training, ``val()``, ``predict()`` (also ``stream=True`` and ``track()``) and ``export()``
+    then run under the guard (see :mod:`yolo_rdna1.callbacks.lifecycle`). Options are validated
+    now (see :class:`~yolo_rdna1.options.PluginOptions`), not when training starts. Calling it
+    again replaces the earlier registration instead of adding to it.
     """
     opts = PluginOptions.from_mapping(options)
     check_version()  # before any training: one warning for a release outside the supported range
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
-        raise TypeError(f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}")
+        raise TypeError(
+            f"add_callbacks takes an Ultralytics YOLO model or trainer, got {type(model_or_trainer).__name__}"
+        )
     for event, fn in callbacks.items():
         registry.setdefault(event, [])
         registry[event] = [f for f in registry[event] if not _ours(f)]
         registry[event].append(functools.partial(fn, options=opts) if event in _NEEDS_OPTIONS else fn)
+    from ultralytics.engine.model import Model
+
+    if isinstance(model_or_trainer, Model):
+        lifecycle.install_model_scope()
     return model_or_trainer

@@ -79,7 +79,9 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_dataset(data: str | os.PathLike, root: str | os.PathLike | None = None, hashes: bool = True, progress: bool = False) -> CheckReport:
+def check_dataset(
+    data: str | os.PathLike, root: str | os.PathLike | None = None, hashes: bool = True, progress: bool = False
+) -> CheckReport:
     """Check the dataset of a data.yaml (a path, or a shipped name such as ``ltdv2`` with ``root``).
 
     Looks at every split the YAML names (train, val, test): images exist and are not empty,
@@ -110,7 +112,11 @@ def check_dataset(data: str | os.PathLike, root: str | os.PathLike | None = None
         for img in images:
             key = os.path.normpath(img)
             if key in seen:
-                report.add("duplicate_path" if seen[key] == split else "split_overlap", img, f"also in {seen[key]}" if seen[key] != split else "")
+                report.add(
+                    "duplicate_path" if seen[key] == split else "split_overlap",
+                    img,
+                    f"also in {seen[key]}" if seen[key] != split else "",
+                )
             else:
                 seen[key] = split
                 unique.append(img)
@@ -191,16 +197,26 @@ def _inspect(img: str, hashes: bool) -> tuple[int | None, str | None, str | None
     return size, digest, text
 
 
-def _check_files(images: list[str], split: str, report: CheckReport, counts: Counter, digests: dict[str, str], hashes: bool, progress: bool) -> None:
+def _check_files(
+    images: list[str],
+    split: str,
+    report: CheckReport,
+    counts: Counter,
+    digests: dict[str, str],
+    hashes: bool,
+    progress: bool,
+) -> None:
     bar = None
     if progress and images:
         from ..progress import ProgressBar
 
         bar = ProgressBar(len(images), f"checking {split}", unit="img")
     nc = len(report.names)
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:  # I/O bound: hashing releases the GIL
+    with ThreadPoolExecutor(
+        max_workers=min(8, (os.cpu_count() or 1) * 2)
+    ) as pool:  # I/O bound: hashing releases the GIL
         for start in range(0, len(images), _BATCH):
-            batch = images[start:start + _BATCH]
+            batch = images[start : start + _BATCH]
             for img, (size, digest, text) in zip(batch, pool.map(lambda i: _inspect(i, hashes), batch)):
                 if size is None:
                     report.add("missing_image", img)
@@ -234,7 +250,11 @@ def _check_label(path: str, text: str, nc: int, report: CheckReport, counts: Cou
             values = [float(v) for v in fields]
         except ValueError:
             values = []
-        if not values or not (len(values) == 5 or (len(values) >= 7 and len(values) % 2 == 1)) or not values[0].is_integer():
+        if (
+            not values
+            or not (len(values) == 5 or (len(values) >= 7 and len(values) % 2 == 1))
+            or not values[0].is_integer()
+        ):
             report.add("malformed_line", f"{path}:{n}", repr(line[:60]))
             continue
         cls = int(values[0])

@@ -47,8 +47,21 @@ _NUMBER, _INT, _BOOL = "a number", "an integer >= 0", "true or false"
 #: overwrite runs, load a pickle, or undo the plugin's settings for the card (amp=False on gfx101x).
 TRAIN_SETTINGS: dict[str, str | tuple[str, ...]] = {
     # optimiser and schedule
-    **dict.fromkeys(("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr",
-                     "batch", "fraction", "dropout"), _NUMBER),
+    **dict.fromkeys(
+        (
+            "lr0",
+            "lrf",
+            "momentum",
+            "weight_decay",
+            "warmup_epochs",
+            "warmup_momentum",
+            "warmup_bias_lr",
+            "batch",
+            "fraction",
+            "dropout",
+        ),
+        _NUMBER,
+    ),
     **dict.fromkeys(("epochs", "patience", "close_mosaic", "nbs", "imgsz"), _INT),
     **dict.fromkeys(("cos_lr", "rect", "single_cls", "overlap_mask"), _BOOL),
     "mask_ratio": _INT,
@@ -56,8 +69,27 @@ TRAIN_SETTINGS: dict[str, str | tuple[str, ...]] = {
     # loss gains
     **dict.fromkeys(("box", "cls", "cls_pw", "dfl", "pose", "kobj"), _NUMBER),
     # augmentation
-    **dict.fromkeys(("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
-                     "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "erasing"), _NUMBER),
+    **dict.fromkeys(
+        (
+            "hsv_h",
+            "hsv_s",
+            "hsv_v",
+            "degrees",
+            "translate",
+            "scale",
+            "shear",
+            "perspective",
+            "flipud",
+            "fliplr",
+            "bgr",
+            "mosaic",
+            "mixup",
+            "cutmix",
+            "copy_paste",
+            "erasing",
+        ),
+        _NUMBER,
+    ),
     "copy_paste_mode": ("flip", "mixup"),
     "auto_augment": ("randaugment", "autoaugment", "augmix"),
 }
@@ -102,7 +134,10 @@ def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None)
     path = _config_path(spec)
     data = dataset_config(path)
     if "names" not in data:
-        raise DatasetError(f"{path} is not a dataset config (it has no names); dataset configs: {', '.join(_dataset_names()) or 'none'}")
+        raise DatasetError(
+            f"{path} is not a dataset config (it has no names); "
+            f"dataset configs: {', '.join(_dataset_names()) or 'none'}"
+        )
     raw_path = data.get("path")
     variable = _PLACEHOLDER.fullmatch(str(raw_path)) if raw_path is not None else None
     if variable is None and root is None:
@@ -126,7 +161,9 @@ def resolve_data(spec: str | os.PathLike, root: str | os.PathLike | None = None)
     digest = hashlib.sha1(f"{path.resolve()}\n{root_path}".encode()).hexdigest()[:10]
     out = _cache_dir() / "datasets" / f"{name}-{digest}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = f"# written by yolo_rdna1.data.resolve_data from {path} for the root {root_path}\n" + yaml.safe_dump(concrete, sort_keys=False)
+    text = f"# written by yolo_rdna1.data.resolve_data from {path} for the root {root_path}\n" + yaml.safe_dump(
+        concrete, sort_keys=False
+    )
     if not out.is_file() or out.read_text() != text:
         atomic_write(out, text)  # a concurrent run never reads half a file
     return out
@@ -143,12 +180,18 @@ def train_settings(config: dict[str, Any], source: str | os.PathLike = "dataset 
     value = config.get("train_settings")
     if isinstance(value, str):
         if not is_name(value):
-            raise DatasetError(f"{source}: train_settings {value!r} must be the name of a shipped dataset config (e.g. ltdv2), not a file")
+            raise DatasetError(
+                f"{source}: train_settings {value!r} must be the name "
+                "of a shipped dataset config (e.g. ltdv2), not a file"
+            )
         source, value = resolve_named("datasets", value, DatasetError), dataset_config(value).get("train_settings")
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DatasetError(f"{source}: train_settings must be a mapping of augmentation and hyperparameter keys (or a shipped dataset config's name), got {value!r:.80}")
+        raise DatasetError(
+            f"{source}: train_settings must be a mapping of augmentation and "
+            f"hyperparameter keys (or a shipped dataset config's name), got {value!r:.80}"
+        )
     return {str(k): _setting(source, k, v) for k, v in value.items()}
 
 
@@ -157,8 +200,8 @@ def _setting(source: str | os.PathLike, key: Any, value: Any) -> Any:
     kind = TRAIN_SETTINGS.get(key) if isinstance(key, str) else None
     if kind is None:
         raise DatasetError(
-            f"{source}: train_settings may not set {key!r}: a dataset config sets only augmentation and hyperparameters "
-            f"({', '.join(TRAIN_SETTINGS)}); give other arguments on the command line or in a recipe"
+            f"{source}: train_settings may not set {key!r}: a dataset config sets only augmentation and "
+            f"hyperparameters ({', '.join(TRAIN_SETTINGS)}); give other arguments on the command line or in a recipe"
         )
     integer = isinstance(value, int) and not isinstance(value, bool)
     if kind == _NUMBER:
@@ -190,7 +233,10 @@ def resolve_training_data(spec: str | os.PathLike, root: str | os.PathLike | Non
     path = _training_config(spec)
     if path is None:
         if root is not None:
-            raise DatasetError(f"root={os.fspath(root)} applies to dataset configs ({', '.join(_dataset_names())}); data={os.fspath(spec)!r} is not one")
+            raise DatasetError(
+                f"root={os.fspath(root)} applies to dataset configs "
+                f"({', '.join(_dataset_names())}); data={os.fspath(spec)!r} is not one"
+            )
         return os.fspath(spec), {}
     config = dataset_config(path)
     if "schemes" in config:
@@ -198,7 +244,9 @@ def resolve_training_data(spec: str | os.PathLike, root: str | os.PathLike | Non
 
         dataset = config.get("dataset")
         if not isinstance(dataset, str) or not is_name(dataset):
-            raise DatasetError(f"{path}: 'dataset' must name a shipped dataset config (e.g. ltdv2), got {dataset!r:.80}")
+            raise DatasetError(
+                f"{path}: 'dataset' must name a shipped dataset config (e.g. ltdv2), got {dataset!r:.80}"
+            )
         converted = read_mapping(resolve_data(dataset, root))["path"]
         path, root = make_drift_splits(converted).train_yaml, None
         config = dataset_config(path)
@@ -255,6 +303,7 @@ def _check_root(name: str, root: Path, data: dict[str, Any], env: str) -> None:
         hint = (
             f"; it holds {', '.join(sorted(raw)[:3])}: that is the download, convert it first with "
             f"'yolo-rdna1 data convert-ltdv2 src={root} dst=<new folder>' and point at the new folder"
-            if raw else "; point root at the folder the converter wrote (it holds images/ and labels/)"
+            if raw
+            else "; point root at the folder the converter wrote (it holds images/ and labels/)"
         )
         raise DatasetError(f"data={name}: {val} does not exist{hint}")

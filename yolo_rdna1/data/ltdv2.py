@@ -150,9 +150,13 @@ class ConversionReport:
         """Input problems worth a look (the conversion went on past all of them)."""
         out = []
         for s in self.splits.values():
-            for n, what in ((s.missing, f"frame files missing (see {self.dst / f'missing-{s.split}.txt'})"),
-                            (s.duplicates, "duplicate image entries"), (s.unknown_category, "annotations with an unknown category_id"),
-                            (s.malformed, "malformed annotations"), (s.orphans, "annotations of images not in the file")):
+            for n, what in (
+                (s.missing, f"frame files missing (see {self.dst / f'missing-{s.split}.txt'})"),
+                (s.duplicates, "duplicate image entries"),
+                (s.unknown_category, "annotations with an unknown category_id"),
+                (s.malformed, "malformed annotations"),
+                (s.orphans, "annotations of images not in the file"),
+            ):
                 if n:
                     out.append(f"{s.source.name}: {n} {what}")
         return out
@@ -160,12 +164,27 @@ class ConversionReport:
     def table(self) -> str:
         """Counts per split and class, as the converter logs them at the end."""
         cols = ["split", "frames", "written", "skipped", "missing", "empty", *CLASS_NAMES, "clipped", "dropped"]
-        rows = [[s.split, s.frames, s.written, s.skipped, s.missing, s.empty if s.labelled else "-", *(s.boxes if s.labelled else ["-"] * len(CLASS_NAMES)),
-                 s.clipped, s.dropped] for s in self.splits.values()]
+        rows = [
+            [
+                s.split,
+                s.frames,
+                s.written,
+                s.skipped,
+                s.missing,
+                s.empty if s.labelled else "-",
+                *(s.boxes if s.labelled else ["-"] * len(CLASS_NAMES)),
+                s.clipped,
+                s.dropped,
+            ]
+            for s in self.splits.values()
+        ]
         if len(rows) > 1:
             rows.append(["total", *(sum(r[i] for r in rows if isinstance(r[i], int)) for i in range(1, len(cols)))])
         widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(cols)]
-        lines = ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in [cols, *rows]]
+        lines = [
+            "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+            for r in [cols, *rows]
+        ]
         ignored = sum(s.background for s in self.splits.values())
         if ignored:
             lines.append(f"{ignored} annotations of the background category ignored")
@@ -211,7 +230,9 @@ def convert_ltdv2(
         raise ConversionError(f"link={link!r} is not one of {', '.join(LINK_MODES)}")
     src, dst = Path(src).expanduser().absolute(), Path(dst).expanduser().absolute()
     if not src.is_dir():
-        raise ConversionError(f"src={src} is not a folder (it should hold Train.json, Valid.json and the extracted frames/)")
+        raise ConversionError(
+            f"src={src} is not a folder (it should hold Train.json, Valid.json and the extracted frames/)"
+        )
     jobs = _locate(src, splits)
     roots = _frame_roots(src, {j.parent for j in jobs.values()}, frames)
     for path in jobs.values():
@@ -269,9 +290,15 @@ def _locate(src: Path, splits: Sequence[str]) -> dict[str, Path]:
         stem = Path(name.strip()).stem if name.strip().lower().endswith(".json") else name.strip()
         split = next((y for prefix, y in _SPLIT_PREFIXES if stem.lower().startswith(prefix)), None)
         if split is None:
-            raise ConversionError(f"split {name!r}: expected a name starting with Train, Valid or Test (LTDV2: Train, Valid, TestNoLabels)")
+            raise ConversionError(
+                f"split {name!r}: expected a name starting with Train, "
+                "Valid or Test (LTDV2: Train, Valid, TestNoLabels)"
+            )
         if split in jobs:
-            raise ConversionError(f"splits {jobs[split].stem!r} and {stem!r} would both become {split!r}; convert them into different folders")
+            raise ConversionError(
+                f"splits {jobs[split].stem!r} and {stem!r} would both "
+                f"become {split!r}; convert them into different folders"
+            )
         candidates = [src / f"{stem}.json", src / "data" / f"{stem}.json"]
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
@@ -302,7 +329,10 @@ def _frame_roots(src: Path, json_dirs: set[Path], frames: str | os.PathLike | No
             f"(it holds frames/YYYYMMDD/...; 48 GB for LTDV2), then run the conversion again. "
             "The converter does not read frames from the zip."
         )
-    raise FramesNotFoundError(f"no extracted frames/ folder found next to the annotations (looked in {', '.join(str(p) for p in candidates[::2])}); pass frames=<folder>")
+    raise FramesNotFoundError(
+        "no extracted frames/ folder found next to the annotations (looked in "
+        f"{', '.join(str(p) for p in candidates[::2])}); pass frames=<folder>"
+    )
 
 
 def _sniff(path: Path) -> None:
@@ -311,7 +341,10 @@ def _sniff(path: Path) -> None:
         head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head.startswith(b"{"):
         what = "a JSON list" if head.startswith(b"[") else "empty" if not head else "not a JSON object"
-        raise NotCocoError(f"{path} is not a COCO annotation file: it is {what}; expected an object with images, annotations and categories")
+        raise NotCocoError(
+            f"{path} is not a COCO annotation file: it is {what}; "
+            "expected an object with images, annotations and categories"
+        )
 
 
 class _Reader:
@@ -358,7 +391,7 @@ def _categories(path: Path, progress: bool) -> list[Any]:
     for chunk in (head, tail):
         at = chunk.rfind(b'"categories"')
         if at >= 0:
-            text = chunk[at + len(b'"categories"'):].decode("utf-8", "replace").lstrip(" \t\r\n:")
+            text = chunk[at + len(b'"categories"') :].decode("utf-8", "replace").lstrip(" \t\r\n:")
             try:
                 found = json.JSONDecoder().raw_decode(text)[0]
             except ValueError:
@@ -379,7 +412,9 @@ def _map_categories(path: Path, categories: list[Any]) -> tuple[dict[Any, int], 
     unknown: list[str] = []
     for n, cat in enumerate(categories):
         if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise NotCocoError(f"{path}: categories[{n}] is not a COCO category (an object with id and name): {cat!r:.120}")
+            raise NotCocoError(
+                f"{path}: categories[{n}] is not a COCO category (an object with id and name): {cat!r:.120}"
+            )
         if cat["id"] in mapping or cat["id"] in background:
             raise NotCocoError(f"{path}: category id {cat['id']!r} is listed twice")
         name = cat["name"].strip().lower()
@@ -391,7 +426,11 @@ def _map_categories(path: Path, categories: list[Any]) -> tuple[dict[Any, int], 
             unknown.append(cat["name"])
     if unknown or not mapping:
         found = ", ".join(repr(c["name"]) for c in categories) or "none"
-        what = f"{len(unknown)} categories ({', '.join(map(repr, unknown))}) are not LTDV2 classes" if unknown else "no category is an LTDV2 class"
+        what = (
+            f"{len(unknown)} categories ({', '.join(map(repr, unknown))}) are not LTDV2 classes"
+            if unknown
+            else "no category is an LTDV2 class"
+        )
         raise CategoryError(
             f"{path}: {what}; the file lists {found}. Expected {', '.join(CLASS_NAMES)} (matched by name, any case) "
             "and optionally a background entry; nothing was converted"
@@ -416,32 +455,48 @@ def _claim(dst: Path, jobs: dict[str, Path]) -> None:
     except FileNotFoundError:
         marker = None
     except (OSError, ValueError):
-        raise DestinationError(f"{marker_path} is unreadable; it is this converter's record of {dst}: fix or delete it") from None
+        raise DestinationError(
+            f"{marker_path} is unreadable; it is this converter's record of {dst}: fix or delete it"
+        ) from None
     if marker is None:
-        taken = [p for p in (dst / "images", dst / "labels", dst / "data.yaml", dst / INDEX) if p.exists() and (not p.is_dir() or any(p.iterdir()))]
+        taken = [
+            p
+            for p in (dst / "images", dst / "labels", dst / "data.yaml", dst / INDEX)
+            if p.exists() and (not p.is_dir() or any(p.iterdir()))
+        ]
         if taken:
             raise DestinationError(
                 f"{dst} already holds a dataset this converter did not write (e.g. {taken[0]}); nothing was changed: "
                 "choose an empty or new dst"
             )
         marker = {"converter": _CONVERTER, "version": _VERSION, "splits": {}}
-    elif not isinstance(marker, dict) or marker.get("converter") != _CONVERTER or not isinstance(marker.get("splits"), dict):
-        raise DestinationError(f"{marker_path} is not a record of this converter; nothing was changed: choose an empty or new dst")
+    elif (
+        not isinstance(marker, dict)
+        or marker.get("converter") != _CONVERTER
+        or not isinstance(marker.get("splits"), dict)
+    ):
+        raise DestinationError(
+            f"{marker_path} is not a record of this converter; nothing was changed: choose an empty or new dst"
+        )
     for split, path in jobs.items():
         new, old = _fingerprint(path), marker["splits"].get(split)
-        has_frames = any((dst / kind / split).is_dir() and any((dst / kind / split).iterdir()) for kind in ("images", "labels"))
+        has_frames = any(
+            (dst / kind / split).is_dir() and any((dst / kind / split).iterdir()) for kind in ("images", "labels")
+        )
         if old is not None and old != new and has_frames:
             raise DestinationError(
-                f"{dst} holds the {split} split converted from another {old.get('json')} ({old.get('size')} bytes; "
-                f"{path} has {new['size']}); nothing was changed: convert into a new dst, or delete {dst / 'images' / split} "
-                f"and {dst / 'labels' / split} to convert this file there"
+                f"{dst} holds the {split} split converted from another {old.get('json')} ({old.get('size')} "
+                f"bytes; {path} has {new['size']}); nothing was changed: convert into a new dst, or delete "
+                f"{dst / 'images' / split} and {dst / 'labels' / split} to convert this file there"
             )
         marker["splits"][split] = new
     dst.mkdir(parents=True, exist_ok=True)
     _write_text(marker_path, json.dumps(marker, indent=1))
 
 
-def _annotations(path: Path, mapping: tuple[dict[Any, int], set[Any]], counts: SplitCounts, progress: bool) -> dict[Any, array]:
+def _annotations(
+    path: Path, mapping: tuple[dict[Any, int], set[Any]], counts: SplitCounts, progress: bool
+) -> dict[Any, array]:
     """image_id -> flat array of (class, x, y, w, h), 40 bytes a box instead of a dict each."""
     classes, background = mapping
     by_image: dict[Any, array] = {}
@@ -471,14 +526,17 @@ def _yolo_lines(values: array | None, width: float, height: float) -> tuple[list
     """
     lines, classes, clipped, dropped = [], [], 0, 0
     for i in range(0, len(values) if values is not None else 0, 5):
-        cls, x, y, w, h = values[i:i + 5]
+        cls, x, y, w, h = values[i : i + 5]
         x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)
         if x1 - x0 < MIN_BOX_PX or y1 - y0 < MIN_BOX_PX:
             dropped += 1
             continue
         clipped += (x0, y0, x1, y1) != (x, y, x + w, y + h)
         classes.append(int(cls))
-        lines.append(f"{int(cls)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} {(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}")
+        lines.append(
+            f"{int(cls)} {(x0 + x1) / 2 / width:.6f} {(y0 + y1) / 2 / height:.6f} "
+            f"{(x1 - x0) / width:.6f} {(y1 - y0) / height:.6f}"
+        )
     return lines, classes, clipped, dropped
 
 
@@ -508,14 +566,26 @@ def _entry(path: Path, n: int, img: Any) -> tuple[str, float, float]:
         if not file_name or not (0 < width < math.inf and 0 < height < math.inf):
             raise ValueError
     except (TypeError, KeyError, ValueError):
-        raise NotCocoError(f"{path}: images[{n}] is not a COCO image entry (file_name, width, height): {img!r:.200}") from None
+        raise NotCocoError(
+            f"{path}: images[{n}] is not a COCO image entry (file_name, width, height): {img!r:.200}"
+        ) from None
     rel = re.sub(r"^(?:\./)*(?:frames/)?", "", file_name)
-    why = ("it is an absolute path" if file_name.startswith("/") or re.match(r"[A-Za-z]:", file_name)
-           else "it climbs out with '..'" if ".." in rel.split("/")
-           else "it holds a NUL character" if "\0" in rel
-           else "it names no file" if not rel or rel.endswith("/") else None)
+    why = (
+        "it is an absolute path"
+        if file_name.startswith("/") or re.match(r"[A-Za-z]:", file_name)
+        else "it climbs out with '..'"
+        if ".." in rel.split("/")
+        else "it holds a NUL character"
+        if "\0" in rel
+        else "it names no file"
+        if not rel or rel.endswith("/")
+        else None
+    )
     if why:
-        raise FileNameError(f"{path}: images[{n}].file_name {file_name!r:.200} is not a path inside the frames folder ({why}); nothing was converted: fix the annotation file")
+        raise FileNameError(
+            f"{path}: images[{n}].file_name {file_name!r:.200} is not a path inside "
+            f"the frames folder ({why}); nothing was converted: fix the annotation file"
+        )
     return rel, width, height
 
 
@@ -538,8 +608,9 @@ def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
         other = stems.setdefault(stem, rel)
         if other != rel:
             raise FileNameError(
-                f"{path}: images[{n}].file_name {rel!r:.200} and {other!r:.200} would share the label file {stem}.txt "
-                "(Ultralytics finds a frame's labels by its name without the extension); nothing was converted: rename one of the frames"
+                f"{path}: images[{n}].file_name {rel!r:.200} and {other!r:.200} would share "
+                f"the label file {stem}.txt (Ultralytics finds a frame's labels by its name "
+                "without the extension); nothing was converted: rename one of the frames"
             )
         if root is None:
             root = next((r for r in roots if (r / rel).is_file()), None)
@@ -555,8 +626,9 @@ def _check_file_names(path: Path, roots: list[Path], progress: bool) -> _Frames:
             target = os.path.realpath(target)
         if os.path.commonpath([root_real, target]) != root_real:
             raise FileNameError(
-                f"{path}: images[{n}].file_name {rel!r:.200} leads outside the frames folder {root} through a symbolic link "
-                f"(to {target}); nothing was converted: replace the link with the frame, or convert from a folder without it"
+                f"{path}: images[{n}].file_name {rel!r:.200} leads outside the frames folder "
+                f"{root} through a symbolic link (to {target}); nothing was converted: "
+                "replace the link with the frame, or convert from a folder without it"
             )
     if not stems:
         raise NotCocoError(f"{path} is not a COCO annotation file: it has no 'images' entries")
@@ -624,8 +696,14 @@ def _write_missing_list(dst: Path, counts: SplitCounts, missing: list[str]) -> N
     if missing:
         atomic_write(missing_list, "".join(m + "\n" for m in missing))
         counts.missing_examples = missing[:5]
-        LOGGER.warning("%s: %d of %d frames not found, e.g. %s (all in %s)",
-                       counts.source.name, len(missing), counts.images, missing[0], missing_list)
+        LOGGER.warning(
+            "%s: %d of %d frames not found, e.g. %s (all in %s)",
+            counts.source.name,
+            len(missing),
+            counts.images,
+            missing[0],
+            missing_list,
+        )
     else:
         missing_list.unlink(missing_ok=True)
 
@@ -647,7 +725,9 @@ def _link(source: Path, target: Path, mode: str) -> None:
     try:
         os.link(source, target)
     except OSError as e:
-        raise ConversionError(f"cannot link {source} to {target} ({e}); pass link=copy to copy the frames instead") from None
+        raise ConversionError(
+            f"cannot link {source} to {target} ({e}); pass link=copy to copy the frames instead"
+        ) from None
 
 
 def _read(path: Path) -> str | None:
@@ -714,7 +794,11 @@ def _write_data_yaml(dst: Path) -> None:
             cfg[split] = f"images/{split}"
     cfg["names"] = dict(enumerate(CLASS_NAMES))
     cfg["train_settings"] = _thermal_settings()
-    _write_text(dst / "data.yaml", "# LTDV2 converted by yolo_rdna1.data.ltdv2 (classes by category name)\n" + yaml.safe_dump(cfg, sort_keys=False))
+    _write_text(
+        dst / "data.yaml",
+        "# LTDV2 converted by yolo_rdna1.data.ltdv2 (classes by category name)\n"
+        + yaml.safe_dump(cfg, sort_keys=False),
+    )
 
 
 def _thermal_settings() -> dict[str, Any]:
@@ -766,12 +850,20 @@ class DriftSplits:
     periods: list[DriftPeriod]
 
     def summary(self) -> str:
-        lines = [f"train on {', '.join(self.train_months)}: {self.train_frames} frames (val {self.val_frames}); {self.train_yaml}"]
-        lines += [f"  {p.name:12} {p.frames:7d} frames{'  (Valid frames of a training month)' if p.trained else ''}  {p.yaml}" for p in self.periods]
+        lines = [
+            f"train on {', '.join(self.train_months)}: {self.train_frames} "
+            f"frames (val {self.val_frames}); {self.train_yaml}"
+        ]
+        lines += [
+            f"  {p.name:12} {p.frames:7d} frames{'  (Valid frames of a training month)' if p.trained else ''}  {p.yaml}"
+            for p in self.periods
+        ]
         return "\n".join(lines)
 
 
-def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_months: int | None = None) -> DriftSplits:
+def make_drift_splits(
+    dst: str | os.PathLike, scheme: str | None = None, train_months: int | None = None
+) -> DriftSplits:
     """Train on the first ``train_months`` months of a converted folder; one val set per later period.
 
     Defaults and the season table come from ``configs/datasets/ltdv2-drift.yaml``. Writes
@@ -788,7 +880,10 @@ def make_drift_splits(dst: str | os.PathLike, scheme: str | None = None, train_m
     rows = _dated_rows(dst)
     months = sorted({r["month"] for r in rows})
     if n >= len(months):
-        raise ConversionError(f"train_months={n} leaves no later month to evaluate: the labelled frames span {len(months)} month(s) ({', '.join(months) or 'none'})")
+        raise ConversionError(
+            f"train_months={n} leaves no later month to evaluate: the labelled "
+            f"frames span {len(months)} month(s) ({', '.join(months) or 'none'})"
+        )
     trained = set(months[:n])
     period = _period_of(scheme, cfg["seasons"])
 
@@ -833,7 +928,11 @@ def _dated_rows(dst: Path) -> list[dict[str, Any]]:
     rows = [r for r in read_index(dst) if r.get("split") in ("train", "val")]
     undated = sum(1 for r in rows if not r.get("month"))
     if undated:
-        LOGGER.warning("%d frames of %s have no date in their path or date_captured; they are left out of the drift splits", undated, dst)
+        LOGGER.warning(
+            "%d frames of %s have no date in their path or date_captured; they are left out of the drift splits",
+            undated,
+            dst,
+        )
     return [r for r in rows if r.get("month")]
 
 
@@ -866,17 +965,32 @@ class _DriftFolder:
         out = self.folder / f"{name}.yaml"
         if val_list is not None:
             rel = self.folder.relative_to(self.dst).as_posix()
-            cfg = {"path": str(self.dst), "train": f"{rel}/train.txt", "val": f"{rel}/{val_list}.txt",
-                   "names": dict(enumerate(CLASS_NAMES)), "train_settings": self.settings}
+            cfg = {
+                "path": str(self.dst),
+                "train": f"{rel}/train.txt",
+                "val": f"{rel}/{val_list}.txt",
+                "names": dict(enumerate(CLASS_NAMES)),
+                "train_settings": self.settings,
+            }
             out.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return out
 
 
 def _write_splits_json(result: DriftSplits) -> None:
     """``splits.json``: what :func:`make_drift_splits` wrote, for scripts and plots."""
-    (result.folder / "splits.json").write_text(json.dumps({
-        "scheme": result.scheme, "train_months": result.train_months, "train_frames": result.train_frames,
-        "val_frames": result.val_frames, "train_yaml": str(result.train_yaml),
-        "periods": [{"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)}
-                    for p in result.periods],
-    }, indent=1))
+    (result.folder / "splits.json").write_text(
+        json.dumps(
+            {
+                "scheme": result.scheme,
+                "train_months": result.train_months,
+                "train_frames": result.train_frames,
+                "val_frames": result.val_frames,
+                "train_yaml": str(result.train_yaml),
+                "periods": [
+                    {"name": p.name, "months": p.months, "frames": p.frames, "trained": p.trained, "yaml": str(p.yaml)}
+                    for p in result.periods
+                ],
+            },
+            indent=1,
+        )
+    )

@@ -48,8 +48,14 @@ CATEGORIES: tuple[dict[str, Any], ...] = ({"id": 0, "name": "background"},) + tu
 _CATEGORY_IDS = {c["name"]: c["id"] for c in CATEGORIES}
 #: The weather fields of an image's ``meta`` (LTD's metadata column names).
 META_KEYS: tuple[str, ...] = (
-    "Temperature", "Humidity", "Precipitation latest 10 min", "Dew Point",
-    "Wind Direction", "Wind Speed", "Sun Radiation Intensity", "Min of sunshine latest 10 min",
+    "Temperature",
+    "Humidity",
+    "Precipitation latest 10 min",
+    "Dew Point",
+    "Wind Direction",
+    "Wind Speed",
+    "Sun Radiation Intensity",
+    "Min of sunshine latest 10 min",
 )
 SIZE = (384, 288)  # LTDV2's frame size (width, height)
 _START = (2020, 5)
@@ -100,7 +106,9 @@ def _boxes(labels: list[str], w: int, h: int) -> list[tuple[int, float, float, f
     return out
 
 
-def _schedule(rng: np.random.Generator, months: int, days_per_month: int, clips_per_day: int) -> list[tuple[str, datetime, int]]:
+def _schedule(
+    rng: np.random.Generator, months: int, days_per_month: int, clips_per_day: int
+) -> list[tuple[str, datetime, int]]:
     """(split, clip start, clip number) for every clip, in date order."""
     clips = []
     for m in range(months):
@@ -141,10 +149,18 @@ def make_ltdv2_sample(
     if clips_per_day > 24 or days_per_month > 12 or frames_per_clip > 9999:
         raise ValueError("clips_per_day must be <= 24, days_per_month <= 12 and frames_per_clip <= 9999 (image_<nnnn>)")
     if clips_per_day * days_per_month < 2:
-        raise ValueError("each month needs at least 2 labelled clips (one Train, one Valid): raise clips_per_day or days_per_month")
+        raise ValueError(
+            "each month needs at least 2 labelled clips (one Train, one Valid): raise clips_per_day or days_per_month"
+        )
 
     root = Path(root).expanduser().resolve()
-    params = {"months": months, "clips_per_day": clips_per_day, "frames_per_clip": frames_per_clip, "seed": seed, "days_per_month": days_per_month}
+    params = {
+        "months": months,
+        "clips_per_day": clips_per_day,
+        "frames_per_clip": frames_per_clip,
+        "seed": seed,
+        "days_per_month": days_per_month,
+    }
     marker_path = root / _MARKER
     try:
         state = json.loads(marker_path.read_text())
@@ -176,32 +192,57 @@ def make_ltdv2_sample(
             index += 1
             warmer = img.astype(np.float32) + 1.5 * (meta["Temperature"] - 10.0)  # ambient heat lifts the whole scene
             file_name = f"{folder}/image_{i:04d}.jpg"
-            if not cv2.imwrite(str(root / "data" / file_name), np.clip(warmer, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90]):
+            if not cv2.imwrite(
+                str(root / "data" / file_name), np.clip(warmer, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90]
+            ):
                 raise OSError(f"cv2.imwrite could not write {root / 'data' / file_name}")
             image_id = int(f"{start:%Y%m%d}{clip}{start:%H%M}{i:04d}")
             when = start + timedelta(seconds=i)
-            splits[split].images.append({
-                "id": image_id, "file_name": file_name, "width": w, "height": h,
-                "date_captured": when.isoformat(), "meta": meta,
-            })
+            splits[split].images.append(
+                {
+                    "id": image_id,
+                    "file_name": file_name,
+                    "width": w,
+                    "height": h,
+                    "date_captured": when.isoformat(),
+                    "meta": meta,
+                }
+            )
             if split == "TestNoLabels":
                 continue
-            boxes = [(c,
-                      x0 - _OVERSHOOT if x0 == 0 else x0, y0 - _OVERSHOOT if y0 == 0 else y0,
-                      x1 + _OVERSHOOT if x1 == w else x1, y1 + _OVERSHOOT if y1 == h else y1) for c, x0, y0, x1, y1 in _boxes(labels, w, h)]
+            boxes = [
+                (
+                    c,
+                    x0 - _OVERSHOOT if x0 == 0 else x0,
+                    y0 - _OVERSHOOT if y0 == 0 else y0,
+                    x1 + _OVERSHOOT if x1 == w else x1,
+                    y1 + _OVERSHOOT if y1 == h else y1,
+                )
+                for c, x0, y0, x1, y1 in _boxes(labels, w, h)
+            ]
             if i == 2:  # a click without a drag: zero width
                 c, x0, y0, _, y1 = boxes[0] if boxes else (0, 10.0, 10.0, 0.0, 15.0)
                 boxes.append((c, x0, y0, x0, y1))
             for c, x0, y0, x1, y1 in boxes:
                 ann_id += 1
                 bbox = [x0, y0, x1 - x0, y1 - y0]
-                splits[split].annotations.append({
-                    "id": ann_id, "image_id": image_id, "category_id": _CATEGORY_IDS[CLASS_NAMES[c]], "bbox": bbox,
-                    "area": bbox[2] * bbox[3], "iscrowd": 0, "uid": ann_id,
-                })
+                splits[split].annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": _CATEGORY_IDS[CLASS_NAMES[c]],
+                        "bbox": bbox,
+                        "area": bbox[2] * bbox[3],
+                        "iscrowd": 0,
+                        "uid": ann_id,
+                    }
+                )
     for name, content in splits.items():
         doc: dict[str, Any] = {
-            "info": {"description": "LTDV2-shaped sample written by yolo_rdna1.data.ltdv2_sample", "version": str(_VERSION)},
+            "info": {
+                "description": "LTDV2-shaped sample written by yolo_rdna1.data.ltdv2_sample",
+                "version": str(_VERSION),
+            },
             "images": content.images,
         }
         if name != "TestNoLabels":

@@ -140,7 +140,9 @@ def _vehicle(c: np.ndarray, W: float, H: float, rng: np.random.Generator) -> Non
     front_right = bool(rng.random() < 0.5)
     cab0, cab1 = (0.12 * W, 0.7 * W) if front_right else (0.3 * W, 0.88 * W)
     _rounded_rect(c, cab0, 0, cab1, 0.5 * H, 0.18 * H, body)
-    _rounded_rect(c, cab0 + 0.05 * W, 0.08 * H, cab1 - 0.05 * W, 0.34 * H, 0.05 * H, body * 0.35)  # glass mirrors the sky
+    _rounded_rect(
+        c, cab0 + 0.05 * W, 0.08 * H, cab1 - 0.05 * W, 0.34 * H, 0.05 * H, body * 0.35
+    )  # glass mirrors the sky
     r = 0.17 * H
     tyre = rng.uniform(40, 70)
     for x in (0.2 * W, 0.8 * W):
@@ -161,7 +163,9 @@ _SHAPES: dict[int, tuple[Callable[..., None], float, tuple[float, float]]] = {
 }
 
 
-def _object(cls: int, rng: np.random.Generator, scale: float, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _object(
+    cls: int, rng: np.random.Generator, scale: float, w: int, h: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one object on its own padded canvas: (heat, blurred coverage, sharp mask)."""
     draw, nominal, (lo, hi) = _SHAPES[cls]
     ratio = rng.uniform(lo, hi)
@@ -208,7 +212,11 @@ def _background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, f
     profile = np.where(
         y < horizon,
         sky0 + (sky1 - sky0) * (y / horizon) ** 2,
-        np.where(y < shore, water + 3.0 * np.sin(y * rng.uniform(0.4, 0.9)), ground0 + (ground1 - ground0) * (y - shore) / (h - shore)),
+        np.where(
+            y < shore,
+            water + 3.0 * np.sin(y * rng.uniform(0.4, 0.9)),
+            ground0 + (ground1 - ground0) * (y - shore) / (h - shore),
+        ),
     )
     kernel = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
     profile = np.convolve(np.pad(profile, 4, mode="edge"), kernel / kernel.sum(), mode="valid").astype(np.float32)
@@ -256,7 +264,9 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _frame(seed: int, split: str, index: int, w: int, h: int, max_objects: int, sensor: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _frame(
+    seed: int, split: str, index: int, w: int, h: int, max_objects: int, sensor: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
     """One grey frame and its YOLO label lines; depends only on (seed, split, index, size)."""
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
     img, shore = _background(rng, w, h)
@@ -357,7 +367,9 @@ def _yaml_is_ours(path: Path) -> bool:
     except (OSError, yaml.YAMLError):
         return False
     return isinstance(cfg, dict) and {k: v for k, v in cfg.items() if k != "path"} == {
-        "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(CLASS_NAMES)),
     }
 
 
@@ -486,7 +498,12 @@ def make_synthetic_thermal(
     params = {"n_train": n_train, "n_val": n_val, "seed": seed, "size": [w, h], "max_objects": max_objects}
     counts = {"train": n_train, "val": n_val}
     state = _read_marker(root)
-    same = state is not None and state.get("generator") == _GENERATOR and state.get("version") == _VERSION and state.get("params") == params
+    same = (
+        state is not None
+        and state.get("generator") == _GENERATOR
+        and state.get("version") == _VERSION
+        and state.get("params") == params
+    )
 
     if same and state.get("complete") and yaml_path.is_file() and _complete(root, counts):
         _update_moved_yaml(root, yaml_path)
@@ -507,6 +524,12 @@ def make_synthetic_thermal(
     atomic_write(marker_path, json.dumps({**marker, "complete": True}, indent=1))
     LOGGER.info(
         "wrote synthetic thermal dataset %s: %d train + %d val frames, %d objects, %dx%d, %.1fs",
-        root, n_train, n_val, n_objects, w, h, time.perf_counter() - start,
+        root,
+        n_train,
+        n_val,
+        n_objects,
+        w,
+        h,
+        time.perf_counter() - start,
     )
     return yaml_path

@@ -31,9 +31,7 @@ def raise_or_block(rule: FaultRule) -> None:
             never.acquire()
     if rule.effect == "abort":
         sys.stdout.flush()
-        sys.stderr.write(
-            f"Memory access fault by GPU node-1 (simulated by YOLO_RDNA1_FAULTS, rule {rule.index + 1})\n"
-        )
+        sys.stderr.write(f"Memory access fault by GPU node-1 (simulated by YOLO_RDNA1_FAULTS, rule {rule.index + 1})\n")
         sys.stderr.flush()
         os.abort()
 

@@ -8,13 +8,14 @@ with a profile when it is loaded, never in the middle of training.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..configs_path import load_named_yaml, shipped_configs
-from ..signature import ConvSignature
 from ..errors import Rdna1Error
+from ..signature import ConvSignature
 
 ENV_VAR = "YOLO_RDNA1_FAULTS"
 EFFECTS = ("error", "hang", "abort", "nan", "wrong")
@@ -108,7 +109,11 @@ def _pair(value: Any, where: str) -> tuple[int, int]:
         raise FaultProfileError(f"{where}: expected an int or [h, w], got {value!r}")
     if isinstance(value, int):
         return value, value
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         return int(value[0]), int(value[1])
     raise FaultProfileError(f"{where}: expected an int or [h, w], got {value!r}")
 
@@ -135,7 +140,9 @@ def _condition(key: str, spec: Any, where: str) -> Condition:
     if isinstance(spec, dict):
         unknown = set(spec) - {"min", "max"}
         if unknown or not spec:
-            raise FaultProfileError(f"{where}: a range takes 'min' and/or 'max', got {sorted(map(str, spec)) or 'nothing'}")
+            raise FaultProfileError(
+                f"{where}: a range takes 'min' and/or 'max', got {sorted(map(str, spec)) or 'nothing'}"
+            )
         if key in ("dtype", "transposed"):
             raise FaultProfileError(f"{where}: {key!r} takes a value or a list of values, not a range")
         bounds = {}

@@ -1,7 +1,7 @@
 """The conv guard: one router that every convolution of a model passes through."""
 
-from .router import POLICIES, ConvGuard, GuardConfigError
 from ..route import Route, RouteTable
+from .router import POLICIES, ConvGuard, GuardConfigError
 from .routes import BYPASS, VENDOR, SignatureRoute, is_vendor_error
 from .switch import current, disable, enable, guarded, is_patched
 

@@ -10,8 +10,9 @@ a bypass algorithm) happens once per module and shape in :meth:`ConvGuard._resol
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -19,14 +20,17 @@ import torch.nn.functional as F
 
 from .._compat import any_autocast_enabled, autocast_dtype, is_compiling
 from ..bypass import ConvParams, algorithm_for
+from ..errors import Rdna1Error
 from ..faults import FaultProfile, load_profile, profile_from_env
+from ..route import Route, RouteFunction, RouteTable
 from ..signature import DIRECTIONS, ConvSignature, dtype_name
 from ..verdicts.breadcrumb import Breadcrumb
-from ..route import Route, RouteFunction, RouteTable
 from .routes import BYPASS, VENDOR, PlannedConv, RoutedConv, SignatureRoute, is_vendor_error
-from ..errors import Rdna1Error
 
 POLICIES = ("off", "vendor", "bypass", "auto")
+
+#: Not None while torch.jit.trace records; one C call (bypassed and checked routes only).
+_tracing_state = torch._C._get_tracing_state
 
 # The original methods, captured at import so unpatching restores them exactly.
 ORIGINAL_CONV2D_FORWARD = nn.Conv2d._conv_forward
@@ -76,7 +80,12 @@ def _resolve_padding(module: nn.Module, kernel: tuple[int, int]) -> tuple[tuple[
 
 
 def build_signature(
-    module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool = False, output_padding: tuple = (0, 0)
+    module: nn.Module,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    ac: torch.dtype | None,
+    transposed: bool = False,
+    output_padding: tuple = (0, 0),
 ) -> tuple[ConvSignature, tuple[int, ...] | None, str]:
     """The signature the conv library will see for this module and input, plus the pre-pad.
 
@@ -135,7 +144,7 @@ class ConvGuard:
     def __init__(
         self,
         policy: str = "auto",
-        faults: Union[str, os.PathLike, FaultProfile, None, bool] = None,
+        faults: str | os.PathLike | FaultProfile | None | bool = None,
         route_table: RouteTable | RouteFunction | None = None,
         counting: bool = True,
         check_vendor: bool | None = None,
@@ -156,9 +165,9 @@ class ConvGuard:
         self.counting = counting
         self.check_vendor = check_vendor
         self.breadcrumb = breadcrumb
-        self._entries: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]]" = weakref.WeakKeyDictionary()
+        self._entries: weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Entry]] = weakref.WeakKeyDictionary()
         self._routes: dict[ConvSignature, SignatureRoute] = {}
-        self._names: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+        self._names: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
         self._sig_names: dict[ConvSignature, set[str]] = {}
         self._device_routes: dict[torch.device, bool] = {}
         #: Routes with a direction the table had no verdict for; :meth:`refresh` revisits them.
@@ -197,7 +206,9 @@ class ConvGuard:
                 route.mark_bad("fwd", str(exc).splitlines()[0][:200])
         return self._run(e, x, w, b, ac)
 
-    def conv_transpose2d(self, module: nn.ConvTranspose2d, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+    def conv_transpose2d(
+        self, module: nn.ConvTranspose2d, x: torch.Tensor, output_size: list[int] | None = None
+    ) -> torch.Tensor:
         """``nn.ConvTranspose2d.forward`` under the guard."""
         if module.padding_mode != "zeros" or is_compiling():
             return ORIGINAL_CONV_TRANSPOSE2D_FORWARD(module, x, output_size)
@@ -205,7 +216,11 @@ class ConvGuard:
         if per is None:
             per = self._entries[module] = {}
         ac = autocast_dtype(x.device.type) if any_autocast_enabled() else None
-        op = tuple(module._output_padding(x, output_size, module.stride, module.padding, module.kernel_size, 2, module.dilation))
+        op = tuple(
+            module._output_padding(
+                x, output_size, module.stride, module.padding, module.kernel_size, 2, module.dilation
+            )
+        )
         key = (x.shape, x.stride(), x.dtype, ac, module.weight.shape, op)
         e = per.get(key)
         if e is None:
@@ -219,7 +234,9 @@ class ConvGuard:
             return ORIGINAL_CONV_TRANSPOSE2D_FORWARD(module, x, output_size)
         return self._run(e, x, module.weight, module.bias, ac)
 
-    def _run(self, e: _Entry, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, ac: torch.dtype | None) -> torch.Tensor:
+    def _run(
+        self, e: _Entry, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, ac: torch.dtype | None
+    ) -> torch.Tensor:
         if e.pre_pad is not None:
             x = F.pad(x, e.pre_pad, mode=e.pad_mode)
         if ac is None:
@@ -238,6 +255,8 @@ class ConvGuard:
     @staticmethod
     def _apply(e: _Entry, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         route = e.route
+        if _tracing_state() is not None:  # torch.jit.trace (export): no autograd Function in the graph
+            return route.traced(x, w, b)
         if route.planned:
             plan = e.plan
             # the entry's key fixes x; a weight whose layout changed (model.to(channels_last)
@@ -259,11 +278,34 @@ class ConvGuard:
         return self._run(e, x, w, b, ac)
 
     # -- slow path: once per module and shape ---------------------------------------------------
-    def _resolve(self, module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool, output_padding: tuple = (0, 0)) -> _Entry:
-        route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
+    def _resolve(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        ac: torch.dtype | None,
+        transposed: bool,
+        output_padding: tuple = (0, 0),
+    ) -> _Entry:
+        if _tracing_state() is not None:
+            # torch.jit.trace hands out sizes as tensors; a signature is a constant of the traced
+            # graph by design (the export is made for one input shape), so its warnings say nothing
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
+        else:
+            route, pre_pad, pad_mode = self._route_for(module, x, w, ac, transposed, output_padding)
         return _Entry(route, pre_pad, pad_mode)
 
-    def _route_for(self, module: nn.Module, x: torch.Tensor, w: torch.Tensor, ac: torch.dtype | None, transposed: bool, output_padding: tuple = (0, 0)):
+    def _route_for(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        ac: torch.dtype | None,
+        transposed: bool,
+        output_padding: tuple = (0, 0),
+    ):
         sig, pre_pad, pad_mode = build_signature(module, x, w, ac, transposed, output_padding)
         route = self._routes.get(sig)
         if route is None:
@@ -275,8 +317,14 @@ class ConvGuard:
         directions = {d: self._decide(sig.with_direction(d)) for d in DIRECTIONS}
         rules = {d: self.profile.rules_for(sig.with_direction(d)) if self.profile else () for d in DIRECTIONS}
         route = SignatureRoute(
-            sig, params, directions, rules, algorithm_for(sig),
-            check_vendor=self._checks_vendor(device), fallback=self.policy != "vendor", crumb=self.breadcrumb,
+            sig,
+            params,
+            directions,
+            rules,
+            algorithm_for(sig),
+            check_vendor=self._checks_vendor(device),
+            fallback=self.policy != "vendor",
+            crumb=self.breadcrumb,
         )
         if self.policy == "auto" and self._learning is not None:
             unknown = {d for d in DIRECTIONS if self._learning.lookup(sig.with_direction(d)) is None}

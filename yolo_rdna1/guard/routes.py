@@ -49,8 +49,22 @@ def is_vendor_error(exc: BaseException) -> bool:
 class SignatureRoute:
     """The route of each direction of one signature, shared by every module and call that has this signature."""
 
-    __slots__ = ("sig", "params", "directions", "rules", "algorithm", "plain", "uses_bypass", "planned", "reasons", "fallbacks", "fallback", "crumb",
-                 "crumb_ids", "check_vendor")
+    __slots__ = (
+        "sig",
+        "params",
+        "directions",
+        "rules",
+        "algorithm",
+        "plain",
+        "uses_bypass",
+        "planned",
+        "reasons",
+        "fallbacks",
+        "fallback",
+        "crumb",
+        "crumb_ids",
+        "check_vendor",
+    )
 
     def __init__(
         self,
@@ -103,7 +117,9 @@ class SignatureRoute:
         )
 
     # -- one direction ---------------------------------------------------------------------------
-    def run(self, direction: str, vendor: Callable[[], torch.Tensor], bypass: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def run(
+        self, direction: str, vendor: Callable[[], torch.Tensor], bypass: Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
         """Run one direction on its route; a vendor error falls back to the bypass."""
         if self.directions[direction] == BYPASS:
             return bypass()
@@ -135,7 +151,14 @@ class SignatureRoute:
                 crumb.leave()
 
     # -- the three directions ------------------------------------------------------------------
-    def vendor_call(self, direction: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, grad_out: torch.Tensor | None = None) -> torch.Tensor:
+    def vendor_call(
+        self,
+        direction: str,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        grad_out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One direction on the vendor library: cuDNN/MIOpen through aten, forward or backward."""
         p = self.params
         if direction == "fwd":
@@ -144,12 +167,28 @@ class SignatureRoute:
             return F.conv2d(x, w, b, p.stride, p.padding, p.dilation, p.groups)
         mask = [direction == "bwd_data", direction == "bwd_weight", False]
         gx, gw, _ = torch.ops.aten.convolution_backward(
-            grad_out, x, w, None, list(p.stride), list(p.padding), list(p.dilation),
-            p.transposed, list(p.output_padding), p.groups, mask,
+            grad_out,
+            x,
+            w,
+            None,
+            list(p.stride),
+            list(p.padding),
+            list(p.dilation),
+            p.transposed,
+            list(p.output_padding),
+            p.groups,
+            mask,
         )
         return gx if mask[0] else gw
 
-    def bypass_call(self, direction: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, grad_out: torch.Tensor | None = None) -> torch.Tensor:
+    def bypass_call(
+        self,
+        direction: str,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        grad_out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One direction on the bypass algorithm of this signature."""
         if direction == "fwd":
             return self.algorithm.forward(x, w, b, self.params)
@@ -162,6 +201,19 @@ class SignatureRoute:
             return self.algorithm.forward(x, w, b, self.params)
         return self.run("fwd", lambda: self.vendor_call("fwd", x, w, b), lambda: self.bypass_call("fwd", x, w, b))
 
+    def traced(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """The forward while ``torch.jit.trace`` records (TorchScript/ONNX export): plain aten ops only.
+
+        A trace records ops, not Python: an autograd Function becomes a ``PythonOp`` that cannot be
+        saved, and a kept pad buffer becomes a constant the graph writes into. So a vendor route is
+        the library's conv (the graph holds an ordinary conv) and a bypassed one is the im2col
+        reference (unfold + GEMM): the exported file loads and runs without this package, and never
+        calls the vendor library for a signature this device cannot run.
+        """
+        from ..bypass import im2col
+
+        return self.run("fwd", lambda: self.vendor_call("fwd", x, w, b), lambda: im2col.forward(x, w, b, self.params))
+
     def backward(
         self, grad_out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, need_x: bool, need_w: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -169,8 +221,10 @@ class SignatureRoute:
         d = self.directions
         if d["bwd_data"] == BYPASS and d["bwd_weight"] == BYPASS:  # hot path: no closures
             alg, p = self.algorithm, self.params
-            return (alg.backward_data(grad_out, x, w, p) if need_x else None,
-                    alg.backward_weight(grad_out, x, w, p) if need_w else None)
+            return (
+                alg.backward_data(grad_out, x, w, p) if need_x else None,
+                alg.backward_weight(grad_out, x, w, p) if need_w else None,
+            )
         gx = gw = None
         for direction, needed in (("bwd_data", need_x), ("bwd_weight", need_w)):
             if needed:
@@ -198,7 +252,11 @@ class SignatureRoute:
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
     """channels_last for a channels_last input, also for a channel slice of one (C2f's
     ``chunk``), as torch's own conv decides; a grad_out arriving channels_last then stays as is."""
-    if x.dim() == 4 and not x.is_contiguous() and (x.is_contiguous(memory_format=torch.channels_last) or (x.stride(1) == 1 and x.shape[1] > 1)):
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and (x.is_contiguous(memory_format=torch.channels_last) or (x.stride(1) == 1 and x.shape[1] > 1))
+    ):
         return torch.channels_last
     return torch.contiguous_format
 

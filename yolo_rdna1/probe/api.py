@@ -6,8 +6,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 
@@ -67,7 +67,16 @@ class ProbeReport:
         for v in sorted(self.verdicts, key=lambda v: (v.bad is False, v.signature)):
             s = v.sig
             fmt = lambda t: "-" if t is None else f"{t:.2f}"  # noqa: E731
-            rows.append((str(s.with_direction("fwd")).rsplit(" ", 1)[0], s.direction, v.verdict, fmt(v.vendor_ms), fmt(v.bypass_ms), route_of(v)))
+            rows.append(
+                (
+                    str(s.with_direction("fwd")).rsplit(" ", 1)[0],
+                    s.direction,
+                    v.verdict,
+                    fmt(v.vendor_ms),
+                    fmt(v.bypass_ms),
+                    route_of(v),
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -132,7 +141,9 @@ def run_probe(
                 bar.close()
     by_key = {**known, **{v.signature: v for v in fresh}}
     verdicts = [by_key[s.key()] for s in wanted if s.key() in by_key]
-    return ProbeReport(key, env.name, verdicts, probed=len(fresh), cached=len(wanted) - len(todo), seconds=time.perf_counter() - t0)
+    return ProbeReport(
+        key, env.name, verdicts, probed=len(fresh), cached=len(wanted) - len(todo), seconds=time.perf_counter() - t0
+    )
 
 
 def probe(
@@ -173,5 +184,9 @@ def probe(
 def print_report(report: ProbeReport, file=sys.stdout) -> None:
     print(report.table(), file=file)
     if report.profile_scores:
-        print("share of conv FLOPs ok per env profile: " + ", ".join(f"{k} {v:.1%}" for k, v in report.profile_scores.items()), file=file)
+        print(
+            "share of conv FLOPs ok per env profile: "
+            + ", ".join(f"{k} {v:.1%}" for k, v in report.profile_scores.items()),
+            file=file,
+        )
     print(f"{report.summary()} ({report.probed} probed, {report.cached} known, {report.seconds:.1f} s)", file=file)

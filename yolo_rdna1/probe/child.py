@@ -42,7 +42,10 @@ def _sync(device: torch.device) -> None:
 
 
 def timed(
-    fn: Callable[[], torch.Tensor], device: torch.device, repeats: int, after_first: Callable[[float], None] | None = None
+    fn: Callable[[], torch.Tensor],
+    device: torch.device,
+    repeats: int,
+    after_first: Callable[[float], None] | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """(result, first-call ms, median ms of ``repeats`` further calls)."""
     t = time.perf_counter()
@@ -75,7 +78,14 @@ def make_inputs(sig: ConvSignature, device: torch.device, seed: int = 0):
     b = torch.randn(sig.out_channels, generator=g)
     oh, ow = sig.output_size
     go = torch.randn(sig.batch, sig.out_channels, oh, ow, generator=g)
-    move = lambda t: t.to(device=device, dtype=dtype).contiguous(memory_format=fmt) if t.dim() == 4 else t.to(device=device, dtype=dtype)  # noqa: E731
+
+    def move(t):
+        return (
+            t.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+            if t.dim() == 4
+            else t.to(device=device, dtype=dtype)
+        )
+
     return move(x), move(w), move(b), move(go)
 
 
@@ -90,7 +100,9 @@ def probe_one(sig: ConvSignature, device: torch.device, job_id: int, repeats: in
     params = ConvParams(base.stride, base.padding, base.dilation, base.groups, base.transposed, base.output_padding)
     profile = profile_from_env()
     rules = {d: profile.rules_for(base.with_direction(d)) if profile else () for d in DIRECTIONS}
-    route = SignatureRoute(base, params, {d: VENDOR for d in DIRECTIONS}, rules, algorithm_for(base), check_vendor=True, fallback=False)
+    route = SignatureRoute(
+        base, params, {d: VENDOR for d in DIRECTIONS}, rules, algorithm_for(base), check_vendor=True, fallback=False
+    )
     x, w, b, go = make_inputs(sig, device)
     emit({"event": "start", "id": job_id})
     ref, _, bypass_ms = timed(lambda: route.bypass_call(direction, x, w, b, go), device, repeats)
@@ -99,7 +111,9 @@ def probe_one(sig: ConvSignature, device: torch.device, job_id: int, repeats: in
     try:
         out, first_ms, vendor_ms = timed(
             lambda: route.run(direction, lambda: route.vendor_call(direction, x, w, b, go), lambda: ref),
-            device, repeats, after_first=lambda ms: emit({"event": "first", "id": job_id, "first_ms": ms}),
+            device,
+            repeats,
+            after_first=lambda ms: emit({"event": "first", "id": job_id, "first_ms": ms}),
         )
     except RuntimeError as e:
         if not is_vendor_error(e):
@@ -147,7 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             emit(probe_one(ConvSignature.from_key(job["sig"]), device, job["id"], repeats))
         except Exception as e:  # a broken job must not take the remaining jobs with it
-            emit({"event": "result", "id": job["id"], "verdict": "error", "detail": f"probe failed: {type(e).__name__}: {e}"[:300], "internal": True})
+            emit(
+                {
+                    "event": "result",
+                    "id": job["id"],
+                    "verdict": "error",
+                    "detail": f"probe failed: {type(e).__name__}: {e}"[:300],
+                    "internal": True,
+                }
+            )
     return 0
 
 

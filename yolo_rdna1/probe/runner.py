@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable
 
 from ..files import pid_alive
 from ..signature import ConvSignature
@@ -62,7 +63,7 @@ class Timeouts:
     bypass: float = 300.0
 
     @classmethod
-    def for_device(cls, backend: str) -> "Timeouts":
+    def for_device(cls, backend: str) -> Timeouts:
         """ROCm gets a long compile allowance (Find + kernel builds); CPU/CUDA a short one."""
         return cls(compile_allowance=60.0, minimum=5.0, factor=20.0) if backend == "rocm" else cls()
 
@@ -86,8 +87,14 @@ def sweep_dead(folder: str | os.PathLike, prefix: str) -> list[Path]:
     """Remove the folders :func:`owned_temp_dir` made in ``folder`` whose owner process is dead."""
     gone = []
     for path in Path(folder).glob(f"{prefix}*"):
-        owner = path.name[len(prefix):].split("-", 1)
-        if len(owner) == 2 and owner[0].isdigit() and path.is_dir() and not path.is_symlink() and not pid_alive(int(owner[0])):
+        owner = path.name[len(prefix) :].split("-", 1)
+        if (
+            len(owner) == 2
+            and owner[0].isdigit()
+            and path.is_dir()
+            and not path.is_symlink()
+            and not pid_alive(int(owner[0]))
+        ):
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
     return gone
@@ -113,16 +120,22 @@ class _Child:
             "MIOPEN_CUSTOM_CACHE_DIR": str(self.workdir / "miopen-cache"),
             "PYTHONUNBUFFERED": "1",
             # the child imports this very copy of the package, installed or not
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")])
+            ),
         }
         self.stderr_path = self.workdir / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "yolo_rdna1.probe.child", device],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=child_env,
-            start_new_session=True, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=child_env,
+            start_new_session=True,
+            text=True,
         )
-        self.events: "queue.Queue[dict | None]" = queue.Queue()
+        self.events: queue.Queue[dict | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.ready = False
 
@@ -131,7 +144,7 @@ class _Child:
         for line in self.proc.stdout:
             if line.startswith(MARK):
                 try:
-                    self.events.put(json.loads(line[len(MARK):]))
+                    self.events.put(json.loads(line[len(MARK) :]))
                 except json.JSONDecodeError:
                     continue
         self.events.put(None)  # EOF: the child is gone
@@ -227,7 +240,9 @@ class Prober:
             child.ready = True
         return child
 
-    def probe(self, signatures: Iterable[ConvSignature], on_result: Callable[[ProbeResult], None] | None = None) -> list[ProbeResult]:
+    def probe(
+        self, signatures: Iterable[ConvSignature], on_result: Callable[[ProbeResult], None] | None = None
+    ) -> list[ProbeResult]:
         pending = list(signatures)
         results: list[ProbeResult] = []
         child: _Child | None = None
@@ -274,13 +289,17 @@ class Prober:
                 child.kill()
                 if phase == "vendor":
                     return ProbeResult(key, "hang", f"no return within {deadline:.1f} s", None, bypass_ms), False
-                return ProbeResult(key, "error", f"probe stalled before the vendor call ({phase})", None, bypass_ms), False
+                return ProbeResult(
+                    key, "error", f"probe stalled before the vendor call ({phase})", None, bypass_ms
+                ), False
             if event is None:
                 how = child.death()
                 tail = child.stderr_tail()
                 if phase == "vendor":
                     return ProbeResult(key, "abort", f"{how}: {tail}" if tail else how, None, bypass_ms), False
-                return ProbeResult(key, "error", f"probe child died before the vendor call ({how}: {tail})", None, bypass_ms), False
+                return ProbeResult(
+                    key, "error", f"probe child died before the vendor call ({how}: {tail})", None, bypass_ms
+                ), False
             assert isinstance(event, dict)
             if event.get("id") != job_id:
                 continue
@@ -294,6 +313,8 @@ class Prober:
                 deadline = self.timeouts.repeats(bypass_ms or 0.0, self.repeats)
             elif kind == "result":
                 return (
-                    ProbeResult(key, event["verdict"], event.get("detail", ""), event.get("vendor_ms"), event.get("bypass_ms")),
+                    ProbeResult(
+                        key, event["verdict"], event.get("detail", ""), event.get("vendor_ms"), event.get("bypass_ms")
+                    ),
                     True,
                 )

@@ -19,7 +19,15 @@ _LAZY = {
     "StallWatchdog": "watchdog",
 }
 
-__all__ = ["DEFAULT_STALL_TIMEOUT", "STALL_EXIT_CODE", "RestartPolicy", "StallWatchdog", "SupervisorError", "classify", "supervise"]
+__all__ = [
+    "DEFAULT_STALL_TIMEOUT",
+    "STALL_EXIT_CODE",
+    "RestartPolicy",
+    "StallWatchdog",
+    "SupervisorError",
+    "classify",
+    "supervise",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -59,11 +59,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import journal
 from .. import _ultralytics as ul
 from .. import runfiles
 from ..errors import Rdna1Error
 from ..files import atomic_write
+from . import journal
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
@@ -99,7 +99,9 @@ class CheckpointUnloadable(ResumeError):
 #: Errors of ``torch.load`` that say the file itself is damaged (its bytes, not this environment).
 _DAMAGED = (pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
 #: Phrases of torch's zip reader about an archive that is not whole.
-_BAD_ARCHIVE = re.compile(r"PytorchStreamReader|zip archive|central directory|archive is corrupt|not a ZIP|failed finding", re.I)
+_BAD_ARCHIVE = re.compile(
+    r"PytorchStreamReader|zip archive|central directory|archive is corrupt|not a ZIP|failed finding", re.I
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -138,9 +140,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         if _damaged(path, e):
             raise CorruptCheckpoint(f"{path.name} cannot be read ({why})") from e
         raise CheckpointUnloadable(
-            f"{path} cannot be loaded here ({why}), but the file does not look damaged, so it is kept as it is: fix what "
-            "the error names (a missing module or another torch/Ultralytics version than the one that wrote it, memory, "
-            "disk or permissions) and resume again"
+            f"{path} cannot be loaded here ({why}), but the file does not look damaged, so it is "
+            "kept as it is: fix what the error names (a missing module or another torch/Ultralytics "
+            "version than the one that wrote it, memory, disk or permissions) and resume again"
         ) from e
     if not isinstance(ckpt, dict):
         raise CorruptCheckpoint(f"{path.name} is not a checkpoint (a {type(ckpt).__name__}, not a dict)")
@@ -277,7 +279,10 @@ def resume_point(run_dir: str | os.PathLike) -> Found:
     """The checkpoint ``resume=True`` continues from; :class:`ResumeError` says why there is none."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ResumeError(f"resume=True but {run_dir} does not exist: nothing to resume; drop resume=True to start a new run, or fix project=/name=")
+        raise ResumeError(
+            f"resume=True but {run_dir} does not exist: nothing to resume; "
+            "drop resume=True to start a new run, or fix project=/name="
+        )
     if not (run_dir / runfiles.ARGS_YAML).is_file() and not (run_dir / runfiles.WEIGHTS).is_dir():
         raise ResumeError(
             f"resume=True but {run_dir} is not a training run (no args.yaml, no weights/): "
@@ -286,11 +291,14 @@ def resume_point(run_dir: str | os.PathLike) -> Found:
     found = newest(run_dir / runfiles.WEIGHTS)
     if found is None:
         raise ResumeError(
-            f"resume=True but {run_dir} holds no readable checkpoint: nothing to resume (training ended before its first "
-            f"checkpoint); start it again without resume=True (same name=, exist_ok=True) or with another name="
+            f"resume=True but {run_dir} holds no readable checkpoint: nothing to resume (training ended before its "
+            "first checkpoint); start it again without resume=True (same name=, exist_ok=True) or with another name="
         )
     if found.finished:
-        raise ResumeError(f"resume=True but {run_dir} finished training ({found.path.name}): nothing to resume; start a new run with another name=")
+        raise ResumeError(
+            f"resume=True but {run_dir} finished training ({found.path.name}): "
+            "nothing to resume; start a new run with another name="
+        )
     return found
 
 
@@ -318,15 +326,16 @@ def check_dataset(ckpt: dict[str, Any], names: dict, train_images: int, data: An
     then = ckpt.get("train_args", {}).get("data")
     if have and have != want:
         raise ResumeError(
-            f"the checkpoint was trained on classes {list(have.values())}, but data={data} has {list(want.values())}: it is a "
-            f"checkpoint of another dataset. Resume with the run's dataset (data={then}), or start a new run (another name=)"
+            f"the checkpoint was trained on classes {list(have.values())}, but data={data} "
+            f"has {list(want.values())}: it is a checkpoint of another dataset. Resume "
+            f"with the run's dataset (data={then}), or start a new run (another name=)"
         )
     state = ckpt.get(RESUME_KEY)
     if state is not None and int(state["train_images"]) != int(train_images):
         raise ResumeError(
-            f"the mid-epoch checkpoint was written for {state['train_images']} training images, data={data} has {train_images}: "
-            f"the epoch cannot be continued on another set of images. Resume with the run's dataset (data={then}), "
-            "or start a new run (another name=)"
+            f"the mid-epoch checkpoint was written for {state['train_images']} training images, "
+            f"data={data} has {train_images}: the epoch cannot be continued on another set of "
+            f"images. Resume with the run's dataset (data={then}), or start a new run (another name=)"
         )
 
 
@@ -448,7 +457,9 @@ class EpochBatches:
         epoch = self.epoch
         while True:
             skip = self.skip if epoch == self.skip_epoch else 0
-            for b, indices in enumerate(BatchSampler(self.order(epoch), self.sampler.batch_size, self.sampler.drop_last)):
+            for b, indices in enumerate(
+                BatchSampler(self.order(epoch), self.sampler.batch_size, self.sampler.drop_last)
+            ):
                 if b < skip:
                     yield []
                     continue
@@ -471,7 +482,11 @@ class PlaceholderCollate:
 
     def __call__(self, samples: list) -> Any:
         if not samples:
-            return {"img": torch.empty(0, 3, self.imgsz, self.imgsz, dtype=torch.uint8), "cls": torch.empty(0, 1), PLACEHOLDER_KEY: True}
+            return {
+                "img": torch.empty(0, 3, self.imgsz, self.imgsz, dtype=torch.uint8),
+                "cls": torch.empty(0, 1),
+                PLACEHOLDER_KEY: True,
+            }
         return self.collate_fn(samples)
 
 
@@ -504,7 +519,7 @@ class MidEpochCheckpoints:
         self._original_resume = ul.replace_resume_training(trainer, self._resume_training)
 
     @classmethod
-    def attach(cls, trainer: Any, minutes: float) -> "MidEpochCheckpoints | None":
+    def attach(cls, trainer: Any, minutes: float) -> MidEpochCheckpoints | None:
         """Set up a trainer; None under DDP (every rank would have to skip the same batches)."""
         if int(os.environ.get("RANK", -1)) != -1 or not ul.enabled(ul.RESUME):
             return None
@@ -522,7 +537,9 @@ class MidEpochCheckpoints:
             return  # an explicit mid-epoch checkpoint, or a file outside the run: as given
         found = newest(self.wdir)
         if found is not None and found.path.name != LAST_NAME and not found.finished:
-            LOGGER.info("yolo_rdna1: resuming from %s (%s), further along than %s", found.path, found.position, given.name)
+            LOGGER.info(
+                "yolo_rdna1: resuming from %s (%s), further along than %s", found.path, found.position, given.name
+            )
             self.trainer.args.model = self.trainer.args.resume = str(found.path)
             if isinstance(getattr(self.trainer, "model", None), (str, os.PathLike)):
                 self.trainer.model = str(found.path)  # Ultralytics < 8.3.251 read args.model before this callback
@@ -544,7 +561,11 @@ class MidEpochCheckpoints:
             trainer.start_epoch = 0
         _unwrap(trainer.model).load_state_dict(state["model"])
         self.state = state
-        LOGGER.info("yolo_rdna1: continuing %s of %d (batches done before are skipped, not run)", Position(epoch, int(state["batch"])), int(state["batches"]))
+        LOGGER.info(
+            "yolo_rdna1: continuing %s of %d (batches done before are skipped, not run)",
+            Position(epoch, int(state["batch"])),
+            int(state["batches"]),
+        )
 
     # -- the loader -------------------------------------------------------------------------------
     def _why_not(self, loader: Any) -> str | None:
@@ -576,7 +597,9 @@ class MidEpochCheckpoints:
                 LOGGER.info("yolo_rdna1: no mid-epoch checkpoints (%s); last.pt is written every epoch", why)
             self.interval = 0.0
             if self.state is not None:
-                LOGGER.warning("yolo_rdna1: %s: epoch %d restarts from its first batch", why, int(self.state["epoch"]) + 1)
+                LOGGER.warning(
+                    "yolo_rdna1: %s: epoch %d restarts from its first batch", why, int(self.state["epoch"]) + 1
+                )
             self.state = None
             return
         inner = ul.train_batch_sampler(loader)
@@ -588,7 +611,10 @@ class MidEpochCheckpoints:
             if int(state["batches"]) != len(loader):
                 LOGGER.warning(
                     "yolo_rdna1: %d batches an epoch now, %d when the checkpoint was written (another batch size?): "
-                    "epoch %d restarts from its first batch", len(loader), int(state["batches"]), int(state["epoch"]) + 1,
+                    "epoch %d restarts from its first batch",
+                    len(loader),
+                    int(state["batches"]),
+                    int(state["epoch"]) + 1,
                 )
                 return
             self.skip = int(state["batch"])
@@ -606,7 +632,10 @@ class MidEpochCheckpoints:
         self._leave_placeholders()
         self._seen = 0
         if trainer.train_loader is not self._loader and self.batches is not None:
-            self.skip, self.state = 0, None  # an OOM retry built a new loader (another batch size): the epoch starts over
+            self.skip, self.state = (
+                0,
+                None,
+            )  # an OOM retry built a new loader (another batch size): the epoch starts over
             self.setup_loader(trainer)
         if self.batches is not None:
             self.batches.epoch = trainer.epoch
@@ -633,7 +662,9 @@ class MidEpochCheckpoints:
         batches = len(trainer.train_loader)
         ckpt = checkpoint_dict(trainer, pos, batches, self.batches.order(pos.epoch))
         path = save_atomic(ckpt, self.wdir / MID_NAME, prev=self.wdir / PREV_NAME)
-        journal.append(trainer.save_dir, "checkpoint", epoch=pos.epoch, batch=pos.batch, batches=batches, path=str(path))
+        journal.append(
+            trainer.save_dir, "checkpoint", epoch=pos.epoch, batch=pos.batch, batches=batches, path=str(path)
+        )
         return path
 
     def train_end(self) -> None:
@@ -649,7 +680,11 @@ class MidEpochCheckpoints:
         """Make the loop's work on a placeholder batch a no-op (see the module docstring)."""
         device = trainer.device
         saved = self.state["tloss"]
-        items = {k: torch.zeros_like(v, device=device) for k, v in saved.items()} if isinstance(saved, dict) else torch.zeros_like(saved, device=device)
+        items = (
+            {k: torch.zeros_like(v, device=device) for k, v in saved.items()}
+            if isinstance(saved, dict)
+            else torch.zeros_like(saved, device=device)
+        )
 
         def zero_loss(batch: Any, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
             return torch.zeros((), device=device, requires_grad=True), items

@@ -33,10 +33,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .. import runfiles
 from ..errors import Rdna1Error
@@ -93,7 +94,8 @@ class RestartPolicy:
 
 
 def classify(returncode: int) -> str:
-    """Why a training child ended: ``ok``, ``hang``, ``abort``, ``killed``, ``signal:NAME``, ``bad_input`` or ``error``."""
+    """Why a training child ended: ``ok``, ``hang``, ``abort``, ``killed``, ``signal:NAME``, ``bad_input`` or
+    ``error``."""
     if returncode == 0:
         return "ok"
     if returncode == STALL_EXIT_CODE:
@@ -148,7 +150,7 @@ class _Stops:
         self.armed = False
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_Stops":
+    def __enter__(self) -> _Stops:
         if threading.current_thread() is threading.main_thread():
             for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
                 if signal.getsignal(sig) is default:
@@ -203,9 +205,16 @@ def supervise(
     kwargs["project"] = str(Path(kwargs["project"]).resolve())
     weights = run_dir / runfiles.WEIGHTS
     resuming = bool(kwargs.pop("resume", False))
-    held = [p.name for p in (weights / checkpoint.LAST_NAME, weights / checkpoint.MID_NAME, weights / checkpoint.PREV_NAME) if p.is_file()]
+    held = [
+        p.name
+        for p in (weights / checkpoint.LAST_NAME, weights / checkpoint.MID_NAME, weights / checkpoint.PREV_NAME)
+        if p.is_file()
+    ]
     if held and not resuming:
-        raise SupervisorError(f"{run_dir} already holds a run (weights/{', '.join(held)}); pass resume=True to continue it, or another name=")
+        raise SupervisorError(
+            f"{run_dir} already holds a run (weights/{', '.join(held)}); "
+            "pass resume=True to continue it, or another name="
+        )
     try:
         point = checkpoint.resume_point(run_dir) if resuming else None
         if point is not None:
@@ -225,8 +234,14 @@ def supervise(
         except (_Stop, KeyboardInterrupt) as e:
             signum = e.signum if isinstance(e, _Stop) else signal.SIGINT
             _clear_breadcrumbs(run_dir)  # the conv in flight was stopped, not faulty
-            journal.append(run_dir, "end", status="interrupted", cause=signal.Signals(signum).name, restarts=state.restarts,
-                           epochs=completed_epochs(run_dir))
+            journal.append(
+                run_dir,
+                "end",
+                status="interrupted",
+                cause=signal.Signals(signum).name,
+                restarts=state.restarts,
+                epochs=completed_epochs(run_dir),
+            )
     # the handlers are back: end the way the signal would have ended this process
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -246,19 +261,40 @@ class _Restarts:
 
 
 def _loop(
-    kwargs: dict[str, Any], run_dir: Path, point: checkpoint.Found | None, policy: RestartPolicy, sleep: Callable[[float], None],
-    clock: Callable[[], float], attempt: Callable[[dict[str, Any]], int], stops: _Stops, state: _Restarts,
+    kwargs: dict[str, Any],
+    run_dir: Path,
+    point: checkpoint.Found | None,
+    policy: RestartPolicy,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    attempt: Callable[[dict[str, Any]], int],
+    stops: _Stops,
+    state: _Restarts,
 ) -> Path:
     """Run, watch the exit, restart or give up: the supervisor's loop (see :func:`supervise`)."""
     weights = run_dir / "weights"
     while True:
         args = dict(kwargs, exist_ok=True)
         if point is not None and point.finished:  # killed after the last epoch was saved, in the final validation
-            journal.append(run_dir, "end", status="completed", restarts=state.restarts, epochs=completed_epochs(run_dir), note="final validation cut short")
+            journal.append(
+                run_dir,
+                "end",
+                status="completed",
+                restarts=state.restarts,
+                epochs=completed_epochs(run_dir),
+                note="final validation cut short",
+            )
             return run_dir
         if point is not None:
             args.update(model=str(point.path), resume=True)
-            journal.append(run_dir, "resume", checkpoint=str(point.path), epoch=point.position.epoch, batch=point.position.batch, epochs_done=completed_epochs(run_dir))
+            journal.append(
+                run_dir,
+                "resume",
+                checkpoint=str(point.path),
+                epoch=point.position.epoch,
+                batch=point.position.batch,
+                epochs_done=completed_epochs(run_dir),
+            )
         stops.check()
         code = attempt(args)
         cause = classify(code)
@@ -267,11 +303,17 @@ def _loop(
             journal.append(run_dir, "end", status="completed", restarts=state.restarts, epochs=epochs)
             return run_dir
         if cause == "bad_input":
-            message = next((e.get("message") for e in reversed(list(journal.read(run_dir))) if e["event"] == "bad_input"), None)
+            message = next(
+                (e.get("message") for e in reversed(list(journal.read(run_dir))) if e["event"] == "bad_input"), None
+            )
             journal.append(run_dir, "end", status="bad_input", restarts=state.restarts, epochs=epochs)
-            raise SupervisorError(str(message) if message else f"training stopped on bad input (exit {code}); see its output above")
+            raise SupervisorError(
+                str(message) if message else f"training stopped on bad input (exit {code}); see its output above"
+            )
         if cause == "killed":
-            _clear_breadcrumbs(run_dir)  # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight
+            _clear_breadcrumbs(
+                run_dir
+            )  # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight
         try:
             point = checkpoint.newest(weights)  # the next attempt's resume point, and the progress measure
         except checkpoint.ResumeError as e:
@@ -287,27 +329,46 @@ def _loop(
         state.history.append((cause, position))
         same = state.history.count((cause, position))
         if same >= policy.same_failure_limit:
-            why = (f"training ended with '{cause}' {same} times at {epochs} completed epochs without progress; "
-                   f"giving up. See {run_dir / runfiles.WATCHDOG_LOG} and {run_dir / journal.JOURNAL_FILE}; "
-                   "'yolo-rdna1 verdicts list bad=True' shows what was attributed")
+            why = (
+                f"training ended with '{cause}' {same} times at {epochs} completed epochs without progress; "
+                f"giving up. See {run_dir / runfiles.WATCHDOG_LOG} and {run_dir / journal.JOURNAL_FILE}; "
+                "'yolo-rdna1 verdicts list bad=True' shows what was attributed"
+            )
             reason = "same failure without progress"
         elif state.stalled > policy.max_restarts:
-            why = (f"training ended with '{cause}' and {state.stalled} restarts in a row made no progress (no checkpoint further "
-                   f"along); max_restarts={policy.max_restarts} reached. See {run_dir / journal.JOURNAL_FILE}")
+            why = (
+                f"training ended with '{cause}' and {state.stalled} restarts in a row made no progress (no checkpoint "
+                f"further along); max_restarts={policy.max_restarts} reached. See {run_dir / journal.JOURNAL_FILE}"
+            )
             reason = "max_restarts without progress"
         else:
             why = reason = ""
         wait = 0.0 if why else max(policy.delay(state.stalled), policy.brake(state.at, clock()))
-        journal.append(run_dir, "restart", cause=cause, returncode=code, epochs=epochs, restart=state.restarts + 1, progress=progressed,
-                       **({} if why else {"wait_s": wait}))
+        journal.append(
+            run_dir,
+            "restart",
+            cause=cause,
+            returncode=code,
+            epochs=epochs,
+            restart=state.restarts + 1,
+            progress=progressed,
+            **({} if why else {"wait_s": wait}),
+        )
         if why:
-            journal.append(run_dir, "end", status="gave_up", reason=reason, cause=cause, restarts=state.restarts, epochs=epochs)
+            journal.append(
+                run_dir, "end", status="gave_up", reason=reason, cause=cause, restarts=state.restarts, epochs=epochs
+            )
             raise SupervisorGaveUp(why)
         state.restarts += 1
         LOGGER.warning(
-            "yolo_rdna1 supervisor: training ended with '%s' (exit %s), %s; restart %d in %.0f s", cause, code,
-            "after progress" if progressed else f"{state.stalled} in a row without progress (at most {policy.max_restarts})",
-            state.restarts, wait,
+            "yolo_rdna1 supervisor: training ended with '%s' (exit %s), %s; restart %d in %.0f s",
+            cause,
+            code,
+            "after progress"
+            if progressed
+            else f"{state.stalled} in a row without progress (at most {policy.max_restarts})",
+            state.restarts,
+            wait,
         )
         with stops.waiting():
             sleep(wait)

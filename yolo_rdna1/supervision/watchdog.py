@@ -64,7 +64,7 @@ class StallWatchdog:
         self._log: TextIO | None = None
         self.fired = False
 
-    def start(self) -> "StallWatchdog":
+    def start(self) -> StallWatchdog:
         self._last = self._clock()
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +107,9 @@ class StallWatchdog:
         if self.breadcrumb_stem is not None:
             crumbs.mark_hang(self.breadcrumb_stem)
         message = (
-            f"yolo_rdna1 watchdog: no finished batch for {stalled:.0f} s (stall_timeout {self.timeout:.0f} s); "
-            f"conv in flight: {in_flight[0] if in_flight else 'none recorded'}; ending the process with exit code {self.exit_code}"
+            f"yolo_rdna1 watchdog: no finished batch for {stalled:.0f} s (stall_timeout "
+            f"{self.timeout:.0f} s); conv in flight: {in_flight[0] if in_flight else 'none recorded'}; "
+            f"ending the process with exit code {self.exit_code}"
         )
         LOGGER.error(message)
         if self._log is not None:

@@ -21,7 +21,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from ..device import DeviceInfo
@@ -48,11 +48,11 @@ class SensorReading(NamedTuple):
     firmware throttles on; mem = VRAM), power in W, busy in percent of time the GPU was busy.
     """
 
-    edge_c: Optional[float] = None
-    junction_c: Optional[float] = None
-    mem_c: Optional[float] = None
-    power_w: Optional[float] = None
-    busy_pct: Optional[float] = None
+    edge_c: float | None = None
+    junction_c: float | None = None
+    mem_c: float | None = None
+    power_w: float | None = None
+    busy_pct: float | None = None
 
 
 class Reader(Protocol):
@@ -72,7 +72,7 @@ _POWER_RANGE = (0.0, 10_000.0)
 _BUSY_RANGE = (0.0, 100.0)
 
 
-def _number(value: Any, scale: float, valid: tuple[float, float]) -> Optional[float]:
+def _number(value: Any, scale: float, valid: tuple[float, float]) -> float | None:
     """``value`` as a float times ``scale`` if it is a real number inside ``valid``, else None."""
     if isinstance(value, bool):
         return None
@@ -85,7 +85,7 @@ def _number(value: Any, scale: float, valid: tuple[float, float]) -> Optional[fl
     return x
 
 
-def _field(fetch: Callable[[], Any], scale: float, valid: tuple[float, float]) -> Optional[float]:
+def _field(fetch: Callable[[], Any], scale: float, valid: tuple[float, float]) -> float | None:
     """Call ``fetch`` and clean its value; any exception means "this sensor has nothing now"."""
     try:
         return _number(fetch(), scale, valid)
@@ -93,15 +93,15 @@ def _field(fetch: Callable[[], Any], scale: float, valid: tuple[float, float]) -
         return None
 
 
-def _temp(fetch: Callable[[], Any], scale: float = 1.0) -> Optional[float]:
+def _temp(fetch: Callable[[], Any], scale: float = 1.0) -> float | None:
     return _field(fetch, scale, _TEMP_RANGE)
 
 
-def _power(fetch: Callable[[], Any], scale: float = 1.0) -> Optional[float]:
+def _power(fetch: Callable[[], Any], scale: float = 1.0) -> float | None:
     return _field(fetch, scale, _POWER_RANGE)
 
 
-def _busy(fetch: Callable[[], Any]) -> Optional[float]:
+def _busy(fetch: Callable[[], Any]) -> float | None:
     return _field(fetch, 1.0, _BUSY_RANGE)
 
 
@@ -110,7 +110,7 @@ def _busy(fetch: Callable[[], Any]) -> Optional[float]:
 _PCI_RE = re.compile(r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})(?:\.[0-7])?")
 
 
-def pci_key(address: Union[str, bytes, None]) -> Optional[tuple[int, int, int]]:
+def pci_key(address: str | bytes | None) -> tuple[int, int, int] | None:
     """``(domain, bus, device)`` of a PCI address in any of the spellings we meet, else None.
 
     sysfs and KFD say ``0000:03:00.0``, NVML ``00000000:03:00.0``, amdsmi ``0000:03:00.0``; torch
@@ -180,7 +180,7 @@ class AmdSmiReader:
         self._current = amdsmi.AmdSmiTemperatureMetric.CURRENT
 
     @classmethod
-    def open(cls, info: DeviceInfo) -> Optional[AmdSmiReader]:
+    def open(cls, info: DeviceInfo) -> AmdSmiReader | None:
         """A reader for ``info``'s card, or None (no amdsmi, init failed, card not found)."""
         try:
             import amdsmi  # noqa: PLC0415 - optional, and loading it loads libamd_smi.so
@@ -256,7 +256,7 @@ class SysfsReader:
     _LABELS = {"edge": "edge", "junction": "junction", "mem": "mem"}
     _POSITIONS = {"edge": 1, "junction": 2, "mem": 3}
 
-    def __init__(self, device_dir: Path, hwmon: Optional[Path]) -> None:
+    def __init__(self, device_dir: Path, hwmon: Path | None) -> None:
         self.detail = f"{device_dir.resolve().name}: {hwmon or device_dir}"
         self._temps = self._temp_files(hwmon) if hwmon is not None else {}
         self._power = tuple(hwmon / n for n in ("power1_average", "power1_input")) if hwmon is not None else ()
@@ -286,7 +286,7 @@ class SysfsReader:
         return out
 
     @classmethod
-    def open(cls, info: DeviceInfo, root: Union[str, os.PathLike] = "/sys") -> Optional[SysfsReader]:
+    def open(cls, info: DeviceInfo, root: str | os.PathLike = "/sys") -> SysfsReader | None:
         """The AMD card whose PCI address is ``info.pci_bus_id``; without an address, the only one.
 
         None when no card matches, when several AMD cards exist and the address is unknown, or
@@ -360,7 +360,7 @@ class NvmlReader:
         self.detail = detail
 
     @classmethod
-    def open(cls, info: DeviceInfo) -> Optional[NvmlReader]:
+    def open(cls, info: DeviceInfo) -> NvmlReader | None:
         """A reader for ``info``'s card, or None (no pynvml, no driver, card not found)."""
         try:
             import pynvml  # noqa: PLC0415 - optional dependency
@@ -379,7 +379,9 @@ class NvmlReader:
             index = info.index if info.index is not None else 0
             count = int(pynvml.nvmlDeviceGetCount())
             pci_order = os.environ.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID"
-            if 0 <= index < count and (count == 1 or (pci_order and _index_is_unambiguous(count, ("CUDA_VISIBLE_DEVICES",)))):
+            if 0 <= index < count and (
+                count == 1 or (pci_order and _index_is_unambiguous(count, ("CUDA_VISIBLE_DEVICES",)))
+            ):
                 return cls(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), f"index {index}")
         except Exception as e:  # noqa: BLE001
             log.debug("NVML could not find %s: %s", info.pci_bus_id, e)
@@ -415,7 +417,9 @@ def _close_quietly(shutdown: Callable[[], Any]) -> None:
         log.debug("sensor library shutdown failed: %s", e)
 
 
-def open_reader(info: DeviceInfo, sysfs_root: Union[str, os.PathLike] = "/sys") -> Union[AmdSmiReader, SysfsReader, NvmlReader, NullReader]:
+def open_reader(
+    info: DeviceInfo, sysfs_root: str | os.PathLike = "/sys"
+) -> AmdSmiReader | SysfsReader | NvmlReader | NullReader:
     """The best sensor source for ``info``: amdsmi, then sysfs (AMD); NVML (NVIDIA); else null.
 
     amdsmi comes first because it also covers sensors the hwmon files lack on some cards; sysfs

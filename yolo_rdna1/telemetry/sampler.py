@@ -12,7 +12,7 @@ import math
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Optional, Union
+from typing import Union
 
 from .readers import Reader, SensorReading
 
@@ -43,9 +43,9 @@ class _Window:
     """Running maxima and sums since the last reset; a field never seen stays None."""
 
     samples: int = 0
-    edge_max: Optional[float] = None
-    junction_max: Optional[float] = None
-    mem_max: Optional[float] = None
+    edge_max: float | None = None
+    junction_max: float | None = None
+    mem_max: float | None = None
     power_sum: float = 0.0
     power_n: int = 0
     busy_sum: float = 0.0
@@ -74,7 +74,7 @@ class _Window:
         }
 
 
-def _max(a: Optional[float], b: Optional[float]) -> Optional[float]:
+def _max(a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return b if a is None else max(a, b)
@@ -98,7 +98,7 @@ class TelemetrySampler:
         self._latest = SensorReading()
         self._window = _Window()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> TelemetrySampler:
         """Start sampling (the first sample is taken at once); a running sampler is left as is."""
@@ -168,9 +168,9 @@ class TelemetrySampler:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

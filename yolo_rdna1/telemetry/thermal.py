@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable
 
 from .readers import SensorReading
 
@@ -57,14 +57,14 @@ class ThermalGuard:
 
     def __init__(
         self,
-        limit_c: Optional[float],
-        resume_c: Optional[float],
+        limit_c: float | None,
+        resume_c: float | None,
         read: Callable[[], SensorReading],
         poll_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         log: logging.Logger = logger,
-        on_poll: Optional[Callable[[], None]] = None,
+        on_poll: Callable[[], None] | None = None,
     ) -> None:
         if limit_c is not None:
             if resume_c is None or not resume_c < limit_c:
@@ -88,7 +88,7 @@ class ThermalGuard:
     def enabled(self) -> bool:
         return self.limit_c is not None
 
-    def _temperature(self) -> tuple[Optional[float], str]:
+    def _temperature(self) -> tuple[float | None, str]:
         """The watched temperature and its sensor name; (None, "") when there is none or reading failed."""
         try:
             r = self._read()
@@ -111,7 +111,10 @@ class ThermalGuard:
         start = self._clock()
         self._log.warning(
             "yolo_rdna1: GPU %s temperature %.0f C >= limit %.0f C: pausing training until it is <= %.0f C",
-            sensor, temp, self.limit_c, self.resume_c,
+            sensor,
+            temp,
+            self.limit_c,
+            self.resume_c,
         )
         while True:
             self._sleep(self.poll_s)
@@ -119,14 +122,18 @@ class ThermalGuard:
                 self._on_poll()
             temp, sensor = self._temperature()
             if temp is None:
-                self._log.warning("yolo_rdna1: GPU temperature sensor stopped answering during a thermal pause; resuming")
+                self._log.warning(
+                    "yolo_rdna1: GPU temperature sensor stopped answering during a thermal pause; resuming"
+                )
                 break
             if temp <= self.resume_c:
                 break
         paused = max(0.0, self._clock() - start)
         self.paused_s += paused
         if temp is not None:
-            self._log.info("yolo_rdna1: GPU %s temperature %.0f C: resuming training after a %.0f s pause", sensor, temp, paused)
+            self._log.info(
+                "yolo_rdna1: GPU %s temperature %.0f C: resuming training after a %.0f s pause", sensor, temp, paused
+            )
         return paused
 
     def take_paused(self) -> float:

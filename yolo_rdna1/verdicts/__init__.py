@@ -6,4 +6,12 @@ Probes and crash attribution write verdicts; the guard's router only reads them,
 
 from .store import BAD, VERDICTS, Verdict, VerdictStore, VerdictStoreError, default_cache_dir, miopen_driver_command
 
-__all__ = ["BAD", "VERDICTS", "Verdict", "VerdictStore", "VerdictStoreError", "default_cache_dir", "miopen_driver_command"]
+__all__ = [
+    "BAD",
+    "VERDICTS",
+    "Verdict",
+    "VerdictStore",
+    "VerdictStoreError",
+    "default_cache_dir",
+    "miopen_driver_command",
+]

@@ -106,7 +106,12 @@ def in_flight(stem: str | os.PathLike) -> tuple[str, str] | None:
     try:
         ConvSignature.from_key(lines[idx - 1])
     except SignatureError as e:
-        LOGGER.warning("yolo_rdna1: skipped 1 crash breadcrumb: line %d of %s is %s; no verdict is recorded for it", idx, log_path, e)
+        LOGGER.warning(
+            "yolo_rdna1: skipped 1 crash breadcrumb: line %d of %s is %s; no verdict is recorded for it",
+            idx,
+            log_path,
+            e,
+        )
         return None
     cause_path = Path(str(stem) + CAUSE_SUFFIX)
     cause = "hang" if cause_path.is_file() and cause_path.read_text().strip() == "hang" else "abort"

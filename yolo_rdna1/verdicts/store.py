@@ -28,9 +28,10 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from ..errors import Rdna1Error
 from ..files import atomic_write
@@ -165,7 +166,9 @@ def _validated(raw: Mapping[str, Any]) -> Verdict:
     """
     unknown = [k for k in raw if k not in _COLUMNS]
     if unknown:
-        raise VerdictStoreError(f"unknown field {printable(str(unknown[0]))[:60]!r}; valid fields: {', '.join(_COLUMNS)}")
+        raise VerdictStoreError(
+            f"unknown field {printable(str(unknown[0]))[:60]!r}; valid fields: {', '.join(_COLUMNS)}"
+        )
     for name in ("device", "env_profile", "signature", "verdict"):
         if name not in raw:
             raise VerdictStoreError(f"field {name!r} is missing")
@@ -192,9 +195,29 @@ def _validated(raw: Mapping[str, Any]) -> Verdict:
 
 
 # -- the database ----------------------------------------------------------------------------------
-_COLUMNS = ("device", "env_profile", "signature", "verdict", "detail", "vendor_ms", "bypass_ms", "algorithm", "source", "updated", "origin")
+_COLUMNS = (
+    "device",
+    "env_profile",
+    "signature",
+    "verdict",
+    "detail",
+    "vendor_ms",
+    "bypass_ms",
+    "algorithm",
+    "source",
+    "updated",
+    "origin",
+)
 #: What a store that lacks a column (an older schema, read-only) reads in its place.
-_DEFAULTS = {"detail": "''", "vendor_ms": "NULL", "bypass_ms": "NULL", "algorithm": "NULL", "source": "'probe'", "updated": "0", "origin": "''"}
+_DEFAULTS = {
+    "detail": "''",
+    "vendor_ms": "NULL",
+    "bypass_ms": "NULL",
+    "algorithm": "NULL",
+    "source": "'probe'",
+    "updated": "0",
+    "origin": "''",
+}
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS verdicts (
@@ -276,7 +299,9 @@ class VerdictStore:
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self._lock = threading.Lock()
-        self.path: Path | str = ":memory:" if path == ":memory:" else Path(path) if path else default_cache_dir() / VERDICTS_DB
+        self.path: Path | str = (
+            ":memory:" if path == ":memory:" else Path(path) if path else default_cache_dir() / VERDICTS_DB
+        )
         self.read_only = False
         self.skipped = 0
         self._why_read_only = ""
@@ -296,12 +321,17 @@ class VerdictStore:
         except OSError as e:
             return self._memory_fallback(path, e)
         if path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-            return self._open_read_only(path, f"{'its folder' if os.access(path, os.W_OK) else 'the file'} is read-only")
+            return self._open_read_only(
+                path, f"{'its folder' if os.access(path, os.W_OK) else 'the file'} is read-only"
+            )
         try:
             return self._connect(str(path))
         except _NewerSchema as e:
-            return self._open_read_only(path, f"it was written by a newer yolo_rdna1 (verdict schema {e.version}; this one writes {SCHEMA_VERSION})",
-                                        "upgrade yolo_rdna1")
+            return self._open_read_only(
+                path,
+                f"it was written by a newer yolo_rdna1 (verdict schema {e.version}; this one writes {SCHEMA_VERSION})",
+                "upgrade yolo_rdna1",
+            )
         except sqlite3.DatabaseError as e:
             if _is_corruption(e) and path.exists():
                 return self._rebuild(path, e)
@@ -322,13 +352,18 @@ class VerdictStore:
             conn = self._connect(str(path))
         except (OSError, sqlite3.Error) as e:
             return self._memory_fallback(path, e)
-        LOGGER.warning("yolo_rdna1: verdict store %s was corrupt (%s); moved it to %s and started a new one", path, error, aside)
+        LOGGER.warning(
+            "yolo_rdna1: verdict store %s was corrupt (%s); moved it to %s and started a new one", path, error, aside
+        )
         return conn
 
     def _memory_fallback(self, path: Path, error: Exception) -> sqlite3.Connection:
         LOGGER.warning(
             "yolo_rdna1: cannot write the verdict store at %s (%s); keeping verdicts in memory for this process. "
-            "Set %s to a writable folder to keep them.", path, _cause(error, path), CACHE_ENV,
+            "Set %s to a writable folder to keep them.",
+            path,
+            _cause(error, path),
+            CACHE_ENV,
         )
         self.path = ":memory:"
         return self._connect(":memory:")
@@ -338,7 +373,13 @@ class VerdictStore:
         even create the files a WAL reader needs, as in a read-only folder)."""
         error: Exception | None = None
         for query in ("mode=ro", "mode=ro&immutable=1"):
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?{query}",
+                uri=True,
+                timeout=60.0,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             conn.text_factory = _decode
             try:
                 present = {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}
@@ -352,13 +393,21 @@ class VerdictStore:
         self._why_read_only = f"verdict store {path}: {why}"
         self._fix_read_only = fix or "make it writable"
         if {"device", "env_profile", "signature", "verdict"} <= present:
-            self._select = "SELECT " + ", ".join(c if c in present else f"{_DEFAULTS[c]} AS {c}" for c in _COLUMNS) + " FROM verdicts"
+            self._select = (
+                "SELECT "
+                + ", ".join(c if c in present else f"{_DEFAULTS[c]} AS {c}" for c in _COLUMNS)
+                + " FROM verdicts"
+            )
             count = conn.execute("SELECT count(*) FROM verdicts").fetchone()[0]
         else:
             self._select, count = None, 0
         LOGGER.warning(
-            "yolo_rdna1: %s; routing from its %d stored verdicts, new verdicts are kept in memory for this process only. "
-            "To keep them, %s, or set %s to another folder.", self._why_read_only, count, self._fix_read_only, CACHE_ENV,
+            "yolo_rdna1: %s; routing from its %d stored verdicts, new verdicts are kept in "
+            "memory for this process only. To keep them, %s, or set %s to another folder.",
+            self._why_read_only,
+            count,
+            self._fix_read_only,
+            CACHE_ENV,
         )
         return conn
 
@@ -406,7 +455,14 @@ class VerdictStore:
             out, new_bad = [], []
             for row in rows:
                 try:
-                    out.append(_validated({**dict(zip(_COLUMNS, row)), "detail": row[4][:_MAX_DETAIL] if isinstance(row[4], str) else row[4]}))
+                    out.append(
+                        _validated(
+                            {
+                                **dict(zip(_COLUMNS, row)),
+                                "detail": row[4][:_MAX_DETAIL] if isinstance(row[4], str) else row[4],
+                            }
+                        )
+                    )
                 except VerdictStoreError as e:
                     key = tuple(map(str, row[:3]))
                     if key not in self._bad_rows:
@@ -414,8 +470,13 @@ class VerdictStore:
                         new_bad.append(e)
             self.skipped += len(new_bad)
         if new_bad:
-            LOGGER.warning("yolo_rdna1: verdict store %s: left out %d stored row(s) that are not valid verdicts (first: %s); "
-                           "'yolo-rdna1 verdicts clear' removes them", self.path, len(new_bad), new_bad[0])
+            LOGGER.warning(
+                "yolo_rdna1: verdict store %s: left out %d stored row(s) that are not valid verdicts (first: %s); "
+                "'yolo-rdna1 verdicts clear' removes them",
+                self.path,
+                len(new_bad),
+                new_bad[0],
+            )
         return out
 
     def get(self, device: str, env_profile: str, signature: str) -> Verdict | None:
@@ -433,9 +494,14 @@ class VerdictStore:
         if env_profile is not None:
             where.append("env_profile=?")
             args.append(env_profile)
-        found = {(v.device, v.env_profile, v.signature): v for v in self._rows(f" WHERE {' AND '.join(where)}" if where else "", args)}
+        found = {
+            (v.device, v.env_profile, v.signature): v
+            for v in self._rows(f" WHERE {' AND '.join(where)}" if where else "", args)
+        }
         with self._lock:
-            found.update({k: v for k, v in self._unsaved.items() if device in (None, k[0]) and env_profile in (None, k[1])})
+            found.update(
+                {k: v for k, v in self._unsaved.items() if device in (None, k[0]) and env_profile in (None, k[1])}
+            )
         return [found[k] for k in sorted(found)]
 
     def table(self, device: str, env_profile: str) -> dict[str, Verdict]:
@@ -476,13 +542,20 @@ class VerdictStore:
             self._unsaved = batch if self.read_only or cause else {}
             first = bool(cause) and first
         if first:  # a read-only store warned when it was opened
-            LOGGER.warning("yolo_rdna1: cannot write the verdict store: %s; nothing of this write was stored, its %d verdict(s) "
-                           "and later unstored ones are kept in memory for this process only", cause, len(rows))
+            LOGGER.warning(
+                "yolo_rdna1: cannot write the verdict store: %s; nothing of this write was stored, its %d verdict(s) "
+                "and later unstored ones are kept in memory for this process only",
+                cause,
+                len(rows),
+            )
         return len(rows)
 
     def _writable(self, action: str) -> None:
         if self.read_only:
-            raise VerdictStoreError(f"{self._why_read_only}; nothing was {action}. To change it, {self._fix_read_only}, or give another cache=FOLDER")
+            raise VerdictStoreError(
+                f"{self._why_read_only}; nothing was {action}. To change "
+                f"it, {self._fix_read_only}, or give another cache=FOLDER"
+            )
 
     def clear(self, device: str | None = None, env_profile: str | None = None) -> int:
         self._writable("removed")
@@ -495,9 +568,13 @@ class VerdictStore:
             args.append(env_profile)
         with self._lock:
             try:
-                cur = self._conn.execute("DELETE FROM verdicts" + (f" WHERE {' AND '.join(where)}" if where else ""), args)
+                cur = self._conn.execute(
+                    "DELETE FROM verdicts" + (f" WHERE {' AND '.join(where)}" if where else ""), args
+                )
             except sqlite3.Error as e:
-                raise VerdictStoreError(f"cannot remove verdicts: {_cause(e, self.path)}; nothing was removed") from None
+                raise VerdictStoreError(
+                    f"cannot remove verdicts: {_cause(e, self.path)}; nothing was removed"
+                ) from None
             for k in [k for k in self._unsaved if device in (None, k[0]) and env_profile in (None, k[1])]:
                 del self._unsaved[k]
             return cur.rowcount
@@ -518,7 +595,7 @@ class VerdictStore:
             raise VerdictStoreError(f"cannot write the export: {_cause(e, path)}; nothing was written") from None
         return len(verdicts)
 
-    def import_json(self, path: str | os.PathLike, replace: bool = False) -> "ImportReport":
+    def import_json(self, path: str | os.PathLike, replace: bool = False) -> ImportReport:
         """Add verdicts another user exported; returns what was added, replaced and kept, and why.
 
         The file is untrusted: every field is checked before anything is written, and the whole
@@ -549,7 +626,9 @@ class VerdictStore:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as e:
                 _rollback(self._conn)
-                raise VerdictStoreError(f"cannot import into the verdict store: {_cause(e, self.path)}; nothing was imported") from None
+                raise VerdictStoreError(
+                    f"cannot import into the verdict store: {_cause(e, self.path)}; nothing was imported"
+                ) from None
             for key in writes:
                 self._unsaved.pop(key, None)
         return report
@@ -591,7 +670,12 @@ def _decide(local: Verdict | None, new: Verdict, replace: bool) -> tuple[str, st
     if local is None:
         return "added", "new here"
     same = (local.verdict, local.detail, local.vendor_ms, local.bypass_ms, local.algorithm) == (
-        new.verdict, new.detail, new.vendor_ms, new.bypass_ms, new.algorithm)
+        new.verdict,
+        new.detail,
+        new.vendor_ms,
+        new.bypass_ms,
+        new.algorithm,
+    )
     if same and local.source == "import":
         return "unchanged", "the same verdict was imported before"
     if replace:
@@ -617,18 +701,24 @@ def _read_export(p: Path) -> tuple[list[Verdict], str]:
     except OSError as e:
         raise VerdictStoreError(f"{p}: cannot read it ({printable(e.strerror or str(e))})") from None
     except (ValueError, RecursionError) as e:  # JSON, UTF-8, nesting
-        raise VerdictStoreError(f"{p}: not a JSON file ({printable(str(e))[:120]}); export it again with 'yolo-rdna1 verdicts export'") from None
+        raise VerdictStoreError(
+            f"{p}: not a JSON file ({printable(str(e))[:120]}); export it again with 'yolo-rdna1 verdicts export'"
+        ) from None
     if size > _MAX_FILE:
-        raise VerdictStoreError(f"{p}: {size} bytes, more than a verdict export holds ({_MAX_FILE} at most); nothing was imported")
+        raise VerdictStoreError(
+            f"{p}: {size} bytes, more than a verdict export holds ({_MAX_FILE} at most); nothing was imported"
+        )
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise VerdictStoreError(f"{p}: not a yolo_rdna1 verdict export (no \"format\": \"{EXPORT_FORMAT}\")")
+        raise VerdictStoreError(f'{p}: not a yolo_rdna1 verdict export (no "format": "{EXPORT_FORMAT}")')
     version = data.get("schema_version")
     if isinstance(version, bool) or version not in EXPORT_VERSIONS:
         raise VerdictStoreError(
             f"{p}: written with verdict schema {printable(repr(version))[:40]}, this version reads schema "
             f"{', '.join(map(str, EXPORT_VERSIONS))}; export it again with the same yolo_rdna1 version, or re-probe"
         )
-    unknown = sorted(printable(str(k))[:40] for k in data if k not in ("format", "schema_version", "exported_by", "verdicts"))
+    unknown = sorted(
+        printable(str(k))[:40] for k in data if k not in ("format", "schema_version", "exported_by", "verdicts")
+    )
     if unknown:
         raise VerdictStoreError(f"{p}: unknown top-level key(s) {unknown}; nothing was imported")
     host = ""
@@ -685,11 +775,15 @@ class ImportReport:
     def lines(self, listed: int = 10) -> list[str]:
         """The report the CLI prints, escaped: device names and signatures come from the file."""
         host = f" (exported by host {printable(self.host)})" if self.host else ""
-        out = [f"imported {printable(self.file)}{host} into {printable(self.store)}"
-               + (" (replace: the file's verdicts replace this machine's)" if self.replace else "")]
+        out = [
+            f"imported {printable(self.file)}{host} into {printable(self.store)}"
+            + (" (replace: the file's verdicts replace this machine's)" if self.replace else "")
+        ]
         for device in sorted(self.devices):
             c = self.devices[device]
-            totals = {a: sum(n for (b, _), n in c.items() if b == a) for a in ("added", "replaced", "kept", "unchanged")}
+            totals = {
+                a: sum(n for (b, _), n in c.items() if b == a) for a in ("added", "replaced", "kept", "unchanged")
+            }
             out.append(f"  {printable(device)}: " + ", ".join(f"{n} {a}" for a, n in totals.items()))
             for (action, reason), n in sorted(c.items()):
                 if action != "added":
@@ -718,9 +812,42 @@ def miopen_driver_command(v: Verdict) -> str:
     sub = {"float16": "convfp16", "bfloat16": "convbfp16"}.get(s.dtype, "conv")
     flag = {"fwd": 1, "bwd_data": 2, "bwd_weight": 4}[s.direction]
     parts = [
-        "MIOpenDriver", sub, "-n", s.batch, "-c", s.in_channels, "-H", s.height, "-W", s.width, "-k", s.out_channels,
-        "-y", s.kernel[0], "-x", s.kernel[1], "-p", s.padding[0], "-q", s.padding[1], "-u", s.stride[0], "-v", s.stride[1],
-        "-l", s.dilation[0], "-j", s.dilation[1], "-m", "trans" if s.transposed else "conv", "-g", s.groups, "-F", flag, "-t", 1,
+        "MIOpenDriver",
+        sub,
+        "-n",
+        s.batch,
+        "-c",
+        s.in_channels,
+        "-H",
+        s.height,
+        "-W",
+        s.width,
+        "-k",
+        s.out_channels,
+        "-y",
+        s.kernel[0],
+        "-x",
+        s.kernel[1],
+        "-p",
+        s.padding[0],
+        "-q",
+        s.padding[1],
+        "-u",
+        s.stride[0],
+        "-v",
+        s.stride[1],
+        "-l",
+        s.dilation[0],
+        "-j",
+        s.dilation[1],
+        "-m",
+        "trans" if s.transposed else "conv",
+        "-g",
+        s.groups,
+        "-F",
+        flag,
+        "-t",
+        1,
     ]
     if s.channels_last:
         parts += ["--in_layout", "NHWC", "--out_layout", "NHWC", "--fil_layout", "NHWC"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from ..faults import FaultProfile
 from ..route import Route
@@ -42,7 +43,8 @@ def route_of(v: Verdict, prefer_faster: bool = True, margin: float = 0.9) -> Rou
 
 
 class VerdictRouteTable:
-    """``sig -> Route`` from stored verdicts; called once per signature-direction (a :class:`~yolo_rdna1.route.RouteTable`).
+    """``sig -> Route`` from stored verdicts; called once per signature-direction (a
+    :class:`~yolo_rdna1.route.RouteTable`).
 
     Args:
         verdicts: signature key -> verdict, for one device and env profile.
@@ -71,7 +73,9 @@ class VerdictRouteTable:
         margin: float = 0.9,
     ) -> None:
         if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown value {unknown!r} for unknown-signature policy; valid: {', '.join(UNKNOWN_POLICIES)}")
+            raise ValueError(
+                f"unknown value {unknown!r} for unknown-signature policy; valid: {', '.join(UNKNOWN_POLICIES)}"
+            )
         if unknown == "probe" and prober is None:
             raise ValueError("unknown='probe' needs a prober")
         self.verdicts = dict(verdicts)
@@ -132,13 +136,19 @@ class VerdictRouteTable:
             try:
                 found = list(self.prober(todo))  # type: ignore[misc]
             except Exception as e:  # noqa: BLE001 - a failed probe leaves them on the bypass
-                LOGGER.warning("yolo_rdna1: background probe of %d signature(s) failed (%s); they stay on the bypass", len(todo), e)
+                LOGGER.warning(
+                    "yolo_rdna1: background probe of %d signature(s) failed (%s); they stay on the bypass", len(todo), e
+                )
                 continue
             for v in found:
                 self.verdicts[v.signature] = v
             self.generation += 1
             bad = sum(v.bad for v in found)
-            LOGGER.info("yolo_rdna1: background probe judged %d signature-direction(s) first seen in training: %d bad", len(found), bad)
+            LOGGER.info(
+                "yolo_rdna1: background probe judged %d signature-direction(s) first seen in training: %d bad",
+                len(found),
+                bad,
+            )
 
     def pending(self) -> int:
         """Signature-directions queued or being probed in the background."""

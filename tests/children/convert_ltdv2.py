@@ -1,8 +1,8 @@
-"""Child program of the interruption tests in test_ltdv2_convert.py: ``yolo-rdna1 data
+"""Child program of the interruption tests in tests/data/test_ltdv2_convert.py: ``yolo-rdna1 data
 convert-ltdv2`` (its command function, without the torch-importing error set-up of ``main``) with
 every frame's link slowed down, so that a signal lands mid-conversion.
 
-    python convert_child.py SRC DST
+    python tests/children/convert_ltdv2.py SRC DST
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ def slow_link(source: Path, target: Path, mode: str) -> None:
     _link(source, target, mode)
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    """Convert ``argv[0]`` (an LTDV2 download) into ``argv[1]``; the command's exit code."""
+    src, dst = argv
     ltdv2._link = slow_link
-    sys.exit(cmd_data(["convert-ltdv2", f"src={sys.argv[1]}", f"dst={sys.argv[2]}", "progress=False"]))
+    return cmd_data(["convert-ltdv2", f"src={src}", f"dst={dst}", "progress=False"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
