@@ -34,6 +34,18 @@ def _no_guard_leaks():
     disable()
 
 
+@pytest.fixture(autouse=True)
+def _device_env_kept():
+    """Ultralytics 8.3's select_device writes CUDA_VISIBLE_DEVICES ('-1' on the CPU) into os.environ;
+    no later test may see it."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    yield
+    if before is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 @pytest.fixture
 def run_child():
     """Run Python code in a child process (hangs and aborts never touch the test process)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runfiles
-from .._ultralytics import add_results_columns, check_contract
+from .._ultralytics import add_results_columns, check_contract, check_version
 from ..options import PluginOptions
 from ..run import GuardedRun
 from ..supervision.checkpoint import MidEpochCheckpoints
@@ -297,6 +297,7 @@ def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     again replaces the earlier registration instead of adding to it.
     """
     opts = PluginOptions.from_mapping(options)
+    check_version()  # before any training: one warning for a release outside the supported range
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
         raise TypeError(
