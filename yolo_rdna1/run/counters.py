@@ -30,6 +30,19 @@ def reduce_counts(counts: dict[str, int]) -> dict[str, int]:
 _NO_COUNTS = {"calls": 0, "bypassed": 0, "fallbacks": 0}
 
 
+def signature_row(key: str, calls: int, bypassed: int, route: dict[str, Any]) -> dict[str, Any]:
+    """One signature of a report: its counts and what the guard's ``per_signature()`` says of it."""
+    return {
+        "signature": key,
+        "routes": route.get("routes"),
+        "algorithm": route.get("algorithm"),
+        "calls": calls,
+        "bypassed": bypassed,
+        "reasons": route.get("reasons", {}),
+        "modules": route.get("modules", []),
+    }
+
+
 class RunCounters:
     """Totals per signature and module, the rows of each epoch, and other DDP ranks' share."""
 
@@ -98,20 +111,7 @@ class RunCounters:
         """``rdna1_report.json``: ``head`` (device, profile, options, ...) and the whole run's counts."""
         totals = self.totals(guard)
         routes = {r["signature"]: r for r in (guard.per_signature() if guard else [])}
-        signatures = []
-        for key, (calls, bypassed) in sorted(self.signatures.items()):
-            r = routes.get(key, {})
-            signatures.append(
-                {
-                    "signature": key,
-                    "routes": r.get("routes"),
-                    "algorithm": r.get("algorithm"),
-                    "calls": calls,
-                    "bypassed": bypassed,
-                    "reasons": r.get("reasons", {}),
-                    "modules": r.get("modules", []),
-                }
-            )
+        signatures = [signature_row(k, c, b, routes.get(k, {})) for k, (c, b) in sorted(self.signatures.items())]
         calls, bypassed = totals["calls"], totals["bypassed"]
         return {
             **head,
