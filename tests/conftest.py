@@ -34,6 +34,18 @@ def _no_guard_leaks():
     disable()
 
 
+@pytest.fixture(autouse=True)
+def _device_env_kept():
+    """Ultralytics 8.3's select_device writes CUDA_VISIBLE_DEVICES ('-1' on the CPU) into os.environ;
+    no later test may see it."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    yield
+    if before is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 def child_argv(name: str, *args: object) -> list[str]:
     """The command line that runs ``tests/children/<name>.py`` with ``args`` (made strings)."""
     path = CHILDREN / f"{name}.py"

@@ -5,7 +5,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: pytest itself depends on tomli there
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -40,6 +40,9 @@ CSV_COLUMNS = "rdna1 columns in results.csv"
 VAL_SHAPES = "validation-shape discovery"
 FEATURES = (RESUME, MID_EPOCH, CSV_COLUMNS, VAL_SHAPES)
 
+#: The oldest release supported: the first trainer with ``_load_checkpoint_state``, which a resume
+#: within the first epoch needs (bisected over 8.3 wheels).
+OLDEST = (8, 3, 213)
 #: (major, minor) releases whose internals this module was checked against.
 KNOWN = ((8, 3), (8, 4))
 #: Releases every feature was seen to work with (for the warning's "what to do").
@@ -65,9 +68,31 @@ def version() -> str:
     return str(getattr(ultralytics, "__version__", "unknown"))
 
 
-def _release(text: str) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", text)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+def untested(text: str) -> str | None:
+    """Why release ``text`` of Ultralytics is outside what the plugin supports, or None inside it."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
+    if m is None:
+        return f"Ultralytics {text} has a version yolo_rdna1 cannot read"
+    release = tuple(int(p) for p in m.groups())
+    if release[:2] > KNOWN[-1]:
+        newest = ".".join(map(str, KNOWN[-1]))
+        return (
+            f"Ultralytics {text} is newer than {newest}, the last release yolo_rdna1 was checked against "
+            f"(pin 'ultralytics<{KNOWN[-1][0]}.{KNOWN[-1][1] + 1}' if something breaks)"
+        )
+    if release < OLDEST:
+        oldest = ".".join(map(str, OLDEST))
+        return f"Ultralytics {text} is older than {oldest}, the first release yolo_rdna1 supports (upgrade Ultralytics)"
+    return None
+
+
+def check_version() -> str | None:
+    """Warn once per process when the installed Ultralytics is outside the supported range."""
+    why = untested(version())
+    if why and why not in _warned:
+        _warned.add(why)
+        LOGGER.warning("yolo_rdna1: %s", why)
+    return why
 
 
 def _method(cls: type, name: str, nargs: int) -> str | None:
@@ -149,8 +174,9 @@ def check_contract(trainer: Any = None) -> dict[str, str]:
     """Check what the plugin relies on against ``trainer``'s class (or ``BaseTrainer``).
 
     Turns off, for this process, each feature whose internals are missing or changed, and warns
-    once (per process and message) naming the Ultralytics version; an unknown newer release gets
-    the same one warning even when everything checks out. Returns the features turned off.
+    once (per process and message) naming the Ultralytics version; a release outside the supported
+    range gets :func:`check_version`'s one warning even when everything checks out. Returns the
+    features turned off.
     """
     global _off
     from ultralytics.engine.trainer import BaseTrainer
@@ -158,27 +184,12 @@ def check_contract(trainer: Any = None) -> dict[str, str]:
     ver = version()
     off = _why_off(type(trainer) if trainer is not None else BaseTrainer)
     _off = off
-    release = _release(ver)
-    parts = []
-    if release is None or release > KNOWN[-1]:
-        parts.append(
-            f"Ultralytics {ver} is newer than {'.'.join(map(str, KNOWN[-1]))}, "
-            "the last release yolo_rdna1 was checked against"
-        )
-    elif release < KNOWN[0]:
-        parts.append(
-            f"Ultralytics {ver} is older than {'.'.join(map(str, KNOWN[0]))}, the first release yolo_rdna1 supports"
-        )
+    check_version()
     if off:
-        parts.append(
-            f"Ultralytics {ver} changed what yolo_rdna1 relies on: "
-            + ", ".join(f"{f} off ({why})" for f, why in off.items())
-        )
-    if parts:
+        changed = ", ".join(f"{f} off ({why})" for f, why in off.items())
         message = (
-            "yolo_rdna1: "
-            + "; ".join(parts)
-            + f"; training goes on guarded (every feature works with Ultralytics {TESTED})"
+            f"yolo_rdna1: Ultralytics {ver} changed what yolo_rdna1 relies on: {changed}; "
+            f"training goes on guarded (every feature works with Ultralytics {TESTED})"
         )
         if message not in _warned:
             _warned.add(message)

@@ -42,6 +42,11 @@ WEIGHTS = "weights"
 LAST = "last.pt"
 
 # -- the verdict cache folder (``cache=``, not a run folder) ----------------------------------------
+#: Crash trails of val/predict/export calls, one folder per process (``pid<N>@<host>``) under the
+#: cache; ``callbacks.lifecycle`` writes them, its next start attributes the dead ones.
+INFLIGHT = "inflight"
+#: In such a folder: the device and env profile the process's trail was written under.
+SESSION = "session.json"
 #: The verdict store's SQLite file; ``verdicts.store`` reads and writes it.
 VERDICTS_DB = "verdicts.sqlite"
 

@@ -338,10 +338,9 @@ def test_yolov8n_train_steps_on_the_bypass_match_torch(channels_last):
         for x in xs:
             model.zero_grad(set_to_none=True)
             out = model(x)
-            loss = sum(
-                (t.float() * torch.linspace(-1, 1, t.numel()).view(t.shape)).sum()
-                for t in (out["boxes"], out["scores"])
-            )
+            # Ultralytics 8.4's Detect head returns a dict in training mode, 8.3's the list of per-level maps
+            heads = (out["boxes"], out["scores"]) if isinstance(out, dict) else out
+            loss = sum((t.float() * torch.linspace(-1, 1, t.numel()).view(t.shape)).sum() for t in heads)
             loss.backward()
             results.append(
                 (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})

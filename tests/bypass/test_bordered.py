@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from yolo_rdna1._compat import storage_cdata
 from yolo_rdna1.bypass import bordered
 from yolo_rdna1.guard import guarded
 
@@ -19,7 +20,7 @@ CL = torch.channels_last
 pytestmark = pytest.mark.skipif(
     bordered._use_count is None,
     reason=(
-        "this torch build has no torch._C._storage_Use_Count (CPU-only builds); "
+        "no storage use count in this torch build (yolo_rdna1._compat.storage_use_count is None); "
         "kept pad buffers are off there and every pad is a plain constant_pad_nd"
     ),
 )
@@ -80,7 +81,7 @@ def test_padded_equals_constant_pad_nd_and_keeps_its_border_zero(layout):
     x2 = make()
     second = bordered.padded(x2, pad6, wdt)
     assert torch.equal(second, expect(x2))
-    assert len(_storages()) == 1 and second.untyped_storage()._cdata in _storages()
+    assert len(_storages()) == 1 and storage_cdata(second) in _storages()
     held = bordered.padded(x, pad6, wdt, rows=True)  # the buffer is busy (second): a new one
     assert held.shape == (2 * 8 * 6, 4 // (4 if wdt else 1)) and torch.equal(second, expect(x2))
     assert len(_storages()) == 2
@@ -95,11 +96,11 @@ def test_a_held_buffer_is_not_handed_out_again(nchw):
     for _ in range(3):  # a view the pool caches must not count as a holder either
         bordered.strided(held, (1, 2), (1, 1))
     other = bordered.padded(torch.randn(1, 2, 3, 3).contiguous(memory_format=fmt), pad6)
-    assert held.untyped_storage()._cdata != other.untyped_storage()._cdata
+    assert storage_cdata(held) != storage_cdata(other)
     assert torch.equal(held, _ref(x, pad6)), "the second call overwrote the first one's buffer"
     del held, other
     again = bordered.padded(x, pad6)
-    assert again.untyped_storage()._cdata in _storages() and len(_storages()) == 2, "idle buffers were not reused"
+    assert storage_cdata(again) in _storages() and len(_storages()) == 2, "idle buffers were not reused"
 
 
 def test_train_steps_reuse_the_forward_buffers_and_match_torch():
@@ -194,12 +195,12 @@ def test_budget_bounds_the_kept_bytes_and_evicts_idle_buffers_first(monkeypatch)
     x = torch.randn(1, 3, 4, 4)
     small = bordered.padded(x, pad6)  # a new key: evicts the idle buffer, never the held one
     assert torch.equal(small, _ref(x, pad6))
-    assert held.untyped_storage()._cdata in _storages()
+    assert storage_cdata(held) in _storages()
     assert bordered.kept_bytes() == one + one // 2
     monkeypatch.setattr(bordered, "BUDGET_BYTES", 0)
     before = _storages()
     out = bordered.padded(torch.randn(3, 3, 4, 4), pad6)
-    assert out.untyped_storage()._cdata not in _storages() and _storages() == before
+    assert storage_cdata(out) not in _storages() and _storages() == before
 
 
 def test_a_shape_that_stopped_coming_is_dropped_and_the_current_one_kept(monkeypatch):
@@ -233,7 +234,7 @@ def test_release_drops_every_buffer_but_not_what_callers_hold():
     bordered.release()
     assert bordered.kept_bytes() == 0 and not _storages()
     assert torch.equal(held, _ref(x, (0, 0, 1, 1, 1, 1)))
-    assert bordered.strided(held, (2, 2), (1, 1)).untyped_storage()._cdata == held.untyped_storage()._cdata
+    assert storage_cdata(bordered.strided(held, (2, 2), (1, 1))) == storage_cdata(held)
 
 
 def test_without_the_storage_count_every_call_pads_fresh(monkeypatch):
@@ -241,7 +242,7 @@ def test_without_the_storage_count_every_call_pads_fresh(monkeypatch):
     x = torch.randn(1, 1, 2, 2)
     a = bordered.padded(x, (0, 0, 1, 1, 1, 1))
     b = bordered.padded(x, (0, 0, 1, 1, 1, 1))
-    assert a.untyped_storage()._cdata != b.untyped_storage()._cdata and not _storages()
+    assert storage_cdata(a) != storage_cdata(b) and not _storages()
     assert torch.equal(a, F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)))
 
 

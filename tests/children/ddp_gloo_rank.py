@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         run.train_epoch_end()
         if rank == 0:
             m = run.epoch_metrics()
-            print("RATE", m["rdna1/bypass_rate"], run._epochs[-1]["calls"], run._epochs[-1]["bypassed"])
+            print("RATE", m["rdna1/bypass_rate"], run.counters.epochs[-1]["calls"], run.counters.epochs[-1]["bypassed"])
     dist.destroy_process_group()
     return 0
 

@@ -41,7 +41,8 @@ def train(plugin: dict[str, Any], model: str | Path, stop_after: int | None = No
 
     def record_loss(trainer) -> None:
         if seen and "loss" not in seen[-1]:
-            seen[-1]["loss"] = [float(v) for v in trainer.loss_items.values()]
+            items = trainer.loss_items  # a dict in Ultralytics 8.4, a tensor in 8.3
+            seen[-1]["loss"] = [float(v) for v in (items.values() if isinstance(items, dict) else items)]
             if len(seen) == stop_after:
                 raise Stop()
 

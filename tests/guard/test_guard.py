@@ -165,6 +165,9 @@ def test_deepcopy_pickle_and_state_dict_are_untouched():
     assert torch.equal(pickle.loads(blob)(x), net(x))
 
 
+@pytest.mark.skipif(
+    not hasattr(torch, "compile"), reason=f"torch {torch.__version__} has no torch.compile (torch >= 2.0)"
+)
 def test_runs_under_torch_compile():
     net = small_net()
     x = torch.randn(2, 3, 8, 8, requires_grad=True)

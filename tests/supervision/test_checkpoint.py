@@ -1,5 +1,7 @@
 """Mid-epoch checkpoint files: atomic writes, rotation, falling back from a corrupt one, bad input."""
 
+from __future__ import annotations
+
 import logging
 import sys
 

@@ -38,6 +38,12 @@ def tiny_data(tmp_path_factory):
     return make_synthetic_thermal(tmp_path_factory.mktemp("tiny"), n_train=8, n_val=4, seed=1, size=(96, 72))
 
 
+def _ultralytics_at_least(major: int, minor: int) -> bool:
+    from ultralytics import __version__
+
+    return tuple(int(p) for p in __version__.split(".")[:2]) >= (major, minor)
+
+
 def python_wrapper(path: Path, argv: list[str]) -> str:
     """An executable at ``path`` that the supervisor runs as ``python``: it execs ``argv`` with its arguments."""
     path.write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n')
@@ -69,11 +75,17 @@ def test_a_mid_epoch_resume_sees_the_same_batches_and_losses_as_an_uninterrupted
     assert out["files_after_B"] == ["mid.prev.pt", "mid.pt"], "two mid-epoch checkpoints, no last.pt yet"
     # B did batches 0-2; C continues at batch 3 (epoch 1) and stops after batch 5; D continues after
     # batch 4: C's newest checkpoint (after batch 5) was truncated, so mid.prev.pt is the one to use.
+    # Two fresh trainings in one Ultralytics 8.3 process are not bit-identical (8.4's are): there
+    # the losses of the other run only agree roughly; the exact check below holds on both.
+    tol = dict(rel=1e-5, abs=1e-8) if _ultralytics_at_least(8, 4) else dict(rel=5e-2, abs=1e-3)
     for got, want in ((out["B"], full[0:3]), (out["C"], full[3:6]), (out["D"], full[5:8])):
         assert [b["images"] for b in got] == [b["images"] for b in want], "the same batches in the same order"
         assert [b["epoch"] for b in got] == [b["epoch"] for b in want]
         for g, w in zip(got, want):
-            assert g["loss"] == pytest.approx(w["loss"], rel=1e-5, abs=1e-8), "the same losses"
+            assert g["loss"] == pytest.approx(w["loss"], **tol), "the same losses"
+    # C's last batch and D's first are the same batch, after the same state (C's, and D's from the
+    # checkpoint C wrote before it): a checkpoint holds everything the next batch depends on.
+    assert out["D"][0]["loss"] == out["C"][2]["loss"], "a resume continues exactly where the run was"
     assert "mid.pt cannot be read" in r.stderr and "resuming from mid.prev.pt (epoch 2, batch 1)" in r.stderr
     assert r.stderr.count("cannot be read") == 1, "one warning"
     assert "mid.pt.corrupt" in out["files_after_D"] and "mid.pt" not in out["files_after_D"], (

@@ -28,17 +28,24 @@ def test_put_get_query_clear(tmp_path):
     assert store.clear("other") == 1 and len(store.query()) == 2
 
 
-def _writer(path, start, n):
-    store = VerdictStore(path)
-    for i in range(start, start + n):
-        store.put(v(i))
+#: The code of one writer process, run by exec: spawn pickles a target function by its module's
+#: name, and in the child "tests...." can resolve to another distribution's top-level ``tests``
+#: package (the Ultralytics 8.3 wheel installs one).
+_WRITER = """
+from yolo_rdna1.signature import ConvSignature
+from yolo_rdna1.verdicts import Verdict, VerdictStore
+store = VerdictStore({path!r})
+for i in range({start}, {start} + {n}):
+    sig = ConvSignature(16, 32 + i, (3, 3), (1, 1), (1, 1), (1, 1), 1, 48, 64, 4, direction="fwd")
+    store.put(Verdict("dev", "default", sig.key(), "ok", f"detail {{i}}", vendor_ms=1.0, bypass_ms=2.0))
+"""
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     path = tmp_path / "v.sqlite"
     VerdictStore(path).close()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, k * 1000, 150)) for k in range(2)]
+    procs = [ctx.Process(target=exec, args=(_WRITER.format(path=str(path), start=k * 1000, n=150),)) for k in range(2)]
     for p in procs:
         p.start()
     for p in procs:

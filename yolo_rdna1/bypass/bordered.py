@@ -35,8 +35,10 @@ the total per device; a buffer that does not fit evicts idle ones, least recentl
 or the call pads with ``constant_pad_nd``. :func:`release` drops everything (the plugin calls it when a run
 ends).
 
-Where torch lacks the storage reference count (``torch._C._storage_Use_Count``: CUDA/ROCm
-builds of torch 2.0+ have it) or while ``torch.compile`` traces, every call pads the old way.
+The storage reference count is ``torch._C._storage_Use_Count`` (torch 2.0+) or, on torch 1.13,
+the same counter read from the storage object (``yolo_rdna1._compat.storage_use_count``, checked
+at import to follow references). Where neither works, or while ``torch.compile`` traces, every
+call pads the old way.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ from collections.abc import Iterator
 
 import torch
 
-from .._compat import is_compiling
+from .._compat import is_compiling, storage_cdata
+from .._compat import storage_use_count as _use_count
 
-_use_count = getattr(torch._C, "_storage_Use_Count", None)
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 #: Bytes of kept buffers per device (busy or idle); 0 turns reuse off (every call pads with
@@ -79,7 +81,7 @@ class _Slot:
         )
         self.rows = (buf.shape[0] * buf.shape[1] * buf.shape[2], buf.shape[3])
         self.views: dict = {}
-        self.cdata = buf.untyped_storage()._cdata
+        self.cdata = storage_cdata(buf)
         self.nbytes = buf.numel() * buf.element_size()
         self.device = device
         self.last = _tick  # the pad call that last took it

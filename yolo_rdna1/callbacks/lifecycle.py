@@ -50,14 +50,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..options import PluginOptions
+from ..run.counters import signature_row
+from ..runfiles import INFLIGHT, REPORT
+from ..runfiles import SESSION as SESSION_FILE
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
 KINDS = ("val", "predict", "export")
-#: Folder under the verdict cache holding the crash trail of each process's val/predict/export session.
-INFLIGHT = "inflight"
-SESSION_FILE = "session.json"
-REPORT_FILE = "rdna1_report.json"
 
 
 @dataclass
@@ -308,18 +307,7 @@ class _Call:
         rows, unknown = [], []
         for key, (calls, bypassed) in sorted(self._calls.items()):
             known = table is None or table.lookup(ConvSignature.from_key(key)) is not None
-            r = routes.get(key, {})
-            rows.append(
-                {
-                    "signature": key,
-                    "routes": r.get("routes"),
-                    "algorithm": r.get("algorithm"),
-                    "calls": calls,
-                    "bypassed": bypassed,
-                    "reasons": r.get("reasons", {}),
-                    "verdict": known,
-                }
-            )
+            rows.append({**signature_row(key, calls, bypassed, routes.get(key, {})), "verdict": known})
             if not known:
                 unknown.append(key)
         totals = {
@@ -410,7 +398,7 @@ def _end(call: _Call, output: Any = None) -> CallSummary:
             from ..files import atomic_write
 
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / REPORT_FILE, json.dumps(summary.as_dict(), indent=1))
+            atomic_write(folder / REPORT, json.dumps(summary.as_dict(), indent=1))
     return summary
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import runfiles
-from .._ultralytics import add_results_columns, check_contract
+from .._ultralytics import add_results_columns, check_contract, check_version
+from ..files import atomic_write
 from ..options import PluginOptions
 from ..run import GuardedRun
 from ..supervision.checkpoint import MidEpochCheckpoints
@@ -110,9 +111,7 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
     lines = csv.read_text().splitlines()
     keep = [lines[0]] + [line for line in lines[1:] if line.strip() and float(line.split(",")[0]) <= epochs_done]
     if len(keep) != len(lines):
-        tmp = csv.with_suffix(".csv.tmp")
-        tmp.write_text("\n".join(keep) + "\n")
-        tmp.replace(csv)
+        atomic_write(csv, "\n".join(keep) + "\n")
         LOGGER.warning(
             "yolo_rdna1: removed %d results.csv row(s) of epochs past the checkpoint", len(lines) - len(keep)
         )
@@ -297,6 +296,7 @@ def add_callbacks(model_or_trainer: Any, **options: Any) -> Any:
     again replaces the earlier registration instead of adding to it.
     """
     opts = PluginOptions.from_mapping(options)
+    check_version()  # before any training: one warning for a release outside the supported range
     registry = getattr(model_or_trainer, "callbacks", None)
     if not isinstance(registry, dict):
         raise TypeError(

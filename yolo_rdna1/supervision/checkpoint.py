@@ -541,6 +541,8 @@ class MidEpochCheckpoints:
                 "yolo_rdna1: resuming from %s (%s), further along than %s", found.path, found.position, given.name
             )
             self.trainer.args.model = self.trainer.args.resume = str(found.path)
+            if isinstance(getattr(self.trainer, "model", None), (str, os.PathLike)):
+                self.trainer.model = str(found.path)  # Ultralytics < 8.3.251 read args.model before this callback
 
     def _resume_training(self, ckpt: dict[str, Any] | None) -> None:
         """Ultralytics' resume_training, plus the dataset check and the position of a mid-epoch checkpoint."""

@@ -1,0 +1,206 @@
+"""The routing plan of one process: which conv goes where, decided before the first conv runs.
+
+In order (each step needs the one before):
+
+1. the fault profile (simulation) and the device's fingerprint give the verdicts' device key;
+2. crash attribution: a conv the previous process of this run left in flight becomes a
+   ``hang``/``abort`` verdict under the env profile that process ran under;
+3. the run's signatures are discovered and whatever has no verdict is probed in children
+   (``env_profile=auto`` probes under each shipped profile and keeps the best);
+4. the MIOpen env profile is exported, before the first GPU conv of the process;
+5. the route table over the stored verdicts, and the breadcrumb that attributes the next crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..faults import ENV_VAR as FAULTS_ENV
+from ..faults import FaultProfile, load_profile, profile_from_env
+from ..files import atomic_write
+from ..options import PluginOptions
+from ..runfiles import TRAIL_ENV_SUFFIX, VERDICTS_DB, breadcrumb_stem
+from ..verdicts import breadcrumb as crumbs
+from ..verdicts.store import Verdict, VerdictStore
+from ..verdicts.table import VerdictRouteTable, device_key
+
+LOGGER = logging.getLogger("yolo_rdna1")
+
+
+def trail_env(stem: Path) -> str | None:
+    """The env profile a (dead) process's breadcrumb trail was written under; None if unknown."""
+    try:
+        name = Path(str(stem) + TRAIL_ENV_SUFFIX).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if name and name.isprintable() and len(name) <= 200 else None
+
+
+@dataclass
+class RoutingPlan:
+    """What :meth:`make` decided for one process; the guard is built from it."""
+
+    options: PluginOptions
+    save_dir: Path
+    device: torch.device
+    rank: int = -1
+    profile: FaultProfile | None = None
+    info: Any = None  # yolo_rdna1.device.DeviceInfo
+    device_key: str = ""
+    store: VerdictStore | None = None
+    env_profile: str = "default"
+    table: VerdictRouteTable | None = None
+    crumb: crumbs.Breadcrumb | None = None
+    probe_summary: str = ""
+    attributed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def stem(self) -> Path:
+        return breadcrumb_stem(self.save_dir, self.rank)
+
+    def make(self, args: Any = None) -> RoutingPlan:
+        """Decide everything (steps 1-5 of the module docstring); ``args`` are the trainer's."""
+        from ..device import describe_device, routes_by_default
+
+        opts = self.options
+        self.profile = load_profile(opts.faults) if opts.faults else profile_from_env()
+        if opts.faults:  # once it loads: a bad one must not stay in this process's environment
+            os.environ[FAULTS_ENV] = opts.faults  # probe children and DDP ranks simulate the same
+        self.info = describe_device(self.device)
+        self.device_key = device_key(self.info.fingerprint, self.profile)
+        self.store = VerdictStore(Path(opts.cache) / VERDICTS_DB if opts.cache else None)
+        before = trail_env(self.stem)
+        self._attribute_crash(before)
+        routes = opts.guard == "auto" and (self.profile is not None or routes_by_default(self.info))
+        env = self._choose_env_profile(args, routes, before)
+        self.env_profile = env.name  # the name verdicts are stored under (a file's own name)
+        from ..probe.envprofiles import apply_env_profile
+
+        apply_env_profile(env)
+        if routes:
+            self.table = self._route_table(env)
+            self.stem.parent.mkdir(parents=True, exist_ok=True)  # a val/predict call's trail folder is new
+            atomic_write(Path(str(self.stem) + TRAIL_ENV_SUFFIX), self.env_profile + "\n")  # before a conv is in flight
+            self.crumb = crumbs.Breadcrumb(self.stem)
+        return self
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _attribute_crash(self, env: str | None) -> None:
+        """Blame the conv the last process of this run died in (if any) and store the verdict.
+
+        ``env`` is the profile the dead process ran under (:func:`trail_env`); a trail that does
+        not say falls back to the profile this process is configured with.
+        """
+        found = crumbs.in_flight(self.stem)
+        if found is not None:
+            key, cause = found
+            if env is None:
+                from ..probe.envprofiles import load_env_profile
+
+                configured = self.options.env_profile
+                env = load_env_profile(configured).name if configured != "auto" else "default"
+            detail = "in flight when the training process died"
+            self.store.put(Verdict(self.device_key, env, key, cause, detail, source="crash"))
+            self.attributed.append((key, cause))
+            from ..supervision import journal
+
+            journal.append(self.save_dir, "attributed", signature=key, cause=cause)
+            LOGGER.warning(
+                "yolo_rdna1: the last training process died (%s) in %s; it takes the bypass from now on", cause, key
+            )
+        crumbs.clear(self.stem)
+
+    def _probe(self, sigs: Any, env: Any, progress: bool) -> Any:
+        from ..probe.api import run_probe
+
+        return run_probe(sigs, self.device, env, self.store, progress=progress, faults=self.profile or False)
+
+    def _choose_env_profile(self, args: Any, routes: bool, before: str | None) -> Any:
+        """The env profile of this process, probing the run's signatures under it (or under each)."""
+        from ..probe.envprofiles import load_env_profile, shipped_env_profiles
+
+        name = self.options.env_profile
+        if name == "auto" and before in shipped_env_profiles():
+            # the run's earlier process died under this profile: its crash verdicts apply here only
+            name = before
+            LOGGER.info("yolo_rdna1: MIOpen env profile %s, as in the earlier process of this run", name)
+        if routes and self.options.probe and args is not None:
+            sigs = self._discover(args)
+            if name == "auto":
+                from ..probe.api import flops_ok_share
+
+                progress = self.rank <= 0
+                scores = {n: flops_ok_share(self._probe(sigs, n, progress).verdicts) for n in shipped_env_profiles()}
+                name = max(scores, key=lambda n: (scores[n], n == "default"))
+                LOGGER.info(
+                    "yolo_rdna1: MIOpen env profile %s (ok share of conv FLOPs: %s)",
+                    name,
+                    ", ".join(f"{k} {v:.0%}" for k, v in scores.items()),
+                )
+            self.probe_summary = self._probe(sigs, name, self.rank <= 0).summary()
+            LOGGER.info("yolo_rdna1: %s", self.probe_summary)
+        elif name == "auto":
+            name = "default"
+        return load_env_profile(name)
+
+    def _discover(self, args: Any) -> Any:
+        """The conv signatures the trainer's model, data and sizes will run (training and validation)."""
+        from ..probe.discovery import discover
+
+        task = getattr(args, "task", None)
+        data = getattr(args, "data", None)
+        # a dataset YAML, or a classification dataset's folder; a dataset name Ultralytics downloads is not read
+        readable = data and (Path(str(data)).is_file() or (task == "classify" and Path(str(data)).is_dir()))
+        return discover(
+            getattr(args, "model", "yolov8n.yaml"),
+            imgsz=int(args.imgsz),
+            batch=int(args.batch),
+            data=data if readable else None,
+            backend=self.info.backend,
+            amp=bool(getattr(args, "amp", False)) and self.device.type == "cuda",
+            task=task,
+        )
+
+    def _route_table(self, env: Any) -> VerdictRouteTable:
+        """Routes from the stored verdicts.
+
+        Until training starts, convs without a verdict (the stride probe at 256 px when the model
+        is built, thop's FLOPs count) take the bypass: a few forwards, not worth a probe each. From
+        then on ``unknown=probe`` judges them in the background (see VerdictRouteTable). On a device
+        whose conv library is trusted (and no fault profile), ``auto`` builds no table at all, so no
+        signature is ever probed at run time.
+        """
+        opts = self.options
+        return VerdictRouteTable(
+            self.store.table(self.device_key, self.env_profile),
+            unknown="bypass" if opts.unknown == "probe" else opts.unknown,
+            prober=lambda sigs: self._probe(sigs, env, False).verdicts,
+            prefer_faster=opts.prefer_faster,
+        )
+
+    # -- the end of the process ----------------------------------------------------------------------
+    def record_runtime_failures(self, guard: Any) -> int:
+        """Store what failed in-process (vendor errors that fell back), so later runs skip it."""
+        if guard is None or self.store is None:
+            return 0
+        found = [
+            Verdict(self.device_key, self.env_profile, r.sig.with_direction(d).key(), "error", reason, source="runtime")
+            for r in guard.routes()
+            for d, reason in r.reasons.items()
+        ]
+        return self.store.put(found)
+
+    def close(self) -> None:
+        """Stop the background prober and drop this process's crash trail (a clean end)."""
+        if self.table is not None:
+            self.table.close()
+        if self.crumb is not None:
+            self.crumb.close()
+            self.crumb = None
+            Path(str(self.stem) + TRAIL_ENV_SUFFIX).unlink(missing_ok=True)
