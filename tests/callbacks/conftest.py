@@ -9,12 +9,43 @@ YOLOv8's backbone signatures are shared with them); classification gets them in 
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+
+#: The rdna1 columns results.csv carries in every row: what a reader of a guarded run relies on.
+RDNA1_COLUMNS = (
+    "rdna1/bypass_rate",
+    "rdna1/fallbacks",
+    "rdna1/temp_edge_max",
+    "rdna1/temp_junction_max",
+    "rdna1/temp_mem_max",
+    "rdna1/power_mean_w",
+    "rdna1/busy_mean",
+    "rdna1/thermal_pause_s",
+)
+
+
+def _results_rows(run_dir: Path) -> list[dict[str, str]]:
+    """A run's results.csv as rows (keys stripped), after checking each row has every rdna1 column as a number."""
+    with open(run_dir / "results.csv", newline="") as f:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    for i, row in enumerate(rows):
+        for col in RDNA1_COLUMNS:
+            assert col in row, f"{run_dir.name}: {col} missing from results.csv"
+            assert float(row[col]) == float(row[col]), f"{run_dir.name}: {col} is NaN in row {i + 1}"
+    return rows
+
+
+@pytest.fixture(scope="session")
+def results_rows():
+    """Reads a run's results.csv, checking the rdna1 columns of every row on the way."""
+    return _results_rows
+
 
 W, H = 96, 72
 N_TRAIN, N_VAL = 8, 8
