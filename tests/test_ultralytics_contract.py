@@ -63,6 +63,17 @@ def test_changed_internals_turn_off_their_own_feature(fresh, monkeypatch):
     )
 
 
+def test_a_moved_module_or_class_turns_its_feature_off_instead_of_raising(fresh, monkeypatch, caplog):
+    from ultralytics.nn import tasks
+
+    monkeypatch.delattr(tasks, "BaseModel")  # as if a release renamed it: only the mid-epoch check reads it
+    off = ul.check_contract()
+    assert set(off) == {ul.MID_EPOCH}
+    assert "its check failed (AttributeError" in off[ul.MID_EPOCH] and "BaseModel" in off[ul.MID_EPOCH]
+    (warning,) = _warnings(caplog)
+    assert "mid-epoch checkpoints off" in warning and "training goes on guarded" in warning
+
+
 def test_off_features_are_skipped_where_they_are_used(fresh, monkeypatch):
     from yolo_rdna1.probe.discovery import discover
 

@@ -3,7 +3,7 @@
 Callbacks and the trainer attributes documented on ``BaseTrainer`` (``args``, ``save_dir``,
 ``epoch``, ``ema``, ``tloss``, ...) are Ultralytics' public face. Everything beyond it that the
 plugin reads, wraps or replaces goes through a function here, and each says what it relies on.
-Checked against Ultralytics 8.3 (8.3.0 to 8.3.253) and 8.4 (8.4.190).
+Checked against Ultralytics 8.3 (8.3.213 to 8.3.253) and 8.4 (8.4.190).
 
 :func:`check_contract` runs at ``on_pretrain_routine_start`` (before the trainer builds its
 model, so it looks at the trainer's class and at Ultralytics' modules, not at a model). Where a
@@ -46,7 +46,7 @@ OLDEST = (8, 3, 213)
 #: (major, minor) releases whose internals this module was checked against.
 KNOWN = ((8, 3), (8, 4))
 #: Releases every feature was seen to work with (for the warning's "what to do").
-TESTED = "8.3.253 and 8.4.190"
+TESTED = "8.3.213, 8.3.253 and 8.4.190"
 
 #: Tasks whose validator runs at the training batch size (8.4's ``_setup_train``; 8.3: obb only).
 _VAL_AT_TRAIN_BATCH = frozenset({"obb", "semantic", "depth"})
@@ -127,17 +127,15 @@ def _first(*reasons: str | None) -> str | None:
     return next((r for r in reasons if r), None)
 
 
-def _why_off(cls: type) -> dict[str, str]:
-    """Feature -> why it cannot work with trainer class ``cls`` and the installed Ultralytics."""
+def _resume_off(cls: type) -> str | None:
+    return _first(_method(cls, "resume_training", 1), _method(cls, "_load_checkpoint_state", 1))
+
+
+def _mid_epoch_off(cls: type) -> str | None:
     from ultralytics.data import base, build
-    from ultralytics.engine import trainer
     from ultralytics.nn import tasks
 
-    off: dict[str, str] = {}
-    why = _first(_method(cls, "resume_training", 1), _method(cls, "_load_checkpoint_state", 1))
-    if why:
-        off[RESUME] = why
-    why = ("it needs the resume position" if RESUME in off else None) or _first(
+    return _first(
         _method(cls, "preprocess_batch", 1),
         _method(cls, "optimizer_step", 0),
         _method(cls, "plot_training_samples", 2),
@@ -151,12 +149,17 @@ def _why_off(cls: type) -> dict[str, str]:
         if callable(getattr(cls, "save_model", None))
         else "save_model is missing",
     )
-    if why:
-        off[MID_EPOCH] = why
-    why = _method(cls, "save_metrics", 1)
-    if why:
-        off[CSV_COLUMNS] = why
-    why = _first(
+
+
+def _csv_columns_off(cls: type) -> str | None:
+    return _method(cls, "save_metrics", 1)
+
+
+def _val_shapes_off(cls: type) -> str | None:
+    from ultralytics.data import base, build
+    from ultralytics.engine import trainer
+
+    return _first(
         _source_lacks(trainer, ["batch_size * 2"]),  # the val loader's batch (_setup_train, 8.4: _build_train_pipeline)
         _source_lacks(build.build_yolo_dataset, ["else 0.5"])
         if hasattr(build, "build_yolo_dataset")
@@ -165,8 +168,34 @@ def _why_off(cls: type) -> dict[str, str]:
         if hasattr(base.BaseDataset, "set_rectangle")
         else "BaseDataset.set_rectangle is missing",
     )
-    if why:
-        off[VAL_SHAPES] = why
+
+
+#: Feature -> the check of what it relies on (None: all there), in dependency order.
+_CHECKS = (
+    (RESUME, _resume_off),
+    (MID_EPOCH, _mid_epoch_off),
+    (CSV_COLUMNS, _csv_columns_off),
+    (VAL_SHAPES, _val_shapes_off),
+)
+
+
+def _why_off(cls: type) -> dict[str, str]:
+    """Feature -> why it cannot work with trainer class ``cls`` and the installed Ultralytics.
+
+    A check that itself fails (a module or class of Ultralytics moved or renamed) turns its
+    feature off: the training goes on without it rather than ending at the check.
+    """
+    off: dict[str, str] = {}
+    for feature, check in _CHECKS:
+        if feature == MID_EPOCH and RESUME in off:
+            off[feature] = "it needs the resume position"
+            continue
+        try:
+            why = check(cls)
+        except Exception as e:  # noqa: BLE001 - any change of an internal turns the feature off
+            why = f"its check failed ({type(e).__name__}: {e})"
+        if why:
+            off[feature] = why
     return off
 
 
@@ -247,7 +276,7 @@ def restore_resume_training(trainer: Any) -> None:
 def load_checkpoint_state(trainer: Any, ckpt: dict[str, Any]) -> None:
     """Load a checkpoint's optimizer, scaler, EMA and best fitness into the trainer, nothing else.
 
-    The private ``_load_checkpoint_state`` (8.3.214 on) is what ``resume_training`` does
+    The private ``_load_checkpoint_state`` (8.3.213 on) is what ``resume_training`` does
     besides setting ``start_epoch``, which rejects epoch 0 (a checkpoint written in the first epoch).
     """
     trainer._load_checkpoint_state(ckpt)
