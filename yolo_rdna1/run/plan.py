@@ -9,6 +9,10 @@ In order (each step needs the one before):
    (``env_profile=auto`` probes under each shipped profile and keeps the best);
 4. the MIOpen env profile is exported, before the first GPU conv of the process;
 5. the route table over the stored verdicts, and the breadcrumb that attributes the next crash.
+
+The environment variables the plan sets (the fault profile, the env profile's) stay for the
+process's children (probes, DDP ranks) while the plan is open; :meth:`RoutingPlan.close` puts
+back what was there before.
 """
 
 from __future__ import annotations
@@ -59,18 +63,31 @@ class RoutingPlan:
     crumb: crumbs.Breadcrumb | None = None
     probe_summary: str = ""
     attributed: list[tuple[str, str]] = field(default_factory=list)
+    #: The variables :meth:`make` set, with their values before (None: absent); :meth:`close` restores them.
+    env_before: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def stem(self) -> Path:
         return breadcrumb_stem(self.save_dir, self.rank)
 
     def make(self, args: Any = None) -> RoutingPlan:
-        """Decide everything (steps 1-5 of the module docstring); ``args`` are the trainer's."""
+        """Decide everything (steps 1-5 of the module docstring); ``args`` are the trainer's.
+
+        If a step fails, the environment is put back before the error goes on.
+        """
+        try:
+            return self._make(args)
+        except BaseException:
+            self._restore_env()
+            raise
+
+    def _make(self, args: Any) -> RoutingPlan:
         from ..device import describe_device, routes_by_default
 
         opts = self.options
         self.profile = load_profile(opts.faults) if opts.faults else profile_from_env()
         if opts.faults:  # once it loads: a bad one must not stay in this process's environment
+            self.env_before.setdefault(FAULTS_ENV, os.environ.get(FAULTS_ENV))
             os.environ[FAULTS_ENV] = opts.faults  # probe children and DDP ranks simulate the same
         self.info = describe_device(self.device)
         self.device_key = device_key(self.info.fingerprint, self.profile)
@@ -82,7 +99,8 @@ class RoutingPlan:
         self.env_profile = env.name  # the name verdicts are stored under (a file's own name)
         from ..probe.envprofiles import apply_env_profile
 
-        apply_env_profile(env)
+        for k, v in apply_env_profile(env).items():
+            self.env_before.setdefault(k, v)
         if routes:
             self.table = self._route_table(env)
             self.stem.parent.mkdir(parents=True, exist_ok=True)  # a val/predict call's trail folder is new
@@ -197,10 +215,20 @@ class RoutingPlan:
         return self.store.put(found)
 
     def close(self) -> None:
-        """Stop the background prober and drop this process's crash trail (a clean end)."""
-        if self.table is not None:
-            self.table.close()
-        if self.crumb is not None:
-            self.crumb.close()
-            self.crumb = None
-            Path(str(self.stem) + TRAIL_ENV_SUFFIX).unlink(missing_ok=True)
+        """Stop the background prober, drop this process's crash trail (a clean end) and put the
+        environment back as it was before :meth:`make`."""
+        try:
+            if self.table is not None:
+                self.table.close()
+            if self.crumb is not None:
+                self.crumb.close()
+                self.crumb = None
+                Path(str(self.stem) + TRAIL_ENV_SUFFIX).unlink(missing_ok=True)
+        finally:
+            self._restore_env()
+
+    def _restore_env(self) -> None:
+        from ..probe.envprofiles import restore_env
+
+        restore_env(self.env_before)
+        self.env_before.clear()
