@@ -3,8 +3,10 @@ crash verdicts a store that cannot write must not lose."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import torch
 from yolo_rdna1.faults import ENV_VAR as FAULTS_ENV
 from yolo_rdna1.options import PluginOptions
 from yolo_rdna1.run import GuardedRun, RoutingPlan
+from yolo_rdna1.run.plan import discovery_sizes
 
 CPU = torch.device("cpu")
 
@@ -52,3 +55,49 @@ def test_a_plan_that_fails_while_being_made_puts_the_environment_back(tmp_path, 
     with pytest.raises(RuntimeError, match="no device"):
         RoutingPlan(options(tmp_path / "cache", faults="gfx1010"), tmp_path / "a", CPU).make()
     assert dict(os.environ) == before
+
+
+# -- 2: the sizes discovery runs at -------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [-1, 0.7, 0, 1.5, "16", None, True])
+def test_a_batch_that_is_not_a_known_positive_integer_discovers_nothing_ahead(batch):
+    assert discovery_sizes(SimpleNamespace(batch=batch, imgsz=640)) is None
+
+
+@pytest.mark.parametrize(
+    "imgsz,expected",
+    [(640, 640), ([640, 480], 640), ((320, 416), 416), ("512", 512), ("[320, 640]", 640), (640.0, 640)],
+)
+def test_imgsz_lists_train_at_their_largest_size_as_ultralytics_does(imgsz, expected):
+    assert discovery_sizes(SimpleNamespace(batch=16, imgsz=imgsz)) == (expected, 16)
+
+
+def test_under_ddp_each_process_discovers_at_its_share_of_the_batch():
+    assert discovery_sizes(SimpleNamespace(batch=16, imgsz=640), world_size=2) == (640, 8)
+    assert discovery_sizes(SimpleNamespace(batch=16.0, imgsz=640), world_size=4) == (640, 4)
+
+
+def _plan_for_discovery(tmp_path, rank=-1):
+    plan = RoutingPlan(options(tmp_path / "cache"), tmp_path / "a", CPU, rank=rank)
+    plan.info = SimpleNamespace(backend="cpu")
+    return plan
+
+
+def test_autobatch_skips_discovery_with_one_log_line(tmp_path, monkeypatch, caplog):
+    def never(*a, **kw):
+        raise AssertionError("discovery must not run for an AutoBatch batch")
+
+    monkeypatch.setattr("yolo_rdna1.probe.discovery.discover", never)
+    args = SimpleNamespace(batch=0.7, imgsz=640, model="yolov8n.yaml", data=None, task="detect")
+    with caplog.at_level(logging.INFO, logger="yolo_rdna1"):
+        assert _plan_for_discovery(tmp_path)._discover(args) is None
+    lines = [r.getMessage() for r in caplog.records if "AutoBatch" in r.getMessage()]
+    assert len(lines) == 1 and "judged as it first appears" in lines[0]
+
+
+def test_a_ddp_rank_discovers_its_batch_at_the_largest_imgsz(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("yolo_rdna1.probe.discovery.discover", lambda model, **kw: seen.update(kw) or [])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = SimpleNamespace(batch=16, imgsz=[640, 640], model="yolov8n.yaml", data=None, task="detect")
+    assert _plan_for_discovery(tmp_path, rank=1)._discover(args) == []
+    assert (seen["imgsz"], seen["batch"]) == (640, 8)

@@ -46,6 +46,46 @@ def trail_env(stem: Path) -> str | None:
     return name if name and name.isprintable() and len(name) <= 200 else None
 
 
+def discovery_sizes(args: Any, world_size: int = 1) -> tuple[int, int] | None:
+    """(imgsz, batch per process) a training with the trainer's ``args`` runs at, as Ultralytics derives them.
+
+    The image size as the trainer's ``check_imgsz(..., max_dim=1)`` takes it: an int, ``'640'``,
+    or the largest of a list (``[640, 480]``, ``'[640,480]'``); training is square. The batch is
+    divided among the DDP processes, as the trainer does. None when the batch is not known before
+    training: AutoBatch's (``batch`` below 1: ``-1``, or a fraction of GPU memory such as ``0.7``),
+    or sizes that are not numbers.
+    """
+    batch = getattr(args, "batch", 16)
+    if isinstance(batch, bool) or not isinstance(batch, (int, float)) or not batch >= 1:
+        return None
+    if isinstance(batch, float) and not batch.is_integer():
+        return None
+    size = getattr(args, "imgsz", 640)
+    try:
+        if isinstance(size, str):
+            import ast
+
+            size = int(size) if size.strip().isdigit() else ast.literal_eval(size)
+        if isinstance(size, (list, tuple)):
+            size = max(size)
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not size >= 1:
+            return None
+        size = int(size)
+    except (ValueError, TypeError, SyntaxError, OverflowError):
+        return None
+    return size, max(int(batch) // max(world_size, 1), 1)
+
+
+def _world_size(rank: int) -> int:
+    """How many DDP processes share the batch: torch.distributed's ``WORLD_SIZE`` in a DDP rank, else 1."""
+    if rank < 0:
+        return 1
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
 @dataclass
 class RoutingPlan:
     """What :meth:`make` decided for one process; the guard is built from it."""
@@ -148,8 +188,8 @@ class RoutingPlan:
             # the run's earlier process died under this profile: its crash verdicts apply here only
             name = before
             LOGGER.info("yolo_rdna1: MIOpen env profile %s, as in the earlier process of this run", name)
-        if routes and self.options.probe and args is not None:
-            sigs = self._discover(args)
+        sigs = self._discover(args) if routes and self.options.probe and args is not None else None
+        if sigs is not None:
             if name == "auto":
                 from ..probe.api import flops_ok_share
 
@@ -168,17 +208,31 @@ class RoutingPlan:
         return load_env_profile(name)
 
     def _discover(self, args: Any) -> Any:
-        """The conv signatures the trainer's model, data and sizes will run (training and validation)."""
+        """The conv signatures the trainer's model, data and sizes will run (training and validation).
+
+        None when the batch size is not known before training (AutoBatch): nothing is probed ahead.
+        """
         from ..probe.discovery import discover
 
+        sizes = discovery_sizes(args, _world_size(self.rank))
+        if sizes is None:
+            LOGGER.info(
+                "yolo_rdna1: batch=%s imgsz=%s: the sizes are set when training starts (AutoBatch), so no conv "
+                "signatures are probed ahead; each is judged as it first appears (unknown=%s)",
+                getattr(args, "batch", None),
+                getattr(args, "imgsz", None),
+                self.options.unknown,
+            )
+            return None
+        imgsz, batch = sizes
         task = getattr(args, "task", None)
         data = getattr(args, "data", None)
         # a dataset YAML, or a classification dataset's folder; a dataset name Ultralytics downloads is not read
         readable = data and (Path(str(data)).is_file() or (task == "classify" and Path(str(data)).is_dir()))
         return discover(
             getattr(args, "model", "yolov8n.yaml"),
-            imgsz=int(args.imgsz),
-            batch=int(args.batch),
+            imgsz=imgsz,
+            batch=batch,
             data=data if readable else None,
             backend=self.info.backend,
             amp=bool(getattr(args, "amp", False)) and self.device.type == "cuda",
