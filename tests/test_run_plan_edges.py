@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,14 +14,21 @@ import torch
 
 from yolo_rdna1.faults import ENV_VAR as FAULTS_ENV
 from yolo_rdna1.options import PluginOptions
-from yolo_rdna1.run import GuardedRun, RoutingPlan
-from yolo_rdna1.run.plan import discovery_sizes
+from yolo_rdna1.run import GuardedRun, RoutingPlan, breadcrumb_stem
+from yolo_rdna1.run import plan as plan_module
+from yolo_rdna1.run.plan import UNSTORED_SUFFIX, discovery_sizes
+from yolo_rdna1.signature import ConvSignature
+from yolo_rdna1.verdicts import VerdictStore
 
 CPU = torch.device("cpu")
 
 
 def options(cache: Path, **kw) -> PluginOptions:
     return PluginOptions(telemetry=0, thermal=False, stall_timeout=0, cache=str(cache), **kw)
+
+
+def key(i: int) -> str:
+    return ConvSignature(16, 32 + i, (3, 3), (1, 1), (1, 1), (1, 1), 1, 48, 48, 4, direction="fwd").key()
 
 
 # -- 1: the environment -----------------------------------------------------------------------------
@@ -101,3 +109,85 @@ def test_a_ddp_rank_discovers_its_batch_at_the_largest_imgsz(tmp_path, monkeypat
     args = SimpleNamespace(batch=16, imgsz=[640, 640], model="yolov8n.yaml", data=None, task="detect")
     assert _plan_for_discovery(tmp_path, rank=1)._discover(args) == []
     assert (seen["imgsz"], seen["batch"]) == (640, 8)
+
+
+# -- 3: crash verdicts a store cannot write ------------------------------------------------------------
+def dead_trail(stem: Path, *keys: str) -> None:
+    """What a process that died with ``keys[-1]`` in flight leaves behind."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(str(stem) + ".log").write_text("".join(k + "\n" for k in keys))
+    Path(str(stem) + ".slot").write_bytes(len(keys).to_bytes(8, "little"))
+
+
+def unwritable_cache(tmp_path: Path, how: str, monkeypatch) -> Path:
+    """A cache folder whose store keeps new verdicts in memory only."""
+    if how == "memory":  # a folder under a file cannot be made: the store falls back to memory
+        (tmp_path / "blocker").write_text("x")
+        return tmp_path / "blocker" / "cache"
+    cache = tmp_path / "cache"
+    if how == "newer schema":  # read, never written
+        VerdictStore(cache / "verdicts.sqlite").close()
+        conn = sqlite3.connect(cache / "verdicts.sqlite")
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+        conn.commit()
+        conn.close()
+        return cache
+
+    class WriteFails(VerdictStore):  # opens fine, every write fails (as a disk that filled up)
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self._conn.execute("PRAGMA query_only=1")
+
+    monkeypatch.setattr(plan_module, "VerdictStore", WriteFails)
+    return cache
+
+
+@pytest.mark.parametrize("how", ["memory", "newer schema", "writes fail"])
+def test_a_crash_the_store_cannot_keep_is_attributed_again_at_the_next_start(tmp_path, monkeypatch, caplog, how):
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    run_dir = tmp_path / "run"
+    stem = breadcrumb_stem(run_dir)
+    opts = options(unwritable_cache(tmp_path, how, monkeypatch), faults="gfx1010")
+    dead_trail(stem, key(0))  # start 1 follows a death in A
+    with caplog.at_level(logging.WARNING, logger="yolo_rdna1"):
+        first = RoutingPlan(opts, run_dir, CPU).make()
+    assert first.attributed == [(key(0), "abort")]
+    assert sum("cannot keep 1 crash verdict(s) on disk" in r.getMessage() for r in caplog.records) == 1
+    second = None
+    try:
+        first.crumb.enter(first.crumb.register(key(1)))  # start 1 dies in B
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="yolo_rdna1"):
+            second = RoutingPlan(opts, run_dir, CPU).make()
+        assert second.attributed == [(key(1), "abort")]
+        table = second.store.table(second.device_key, "default")
+        assert {k: table[k].verdict for k in (key(0), key(1)) if k in table} == {key(0): "abort", key(1): "abort"}, (
+            "start 2 must still bypass A, or the run crashes A, B, A, B"
+        )
+        assert sum("cannot keep 2 crash verdict(s) on disk" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        for plan in (second, first):
+            if plan is not None:
+                plan.close()
+    # a start whose store can write keeps both for good, and the run folder no longer holds them
+    monkeypatch.setattr(plan_module, "VerdictStore", VerdictStore)
+    good = tmp_path / "good"
+    third = RoutingPlan(options(good, faults="gfx1010"), run_dir, CPU).make()
+    third.close()
+    stored = VerdictStore(good / "verdicts.sqlite").table(third.device_key, "default")
+    assert stored[key(0)].verdict == stored[key(1)].verdict == "abort"
+    assert not Path(str(stem) + UNSTORED_SUFFIX).exists()
+
+
+def test_a_crash_a_writable_store_keeps_is_stored_once_and_not_kept_in_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    run_dir = tmp_path / "run"
+    stem = breadcrumb_stem(run_dir)
+    dead_trail(stem, key(0))
+    plan = RoutingPlan(options(tmp_path / "cache", faults="gfx1010"), run_dir, CPU).make()
+    try:
+        assert plan.store.durable and plan.attributed == [(key(0), "abort")]
+        assert VerdictStore(tmp_path / "cache" / "verdicts.sqlite").get(plan.device_key, "default", key(0))
+        assert not Path(str(stem) + UNSTORED_SUFFIX).exists()
+    finally:
+        plan.close()

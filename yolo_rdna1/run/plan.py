@@ -4,7 +4,8 @@ In order (each step needs the one before):
 
 1. the fault profile (simulation) and the device's fingerprint give the verdicts' device key;
 2. crash attribution: a conv the previous process of this run left in flight becomes a
-   ``hang``/``abort`` verdict under the env profile that process ran under;
+   ``hang``/``abort`` verdict under the env profile that process ran under (a verdict the store
+   cannot keep on disk is kept in the run folder and attributed again at every start);
 3. the run's signatures are discovered and whatever has no verdict is probed in children
    (``env_profile=auto`` probes under each shipped profile and keeps the best);
 4. the MIOpen env profile is exported, before the first GPU conv of the process;
@@ -17,6 +18,7 @@ back what was there before.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -35,6 +37,11 @@ from ..verdicts.store import Verdict, VerdictStore
 from ..verdicts.table import VerdictRouteTable, device_key
 
 LOGGER = logging.getLogger("yolo_rdna1")
+
+#: Next to a breadcrumb stem: crash verdicts the verdict store could not write (read-only, full
+#: disk, in memory), one JSON object a line; each start stores them again until the store keeps them.
+UNSTORED_SUFFIX = ".unstored"
+_CRASH_DETAIL = "in flight when the training process died"
 
 
 def trail_env(stem: Path) -> str | None:
@@ -84,6 +91,24 @@ def _world_size(rank: int) -> int:
         return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
     except ValueError:
         return 1
+
+
+def _read_unstored(path: Path) -> list[tuple[str, str, str, str]]:
+    """The (device, env profile, signature, cause) crash verdicts an earlier start could not store."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+            found = tuple(row[k] for k in ("device", "env_profile", "signature", "cause"))
+        except (ValueError, TypeError, KeyError):
+            continue  # a damaged line: the store's validation would refuse it anyway
+        if all(isinstance(x, str) for x in found) and found[3] in ("hang", "abort"):
+            out.append(found)
+    return out
 
 
 @dataclass
@@ -155,6 +180,8 @@ class RoutingPlan:
         ``env`` is the profile the dead process ran under (:func:`trail_env`); a trail that does
         not say falls back to the profile this process is configured with.
         """
+        unstored = Path(str(self.stem) + UNSTORED_SUFFIX)
+        crashes = {c[:3]: c for c in _read_unstored(unstored)}
         found = crumbs.in_flight(self.stem)
         if found is not None:
             key, cause = found
@@ -163,8 +190,7 @@ class RoutingPlan:
 
                 configured = self.options.env_profile
                 env = load_env_profile(configured).name if configured != "auto" else "default"
-            detail = "in flight when the training process died"
-            self.store.put(Verdict(self.device_key, env, key, cause, detail, source="crash"))
+            crashes[(self.device_key, env, key)] = (self.device_key, env, key, cause)
             self.attributed.append((key, cause))
             from ..supervision import journal
 
@@ -172,7 +198,33 @@ class RoutingPlan:
             LOGGER.warning(
                 "yolo_rdna1: the last training process died (%s) in %s; it takes the bypass from now on", cause, key
             )
+        if crashes:
+            self.store.put([Verdict(d, e, k, c, _CRASH_DETAIL, source="crash") for d, e, k, c in crashes.values()])
+        if not crashes or self.store.durable:
+            unstored.unlink(missing_ok=True)
+            crumbs.clear(self.stem)
+            return
+        # the store keeps them in memory only: the run folder keeps them for the next start (this
+        # process's own trail replaces the breadcrumb, so the breadcrumb alone would not)
+        rows = [dict(zip(("device", "env_profile", "signature", "cause"), c)) for c in crashes.values()]
+        try:
+            atomic_write(unstored, "".join(json.dumps(r) + "\n" for r in rows))
+        except OSError as e:
+            LOGGER.warning(
+                "yolo_rdna1: the verdict store cannot keep %d crash verdict(s) on disk, nor can %s be written (%s); "
+                "the crash breadcrumb is left in place for the next start",
+                len(rows),
+                unstored,
+                e,
+            )
+            return
         crumbs.clear(self.stem)
+        LOGGER.warning(
+            "yolo_rdna1: the verdict store cannot keep %d crash verdict(s) on disk; they are kept in %s and "
+            "attributed again at each start of this run until the store can be written",
+            len(rows),
+            unstored,
+        )
 
     def _probe(self, sigs: Any, env: Any, progress: bool) -> Any:
         from ..probe.api import run_probe
