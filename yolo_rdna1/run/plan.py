@@ -31,16 +31,13 @@ from ..faults import ENV_VAR as FAULTS_ENV
 from ..faults import FaultProfile, load_profile, profile_from_env
 from ..files import atomic_write
 from ..options import PluginOptions
-from ..runfiles import TRAIL_ENV_SUFFIX, VERDICTS_DB, breadcrumb_stem
+from ..runfiles import TRAIL_ENV_SUFFIX, UNSTORED_SUFFIX, VERDICTS_DB, breadcrumb_stem
 from ..verdicts import breadcrumb as crumbs
 from ..verdicts.store import Verdict, VerdictStore
 from ..verdicts.table import VerdictRouteTable, device_key
 
 LOGGER = logging.getLogger("yolo_rdna1")
 
-#: Next to a breadcrumb stem: crash verdicts the verdict store could not write (read-only, full
-#: disk, in memory), one JSON object a line; each start stores them again until the store keeps them.
-UNSTORED_SUFFIX = ".unstored"
 _CRASH_DETAIL = "in flight when the training process died"
 
 
