@@ -16,7 +16,8 @@ from yolo_rdna1.faults import ENV_VAR as FAULTS_ENV
 from yolo_rdna1.options import PluginOptions
 from yolo_rdna1.run import GuardedRun, RoutingPlan, breadcrumb_stem
 from yolo_rdna1.run import plan as plan_module
-from yolo_rdna1.run.plan import UNSTORED_SUFFIX, discovery_sizes
+from yolo_rdna1.run.plan import discovery_sizes
+from yolo_rdna1.runfiles import UNSTORED_SUFFIX
 from yolo_rdna1.signature import ConvSignature
 from yolo_rdna1.verdicts import VerdictStore
 
