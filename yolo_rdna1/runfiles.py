@@ -25,6 +25,9 @@ BREADCRUMB = "rdna1_breadcrumb"
 #: Beside a breadcrumb (``<stem>.env``): the MIOpen env profile its trail was written under, so a
 #: conv left in flight is blamed (and, with ``env_profile=auto``, avoided) under that profile.
 TRAIL_ENV_SUFFIX = ".env"
+#: Beside a breadcrumb (``<stem>.unstored``): crash verdicts the verdict store could not write (read-only,
+#: full disk, in memory), one JSON object a line; each start stores them again until the store keeps them.
+UNSTORED_SUFFIX = ".unstored"
 #: The supervisor's spec of the training child (its arguments); written at each start, removed on every exit.
 CHILD_SPEC = "rdna1_child.json"
 #: The supervisor's story of a run, one JSON object a line; ``supervision.journal`` appends, ``report`` reads.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,3 +94,12 @@ def apply_env_profile(profile: EnvProfile) -> dict[str, str | None]:
     old = {k: os.environ.get(k) for k in profile.env}
     os.environ.update(profile.env)
     return old
+
+
+def restore_env(old: Mapping[str, str | None]) -> None:
+    """Put back the values :func:`apply_env_profile` returned; a variable that was absent is removed."""
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

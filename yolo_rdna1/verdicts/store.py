@@ -508,6 +508,11 @@ class VerdictStore:
         """All verdicts of one device and profile by signature key: what a route table reads."""
         return {v.signature: v for v in self.query(device, env_profile)}
 
+    @property
+    def durable(self) -> bool:
+        """Whether every verdict put so far is in the store's file, none kept in this process's memory only."""
+        return self.path != ":memory:" and not self.read_only and not self._unsaved
+
     # -- writing --------------------------------------------------------------------------------
     def put(self, verdicts: Verdict | Iterable[Verdict]) -> int:
         """Insert or replace verdicts measured here in one transaction; returns how many were recorded.
