@@ -5,7 +5,7 @@
 Trains ``supervise(KWARGS, RestartPolicy(**POLICY), python=PYTHON)``; PYTHON is the interpreter
 (or a wrapper script) that runs each training child. ``--no-sleep`` skips the waits between
 restarts. Warnings go to stderr, one line each. SIGINT raises ``KeyboardInterrupt`` and SIGTERM
-ends the process, as in a terminal, whatever the parent process had set.
+and SIGHUP end the process, as in a terminal, whatever the parent process had set.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"unknown flags {flags}")
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # a test run under nohup must not hide it
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     sleep = (lambda s: None) if flags else time.sleep
     supervise(json.loads(kwargs), RestartPolicy(**json.loads(policy)), sleep=sleep, python=python)

@@ -22,6 +22,7 @@ import torch
 from ..bypass import ConvParams, algorithm_for
 from ..faults import profile_from_env
 from ..guard.routes import VENDOR, SignatureRoute, is_vendor_error
+from ..parent_watch import watch_parent
 from ..signature import DIRECTIONS, ConvSignature
 
 MARK = "@@rdna1 "
@@ -128,24 +129,9 @@ def probe_one(sig: ConvSignature, device: torch.device, job_id: int, repeats: in
     return {**result, "verdict": "ok", "detail": f"relative error {err:.2g}"}
 
 
-def _exit_with_parent(poll_s: float = 1.0) -> None:
-    """End this child when its parent is gone: a training that exits mid-probe (a background
-    probe of a first-seen shape) must not leave a child stuck in a hung conv behind."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="yolo_rdna1-parent-watch", daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    _exit_with_parent()
+    watch_parent()  # a training that exits mid-probe must not leave a child stuck in a hung conv behind
     device = torch.device(args[0] if args else "cpu")
     repeats = int(os.environ.get("YOLO_RDNA1_PROBE_REPEATS", "2"))
     if device.type == "cuda":

@@ -13,14 +13,20 @@ restart with a bound), with what a single GPU run needs on top:
   those, not the restarts of the whole run: a ten-day run that crashes every few hours and
   resumes further along each time is restarted after ``backoff_s`` every time, for as long as
   it takes. ``max_restarts_per_hour`` spaces out a storm of crashes (it waits, never gives up);
-* the supervisor gives up with a summary when the same failure repeats without progress, or
+* the supervisor gives up with a summary when the same failure repeats without progress (the
+  same cause, at the same checkpoint, with the same conv in flight or none: a crash in another
+  conv is progress of the attribution, each such conv being bypassed from the next start), or
   after ``max_restarts`` restarts in a row without progress;
 * a child that stops on bad input (a checkpoint of another model or dataset) is not restarted:
   its message ends the supervisor;
-* SIGINT (Ctrl-C) and SIGTERM are passed on to the child, which gets ``stop_grace_s`` to end
-  before it is killed; the journal gets an ``end`` with the signal, and the run is left for
-  ``resume=True``. SIGINT then raises ``KeyboardInterrupt`` (exit code 130 when uncaught), and
-  SIGTERM ends the process by SIGTERM (exit code 143), as it would have without a supervisor.
+* SIGINT (Ctrl-C) and SIGTERM are passed on to the child, and a SIGHUP (the terminal closed) as
+  a SIGTERM; the child gets ``stop_grace_s`` to end before it is killed; the journal gets an
+  ``end`` with the signal, and the run is left for ``resume=True``. SIGINT then raises
+  ``KeyboardInterrupt`` (exit code 130 when uncaught), and SIGTERM and SIGHUP end the process by
+  the same signal (exit codes 143 and 129), as they would have without a supervisor;
+* a supervisor that dies without passing anything on (SIGKILL) takes the training with it: the
+  child watches its parent and stops itself (:mod:`yolo_rdna1.supervision.child`), so a later
+  ``resume=True`` never finds a trainer still running in the folder.
 """
 
 from __future__ import annotations
@@ -82,7 +88,8 @@ class RestartPolicy:
     def delay(self, stalled: int) -> float:
         """The wait before a restart; ``stalled``: restarts in a row without progress, this one
         included (0 when it made progress). ``backoff_s``, then doubling up to ``backoff_max_s``."""
-        return min(self.backoff_max_s, self.backoff_s * 2 ** max(0, stalled - 1))
+        # 2**64 outgrows any backoff_max_s over backoff_s; a larger power overflows a float
+        return min(self.backoff_max_s, self.backoff_s * 2 ** min(64, max(0, stalled - 1)))
 
     def brake(self, restarts_at: list[float], now: float) -> float:
         """The wait that keeps ``max_restarts_per_hour`` (``restarts_at``: earlier restarts' clock times)."""
@@ -128,7 +135,7 @@ SPEC_FILE = runfiles.CHILD_SPEC
 
 
 class _Stop(BaseException):
-    """SIGINT or SIGTERM reached the supervisor (raised only while it waits)."""
+    """SIGINT, SIGTERM or SIGHUP reached the supervisor (raised only while it waits)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -136,13 +143,14 @@ class _Stop(BaseException):
 
 
 class _Stops:
-    """SIGINT and SIGTERM while supervising: the child is stopped first, then the supervisor.
+    """SIGINT, SIGTERM and SIGHUP while supervising: the child is stopped first, then the supervisor.
 
     The handlers raise :class:`_Stop` only while the supervisor waits (for the child, or before a
-    restart); a signal that comes between is kept and raised at the next wait, so no journal
-    write or checkpoint move is cut in half. Installed only over Python's default handlers, and
-    only in the main thread (where signals are delivered); a handler of the host program is left
-    in charge.
+    restart), and once per wait: raising disarms them, so a further signal cannot cut the
+    handling of the first short (the kill of a child that ignores it). A signal that comes
+    between is kept and raised at the next wait, so no journal write or checkpoint move is cut
+    in half. Installed only over Python's default handlers, and only in the main thread (where
+    signals are delivered); a handler of the host program is left in charge.
     """
 
     def __init__(self) -> None:
@@ -152,7 +160,7 @@ class _Stops:
 
     def __enter__(self) -> _Stops:
         if threading.current_thread() is threading.main_thread():
-            for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            for sig, default in _HANDLED:
                 if signal.getsignal(sig) is default:
                     self._old[sig] = signal.signal(sig, self._handle)
         return self
@@ -166,6 +174,7 @@ class _Stops:
         if self.signum is None:
             self.signum = signum
         if self.armed:
+            self.armed = False
             raise _Stop(signum)
 
     def check(self) -> None:
@@ -174,13 +183,49 @@ class _Stops:
             raise _Stop(self.signum)
 
     @contextmanager
-    def waiting(self) -> Iterator[None]:
-        self.check()
+    def waiting(self, check: bool = True) -> Iterator[None]:
+        """Within, a signal raises :class:`_Stop` (one kept from before first, unless ``check`` is off)."""
+        if check:
+            self.check()
         self.armed = True
         try:
             yield
         finally:
             self.armed = False
+
+
+#: The signals the supervisor stops on, each with the Python default it is installed over.
+_HANDLED = tuple(
+    (getattr(signal, name), default)
+    for name, default in (
+        ("SIGINT", signal.default_int_handler),
+        ("SIGTERM", signal.SIG_DFL),
+        ("SIGHUP", signal.SIG_DFL),
+    )
+    if hasattr(signal, name)  # no SIGHUP on Windows
+)
+
+
+def plain_args(train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The training arguments as the child's JSON spec carries them: path-like values (also inside
+    lists and dicts) become strings. Anything else JSON cannot carry (a model object, a callback)
+    is a :class:`SupervisorError` naming the argument, raised before anything is journaled."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise TypeError(type(value).__name__)
+
+    out = {}
+    for key, value in train_kwargs.items():
+        try:
+            out[key] = json.loads(json.dumps(value, default=plain))
+        except (TypeError, ValueError) as e:
+            raise SupervisorError(
+                f"{key}={value!r} cannot be passed to the supervised training process ({e}): it takes paths, "
+                "strings, numbers, booleans, None, and lists and dicts of those"
+            ) from None
+    return out
 
 
 def supervise(
@@ -198,7 +243,7 @@ def supervise(
     (default: a child process of ``python``). Tests replace them to play long runs in moments.
     """
     policy = policy or RestartPolicy()
-    kwargs = dict(train_kwargs)
+    kwargs = plain_args(train_kwargs)
     kwargs.setdefault("project", str(Path("runs") / "rdna1"))
     kwargs.setdefault("name", "train")
     run_dir = Path(kwargs["project"]).resolve() / str(kwargs["name"])
@@ -233,7 +278,7 @@ def supervise(
             return _loop(kwargs, run_dir, point, policy, sleep, clock, run_attempt, stops, state)
         except (_Stop, KeyboardInterrupt) as e:
             signum = e.signum if isinstance(e, _Stop) else signal.SIGINT
-            _clear_breadcrumbs(run_dir)  # the conv in flight was stopped, not faulty
+            clear_breadcrumbs(run_dir)  # the conv in flight was stopped, not faulty
             journal.append(
                 run_dir,
                 "end",
@@ -257,7 +302,8 @@ class _Restarts:
     restarts: int = 0
     stalled: int = 0  # restarts in a row without progress
     at: list[float] = field(default_factory=list)  # clock times of the restarts
-    history: list[tuple[str, checkpoint.Position | None]] = field(default_factory=list)
+    #: (cause, newest checkpoint position, conv left in flight) of each abnormal end
+    history: list[tuple[str, checkpoint.Position | None, tuple[str, ...]]] = field(default_factory=list)
 
 
 def _loop(
@@ -311,9 +357,10 @@ def _loop(
                 str(message) if message else f"training stopped on bad input (exit {code}); see its output above"
             )
         if cause == "killed":
-            _clear_breadcrumbs(
+            clear_breadcrumbs(
                 run_dir
             )  # SIGKILL from outside (OOM killer, a user) says nothing about the conv in flight
+        blamed = in_flight(run_dir)  # what the next start attributes and bypasses
         try:
             point = checkpoint.newest(weights)  # the next attempt's resume point, and the progress measure
         except checkpoint.ResumeError as e:
@@ -326,11 +373,13 @@ def _loop(
             state.reference, state.stalled = position, 0
         else:
             state.stalled += 1
-        state.history.append((cause, position))
-        same = state.history.count((cause, position))
+        failure = (cause, position, blamed)  # another conv in flight is another failure: it gets bypassed
+        state.history.append(failure)
+        same = state.history.count(failure)
         if same >= policy.same_failure_limit:
+            conv = f" with {', '.join(blamed)} in flight" if blamed else ""
             why = (
-                f"training ended with '{cause}' {same} times at {epochs} completed epochs without progress; "
+                f"training ended with '{cause}' {same} times at {epochs} completed epochs without progress{conv}; "
                 f"giving up. See {run_dir / runfiles.WATCHDOG_LOG} and {run_dir / journal.JOURNAL_FILE}; "
                 "'yolo-rdna1 verdicts list bad=True' shows what was attributed"
             )
@@ -352,6 +401,7 @@ def _loop(
             epochs=epochs,
             restart=state.restarts + 1,
             progress=progressed,
+            **({"in_flight": list(blamed)} if blamed else {}),
             **({} if why else {"wait_s": wait}),
         )
         if why:
@@ -375,20 +425,36 @@ def _loop(
         state.at.append(clock())
 
 
-def _clear_breadcrumbs(run_dir: Path) -> None:
-    for slot in run_dir.glob(f"{runfiles.BREADCRUMB}*.slot"):
-        crumbs.clear(slot.with_suffix(""))
+def _trails(run_dir: Path) -> list[Path]:
+    """The breadcrumb stems of the run's processes (one per DDP rank)."""
+    return sorted(slot.with_suffix("") for slot in run_dir.glob(f"{runfiles.BREADCRUMB}*.slot"))
+
+
+def clear_breadcrumbs(run_dir: str | os.PathLike) -> None:
+    """Forget the convs in flight: the process was stopped from outside, they did not fail."""
+    for stem in _trails(Path(run_dir)):
+        crumbs.clear(stem)
+
+
+def in_flight(run_dir: Path) -> tuple[str, ...]:
+    """The signature keys the dead training left in flight (its next start blames them), sorted; () if none."""
+    found = (crumbs.in_flight(stem) for stem in _trails(run_dir))
+    return tuple(sorted({f[0] for f in found if f is not None}))
 
 
 def _run_child(kwargs: dict[str, Any], python: str, spec: Path, stops: _Stops, grace: float) -> int:
-    """One training process; a SIGINT/SIGTERM of the supervisor is passed on to it (see :class:`_Stops`).
+    """One training process; a SIGINT/SIGTERM/SIGHUP of the supervisor is passed on to it (see :class:`_Stops`).
 
     The child has a session of its own, so a Ctrl-C in the terminal reaches it once, through
-    the supervisor. The spec file is removed on every way out.
+    the supervisor; it gets the supervisor's pid, and ends when that process is gone. The spec
+    file is removed on every way out.
     """
     try:
         atomic_write(spec, json.dumps(kwargs))
-        proc = subprocess.Popen([python, "-m", "yolo_rdna1.supervision.child", str(spec)], start_new_session=True)
+        proc = subprocess.Popen(
+            [python, "-m", "yolo_rdna1.supervision.child", "--parent", str(os.getpid()), str(spec)],
+            start_new_session=True,
+        )
         try:
             with stops.waiting():
                 return proc.wait()
@@ -400,14 +466,13 @@ def _run_child(kwargs: dict[str, Any], python: str, spec: Path, stops: _Stops, g
 
 
 def _stop_child(proc: subprocess.Popen, signum: int, grace: float, stops: _Stops) -> None:
-    """Pass the signal on and wait ``grace`` seconds; a child still there (a hung conv ignores
-    signals), or a second signal meanwhile, gets SIGKILL."""
-    proc.send_signal(signum)
-    stops.armed = True
+    """Pass the signal on (a hangup as SIGTERM: the child has no terminal) and wait ``grace``
+    seconds; a child still there (a hung conv ignores signals), or a second signal meanwhile,
+    gets SIGKILL. The second signal disarms the handlers, so a third cannot skip the kill."""
+    proc.send_signal(signal.SIGTERM if signum == getattr(signal, "SIGHUP", None) else signum)
     try:
-        proc.wait(timeout=grace)
+        with stops.waiting(check=False):
+            proc.wait(timeout=grace)
     except (_Stop, KeyboardInterrupt, subprocess.TimeoutExpired):
         proc.kill()
         proc.wait()
-    finally:
-        stops.armed = False
