@@ -188,3 +188,29 @@ def test_a_crash_trail_with_a_malformed_session_file_is_removed_with_a_warning(c
     assert attribute_dead_sessions(PluginOptions(cache=str(tmp_path))) == []
     assert not trail.exists() and "unreadable crash trail" in caplog.text
     json.loads(content)  # the file parsed: only its shape was wrong
+
+
+def test_a_hand_built_predictor_that_raised_mid_batch_gets_a_call_of_its_own_when_run_again(yolo):
+    from ultralytics.models.yolo.detect import DetectionPredictor
+
+    from yolo_rdna1.callbacks import last_run
+
+    own = {k: list(v) for k, v in yolo.callbacks.items()}
+    predictor = DetectionPredictor(overrides={"imgsz": 64, "verbose": False, "save": False}, _callbacks=own)
+    failed = []
+
+    def boom_once(engine):
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("user callback failed")
+
+    predictor.add_callback("on_predict_postprocess_end", boom_once)
+    with pytest.raises(RuntimeError, match="user callback failed"):
+        predictor(IMAGES, model=yolo.model)
+    stale = last_run()
+    predictor(IMAGES, model=yolo.model)
+    summary = last_run()
+    assert summary is not stale and summary.kind == "predict" and not is_patched()
+    # the second call's batches only (the failed call's first batch is in the stale call's summary)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in yolo.model.modules())
+    assert summary.final_totals["calls"] == convs

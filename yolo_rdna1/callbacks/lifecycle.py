@@ -412,15 +412,18 @@ def _running(engine: Any) -> bool:
     return False
 
 
-def _end_stale_call() -> None:
+def _end_stale_call(starting: Any = None) -> None:
     """End the active event-owned call if its engine raised or was dropped before its end event.
 
     Such a call would keep its guard on for the rest of the process, and a new call would run on
     it. Its engine is no longer executing when another call starts (an engine that starts a call
-    from inside its own keeps its call). The stale call's summary is logged as any call's.
+    from inside its own keeps its call), or it is the engine ``starting`` a new call (one start
+    event per call). The stale call's summary is logged as any call's.
     """
     call = _ACTIVE
-    if call is None or call.scoped or (call.engine is not None and _running(call.engine)):
+    if call is None or call.scoped:
+        return
+    if call.engine is not None and call.engine is not starting and _running(call.engine):
         return
     if call.engine is not None:
         _EVENT_CALLS.pop(call.engine, None)
@@ -460,7 +463,7 @@ def event_start(kind: str, engine: Any, options: PluginOptions | None) -> None:
     """``on_<kind>_start``: join the Model scope's call, or start an event-owned one."""
     if _training_active():
         return
-    _end_stale_call()
+    _end_stale_call(engine)
     if _ACTIVE is not None:  # the Model scope's call, or an engine started inside a running one
         if _ACTIVE.scoped:
             _ACTIVE.engine = engine
