@@ -13,12 +13,15 @@ Two layers, because Ultralytics' events come too late and not always:
   is on from the first line of the call to its last, also when it raises. A ``stream=True``
   generator holds the guard only while it computes (between two ``next()`` calls it is off, so
   an abandoned stream leaves nothing on) and ends the call when it is exhausted, closed or
-  collected.
+  collected after its first ``next()``. A stream never started computes nothing and ends no
+  call: Python never runs a generator's body, nor its ``finally``, before the first ``next()``,
+  so it gives no summary (its guard is already off).
 * **Events.** ``on_predict_start``/``on_val_start``/``on_export_start`` of an engine built by
   hand with the plugin's callbacks (no ``Model``) start the guard from the event on; a predict
   stream holds it per batch (``on_predict_batch_start`` to ``on_predict_batch_end``). Such an
-  engine's pre-event warmup is not guarded, and an error inside a batch leaves the guard on
-  until the next call: use a ``YOLO`` model where that matters.
+  engine's pre-event warmup is not guarded, and after an error (no end event) its guard stays
+  on until the next val/predict/export call of the process starts, which ends the stale call
+  first: use a ``YOLO`` model where that matters.
 
 A validation inside a guarded training (every epoch's, and ``final_eval``'s) is the training's:
 nothing here acts while a training run is active.
@@ -137,6 +140,14 @@ def _trail_root(options: PluginOptions) -> Path:
     return fallback
 
 
+def _session_meta(path: Path) -> dict[str, str]:
+    """A trail's ``session.json``: ``{"device": ..., "env_profile": ...}``; ``ValueError`` for any other content."""
+    meta = json.loads(path.read_text())
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), str) for k in ("device", "env_profile")):
+        raise ValueError(f"{path.name} is not an object with the strings 'device' and 'env_profile'")
+    return meta
+
+
 def attribute_dead_sessions(options: PluginOptions) -> list[tuple[str, str]]:
     """Blame the conv that each dead val/predict/export process of this host left in flight.
 
@@ -158,9 +169,9 @@ def attribute_dead_sessions(options: PluginOptions) -> list[tuple[str, str]]:
         if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         try:
-            meta = json.loads((trail / SESSION_FILE).read_text())
+            meta = _session_meta(trail / SESSION_FILE)
             hit = crumbs.in_flight(breadcrumb_stem(trail))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # the plugin's own scratch: removed below either way
             LOGGER.warning("yolo_rdna1: ignoring the unreadable crash trail %s (%s)", trail, e)
             hit = None
         if hit is not None:
@@ -227,10 +238,12 @@ class _Session:
             return
         self.closed = True
         active = current()
-        self.run.finish()
-        if active is not None and active is not self.run.guard:
-            _restore(active)
-        shutil.rmtree(self.trail, ignore_errors=True)
+        try:
+            self.run.finish()
+        finally:
+            if active is not None and active is not self.run.guard:
+                _restore(active)
+            shutil.rmtree(self.trail, ignore_errors=True)
 
 
 def _restore(guard: Any) -> None:
@@ -245,9 +258,12 @@ def _restore(guard: Any) -> None:
 class _Call:
     """One val/predict/export call: switches its session's guard on and off, counts what ran."""
 
-    def __init__(self, kind: str, session: _Session) -> None:
+    def __init__(self, kind: str, session: _Session, scoped: bool = False) -> None:
         self.kind = kind
         self.session = session
+        #: True for a call of the Model scope (it ends the call itself, also when it raises); False
+        #: for an event-owned one, which only its end event ends.
+        self.scoped = scoped
         self.engine: Any = None  # the predictor, validator or exporter, once its start event names it
         self.active = False
         self._previous: Any = None
@@ -382,8 +398,39 @@ def _training_active() -> bool:
     return current_run() is not None
 
 
-def _begin(kind: str, options: PluginOptions, device: Any) -> _Call:
-    return _Call(kind, _session_for(options, device))
+def _begin(kind: str, options: PluginOptions, device: Any, scoped: bool = False) -> _Call:
+    return _Call(kind, _session_for(options, device), scoped)
+
+
+def _running(engine: Any) -> bool:
+    """Whether ``engine`` is executing on this thread (one of its methods is on the stack)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_locals.get("self") is engine:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _end_stale_call(starting: Any = None) -> None:
+    """End the active event-owned call if its engine raised or was dropped before its end event.
+
+    Such a call would keep its guard on for the rest of the process, and a new call would run on
+    it. Its engine is no longer executing when another call starts (an engine that starts a call
+    from inside its own keeps its call), or it is the engine ``starting`` a new call (one start
+    event per call). The stale call's summary is logged as any call's.
+    """
+    call = _ACTIVE
+    if call is None or call.scoped:
+        return
+    if call.engine is not None and call.engine is not starting and _running(call.engine):
+        return
+    if call.engine is not None:
+        _EVENT_CALLS.pop(call.engine, None)
+    LOGGER.warning(
+        "yolo_rdna1: a %s ended without its end event (it raised or was dropped): its guard goes off now", call.kind
+    )
+    _end(call)
 
 
 def _end(call: _Call, output: Any = None) -> CallSummary:
@@ -416,11 +463,16 @@ def event_start(kind: str, engine: Any, options: PluginOptions | None) -> None:
     """``on_<kind>_start``: join the Model scope's call, or start an event-owned one."""
     if _training_active():
         return
-    if _ACTIVE is not None:
-        _ACTIVE.engine = engine
+    _end_stale_call(engine)
+    if _ACTIVE is not None:  # the Model scope's call, or an engine started inside a running one
+        if _ACTIVE.scoped:
+            _ACTIVE.engine = engine
         return
     if options is None or options.guard == "off":
         return
+    earlier = _EVENT_CALLS.pop(engine, None)  # this engine's last call never saw its end event
+    if earlier is not None:
+        _end(earlier)
     from ..device import parse_device
 
     try:
@@ -464,11 +516,37 @@ def _call_device(model: Any, kind: str, kwargs: dict[str, Any]) -> Any:
     from ..device import parse_device
 
     if kind == "export":
-        return parse_device(kwargs.get("device") or "cpu")
+        return parse_device(_picked(kwargs.get("device") or "cpu"))
     device = kwargs.get("device")
     if device is None:
         device = (getattr(model, "overrides", None) or {}).get("device")
-    return parse_device(device)
+    return parse_device(_picked(device))
+
+
+def _picked(device: Any) -> Any:
+    """``device`` with Ultralytics' ``-1`` ("an idle GPU") resolved as the plugin can.
+
+    Ultralytics asks NVML for the idlest GPU and takes its default device (the current CUDA
+    device, else the CPU) where none answers, as on AMD cards. The plugin takes that default; on
+    a host with several CUDA devices it says so, since Ultralytics may pick another card there
+    (``device=<index>`` names it). ``-1,0``-style lists keep the first named index.
+    """
+    items = device if isinstance(device, (list, tuple)) else str(device).lower().replace("cuda:", "").split(",")
+    tokens = [str(t).strip(" []()'") for t in items]
+    if "-1" not in tokens:
+        return device
+    if tokens[0] != "-1":
+        return ",".join(t for t in tokens if t not in ("-1", ""))
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        LOGGER.warning(
+            "yolo_rdna1: device=%s lets Ultralytics pick an idle GPU; the guard uses the verdicts of the current "
+            "device (cuda:%d). Pass device=<index> to name the card",
+            device,
+            torch.cuda.current_device(),
+        )
+    return None
 
 
 def _scoped(kind: str, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -477,13 +555,16 @@ def _scoped(kind: str, method: Callable[..., Any]) -> Callable[..., Any]:
         from .rdna1 import plugin_options
 
         options = plugin_options(self)
+        if not _training_active():
+            _end_stale_call()
         if options is None or options.guard == "off" or _ACTIVE is not None or _training_active():
             return method(self, *args, **kwargs)
         try:
             device = _call_device(self, kind, kwargs)
-        except ValueError:  # a device this plugin cannot name: Ultralytics says what is wrong with it
+        except ValueError as e:  # npu, xpu or a typo: Ultralytics runs it or says what is wrong with it
+            LOGGER.warning("yolo_rdna1: %s is not guarded (%s)", kind, e)
             return method(self, *args, **kwargs)
-        call = _begin(kind, options, device)
+        call = _begin(kind, options, device, scoped=True)
         call.activate()
         try:
             out = method(self, *args, **kwargs)
@@ -501,7 +582,13 @@ def _scoped(kind: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _stream(results: Iterator[Any], call: _Call) -> Iterator[Any]:
-    """A predict stream that switches the guard on for each step and ends the call with the stream."""
+    """A predict stream that switches the guard on for each step and ends the call with the stream.
+
+    The call ends when the stream is exhausted, or closed or collected after its first step. A
+    stream closed or collected before its first ``next()`` never runs this body (Python skips a
+    generator's ``finally`` then): its call gives no summary, and Ultralytics' generator is left
+    to be collected. Its guard is off already (the scope deactivated it before returning).
+    """
     try:
         while True:
             call.activate()
@@ -540,12 +627,36 @@ def _warned_tune(method: Callable[..., Any]) -> Callable[..., Any]:
     return tune
 
 
+def _ended_train(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def train(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from . import rdna1
+
+        before = rdna1.current_run()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            # Ultralytics 8.4 starts the run in the trainer's constructor (on_pretrain_routine_start),
+            # before the dataset check and outside train()'s teardown: a trainer that failed to build
+            # leaves its run on. A run this call started is over when the call is.
+            if rdna1.current_run() not in (None, before):
+                try:
+                    rdna1.end_run()
+                except Exception as e:  # the guard is off whatever failed; the trainer's error is the one to see
+                    LOGGER.warning("yolo_rdna1: ending the run of a trainer that failed to build failed too (%r)", e)
+
+    train.__yolo_rdna1_scope__ = method  # type: ignore[attr-defined]
+    return train
+
+
 def install_model_scope() -> None:
     """Wrap ``Model.val``, ``Model.predict`` and ``Model.export`` once per process (idempotent),
-    and make ``Model.tune`` say that the trainings it starts in new processes are unguarded."""
+    make ``Model.train`` end a run its trainer left on when it failed to build, and make
+    ``Model.tune`` say that the trainings it starts in new processes are unguarded."""
     from ultralytics.engine.model import Model
 
-    for kind in (*KINDS, "tune"):
+    wrappers = {"tune": _warned_tune, "train": _ended_train}
+    for kind in (*KINDS, "tune", "train"):
         method = getattr(Model, kind)
         if not hasattr(method, "__yolo_rdna1_scope__"):
-            setattr(Model, kind, _warned_tune(method) if kind == "tune" else _scoped(kind, method))
+            setattr(Model, kind, wrappers[kind](method) if kind in wrappers else _scoped(kind, method))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,49 @@ LOGGER = logging.getLogger("yolo_rdna1")
 _RUN: GuardedRun | None = None
 _LAST: GuardedRun | None = None
 #: Mid-epoch checkpoints and resume position of the trainer of this process (None under DDP).
-_MID: MidEpochCheckpoints | None = None
+#: The trainer holds them (attribute ``_MID_ATTR``) and this module only a weak reference, so a
+#: trainer dropped without its teardown is collected and its run seen to be over.
+_MID: weakref.ref | None = None
+_MID_ATTR = "_yolo_rdna1_mid_epoch"
+
+
+def _mid() -> MidEpochCheckpoints | None:
+    return _MID() if _MID is not None else None
+
+
+#: The trainer whose run ``_RUN`` is: a run whose trainer was collected without its teardown is over.
+_TRAINER: weakref.ref | None = None
 
 
 def current_run() -> GuardedRun | None:
+    """The training run in progress, None when there is none (a run whose trainer is gone ends here)."""
+    if _RUN is not None and _TRAINER is not None and _TRAINER() is None:
+        try:
+            end_run()
+        except Exception as e:  # the guard is off and the run over; a failing close must not fail the caller
+            LOGGER.warning("yolo_rdna1: ending the run of a trainer that is gone failed (%r)", e)
     return _RUN
+
+
+def end_run() -> None:
+    """End the run of this process: record what was learned, unpatch, drop the mid-epoch checkpoints.
+
+    ``teardown`` calls it (also after a crash in training); so does the ``Model.train`` wrapper
+    when the trainer failed before ``train()``'s own teardown could run (Ultralytics 8.4 fires
+    ``on_pretrain_routine_start`` in the trainer's constructor, before the dataset check). The run
+    is over and the guard off whatever the closing steps raise.
+    """
+    global _RUN, _LAST, _MID, _TRAINER
+    run, mid = _RUN, _mid()
+    _RUN, _MID, _TRAINER = None, None, None
+    try:
+        if mid is not None:
+            mid.close()
+    finally:
+        if run is not None:
+            _LAST = run
+            lifecycle.forget_last_call()
+            run.finish()
 
 
 def last_run() -> GuardedRun | lifecycle.CallSummary | None:
@@ -68,14 +107,20 @@ def _options_for(trainer: Any, options: PluginOptions | None) -> PluginOptions:
 
 def on_pretrain_routine_start(trainer: Any, options: PluginOptions | None = None) -> None:
     """Before the trainer builds its model: attribute a crash, probe, enable the guard."""
-    global _RUN, _MID
+    global _RUN, _MID, _TRAINER
     if _RUN is not None:
-        _RUN.finish()
+        end_run()
     check_contract(trainer)  # what Ultralytics changed turns its feature off here, not mid-run
     lifecycle.close_session()  # the training sets up its own guard, env profile and crash trail
     opts = _options_for(trainer, options)
-    _MID = MidEpochCheckpoints.attach(trainer, opts.checkpoint_minutes)  # a bad resume fails before probing
+    mid = MidEpochCheckpoints.attach(trainer, opts.checkpoint_minutes)  # a bad resume fails before probing
+    setattr(trainer, _MID_ATTR, mid)
+    _MID = weakref.ref(mid) if mid is not None else None
     _RUN = GuardedRun(opts, Path(trainer.save_dir), trainer.device, rank=_rank())
+    try:
+        _TRAINER = weakref.ref(trainer)
+    except TypeError:  # a trainer without weak references: only teardown or Model.train end its run
+        _TRAINER = None
     _RUN.start(trainer.args)
 
 
@@ -87,8 +132,9 @@ def on_pretrain_routine_end(trainer: Any, options: PluginOptions | None = None) 
     if _RUN is None:
         on_pretrain_routine_start(trainer, options)
     run = _RUN
-    if _MID is not None:
-        _MID.setup_loader(trainer)
+    mid = _mid()
+    if mid is not None:
+        mid.setup_loader(trainer)
     if run is None or run.guard is None:
         return
     run.guard.label(getattr(trainer.model, "module", trainer.model), prefix="model")
@@ -120,15 +166,17 @@ def _trim_results(save_dir: Path, epochs_done: int) -> None:
 def on_train_start(trainer: Any) -> None:
     if _RUN is not None:
         _RUN.enter_training()
-    if _MID is not None:
-        _MID.train_start(trainer)
+    mid = _mid()
+    if mid is not None:
+        mid.train_start(trainer)
 
 
 def on_train_epoch_start(trainer: Any) -> None:
     if _RUN is not None:
         _RUN.epoch_start()
-    if _MID is not None:
-        _MID.epoch_start(trainer)
+    mid = _mid()
+    if mid is not None:
+        mid.epoch_start(trainer)
 
 
 def on_train_epoch_end(trainer: Any) -> None:
@@ -150,8 +198,9 @@ def on_train_batch_end(trainer: Any) -> None:
     _counting(False)
     if _RUN is not None:
         _RUN.between_batches()
-    if _MID is not None:
-        _MID.batch_end(trainer)
+    mid = _mid()
+    if mid is not None:
+        mid.batch_end(trainer)
 
 
 def on_val_start(validator: Any, options: PluginOptions | None = None) -> None:
@@ -218,8 +267,9 @@ def on_model_save(trainer: Any) -> None:
 
 def on_train_end(trainer: Any) -> None:
     """Write rdna1_report.json and print its summary; drop the mid-epoch checkpoints of the finished run."""
-    if _MID is not None:
-        _MID.train_end()
+    mid = _mid()
+    if mid is not None:
+        mid.train_end()
     if _RUN is None or _RUN.guard is None:
         return
     from ..report import summary_lines
@@ -231,14 +281,7 @@ def on_train_end(trainer: Any) -> None:
 
 def teardown(trainer: Any) -> None:
     """Also runs after a crash: record what was learned, unpatch torch."""
-    global _RUN, _LAST, _MID
-    if _MID is not None:
-        _MID.close()
-        _MID = None
-    if _RUN is not None:
-        _RUN.finish()
-        _LAST, _RUN = _RUN, None
-        lifecycle.forget_last_call()
+    end_run()
 
 
 _NEEDS_OPTIONS = {

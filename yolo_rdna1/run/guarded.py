@@ -138,14 +138,32 @@ class GuardedRun:
         return self.plan.record_runtime_failures(self.guard)
 
     def finish(self) -> None:
-        """Clean end of the process: record what was learned, drop the crash trail, unpatch."""
+        """Clean end of the process: record what was learned, drop the crash trail, unpatch.
+
+        Every step runs whatever an earlier one raises, and the first error is raised once all
+        ran (later ones are logged): a failing close never leaves torch patched.
+        """
+        error: BaseException | None = None
+        for step in (
+            self._keep_totals,
+            self.services.close,
+            self.record_runtime_failures,
+            self.plan.close,
+            disable,
+            bordered.release,  # the bypass's kept pad buffers go back to the caching allocator
+        ):
+            try:
+                step()
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the remaining steps
+                if error is None:
+                    error = e
+                else:
+                    LOGGER.warning("yolo_rdna1: ending the run also failed in %s: %r", step.__name__, e)
+        if error is not None:
+            raise error
+
+    def _keep_totals(self) -> None:
+        """What stays readable after the run ended (totals and routes of the whole run)."""
         if self.guard is not None:
             self.final_totals = self.run_totals()
             self.final_routes = self.guard.per_signature()
-        self.services.close()
-        try:
-            self.record_runtime_failures()
-        finally:
-            self.plan.close()
-            disable()
-            bordered.release()  # the bypass's kept pad buffers go back to the caching allocator
