@@ -10,6 +10,7 @@ sweep can tell leftovers of dead writers (:func:`stale_temps`) from a live write
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,12 @@ def atomic_write(
     return path
 
 
+#: What a file system that cannot fsync a folder (some network and FUSE file systems) answers:
+#: the rename is done and nothing more can be made durable there, so it is not an error (as in
+#: PostgreSQL's fsync_fname). Every other error (EIO: the disk lost data) is raised.
+_NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.EBADF, errno.ENOTSUP, getattr(errno, "EOPNOTSUPP", errno.ENOTSUP)})
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make renames in ``folder`` durable (a power cut after the write must not undo them)."""
     if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a folder
@@ -65,8 +72,25 @@ def fsync_dir(folder: str | os.PathLike) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in _NO_DIR_FSYNC:
+            raise
     finally:
         os.close(fd)
+
+
+def aside_path(path: str | os.PathLike, label: str = "corrupt", companions: tuple[str, ...] = ("",)) -> Path:
+    """Where a damaged ``path`` goes so that nothing earlier is overwritten: ``<name>.<label>``,
+    else ``<name>.<label>.1``, ``.2``, ... the first for which no ``<aside><companion>`` exists
+    (``companions=("", "-wal", "-shm")`` for a SQLite file and its journal files). Each file put
+    aside may be the only copy of something. Callers that may race hold a lock around the choice
+    and the rename."""
+    path = Path(path)
+    aside, n = path.with_name(f"{path.name}.{label}"), 0
+    while any(Path(f"{aside}{c}").exists() or Path(f"{aside}{c}").is_symlink() for c in companions):
+        n += 1
+        aside = path.with_name(f"{path.name}.{label}.{n}")
+    return aside
 
 
 def pid_alive(pid: int) -> bool:

@@ -155,7 +155,8 @@ class ConvSignature:
         """Inverse of :meth:`key`, strict: only the exact text :meth:`key` writes is accepted.
 
         Keys come from files (breadcrumbs, verdict exports from other machines), so anything
-        else (zero or negative sizes, unknown dtypes, extra text, control characters) raises
+        else (zero or negative sizes, a conv with no output pixel, an output padding torch
+        refuses, unknown dtypes, extra text, control characters) raises
         :class:`SignatureError` instead of becoming a verdict or a reproducer line.
         """
         if not isinstance(key, str):
@@ -187,7 +188,7 @@ class ConvSignature:
         if parts[-1] not in DIRECTIONS:
             raise SignatureError(f"unknown direction {parts[-1][:20]!r}; known: {', '.join(DIRECTIONS)}")
         height, width = _numbers(parts[8], "", "x", "height/width", 1)
-        return cls(
+        sig = cls(
             in_channels=cin,
             out_channels=cout,
             kernel=_numbers(parts[2], "k", "x", "kernel", 1),
@@ -204,6 +205,26 @@ class ConvSignature:
             output_padding=_numbers(parts[11], "t", "x", "output padding", 0) if transposed else (0, 0),
             direction=parts[-1],
         )
+        sig._check_sizes()
+        return sig
+
+    def _check_sizes(self) -> None:
+        """Refuse a conv torch would refuse: an output padding not smaller than the stride or the
+        dilation, an output with no pixel (a kernel larger than the padded input)."""
+        if self.transposed and any(
+            op >= max(s, d) for op, s, d in zip(self.output_padding, self.stride, self.dilation)
+        ):
+            raise SignatureError(
+                f"the output padding t{self.output_padding[0]}x{self.output_padding[1]} must be smaller than the "
+                f"stride s{self.stride[0]}x{self.stride[1]} or the dilation d{self.dilation[0]}x{self.dilation[1]}"
+            )
+        out = self.output_size
+        if min(out) < 1:
+            raise SignatureError(
+                f"the kernel k{self.kernel[0]}x{self.kernel[1]} (dilation d{self.dilation[0]}x{self.dilation[1]}, "
+                f"padding p{self.padding[0]}x{self.padding[1]}) leaves no output on the {self.height}x{self.width} "
+                f"input (output size {out[0]}x{out[1]})"
+            )
 
     def __str__(self) -> str:
         t = "T" if self.transposed else ""

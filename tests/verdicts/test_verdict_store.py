@@ -61,7 +61,7 @@ def test_corrupt_store_is_moved_aside_and_rebuilt(tmp_path, caplog):
         store = VerdictStore(path)
     store.put(v(0))
     assert len(store.query()) == 1
-    assert list(tmp_path.glob("v.sqlite.corrupt-*")), "the corrupt file must be kept aside, not deleted"
+    assert list(tmp_path.glob("v.sqlite.corrupt*")), "the corrupt file must be kept aside, not deleted"
     assert any("corrupt" in r.getMessage() for r in caplog.records)
 
 

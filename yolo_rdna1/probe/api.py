@@ -124,10 +124,16 @@ def run_probe(
     todo = [s for s in wanted if s.key() not in known]
     bar = _progress(len(todo), f"probing {len(todo)} conv signatures ({env.name})") if progress and todo else None
     fresh: list[Verdict] = []
+    kept: list[Verdict] = []
 
     def record(r: ProbeResult) -> None:
         v = Verdict(key, env.name, r.signature, r.verdict, r.detail, r.vendor_ms, r.bypass_ms, source="probe")
-        store.put(v)  # streamed: a probe that is interrupted keeps what it learned
+        if not store.put(v):  # streamed: a probe that is interrupted keeps what it learned
+            # the store kept a crash's, a runtime failure's or an import's bad verdict over this ok
+            stored = store.get(key, env.name, r.signature)
+            if stored is not None and stored.bad:
+                v = stored
+                kept.append(stored)
         fresh.append(v)
         if bar is not None:
             bar.update(1)
@@ -139,6 +145,16 @@ def run_probe(
         finally:
             if bar is not None:
                 bar.close()
+    if kept:
+        LOGGER.warning(
+            "yolo_rdna1: kept %d bad verdict(s) that the probe found ok: a crash, a runtime failure or an import "
+            "found them under real training conditions (first: %s %s, %s); "
+            "'yolo-rdna1 verdicts clear' forgets all verdicts of the device, these too",
+            len(kept),
+            kept[0].verdict,
+            kept[0].signature,
+            kept[0].source,
+        )
     by_key = {**known, **{v.signature: v for v in fresh}}
     verdicts = [by_key[s.key()] for s in wanted if s.key() in by_key]
     return ProbeReport(

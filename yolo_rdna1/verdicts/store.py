@@ -18,13 +18,16 @@ database at all is moved aside and rebuilt (verdicts can be re-measured; a crash
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import math
 import os
+import shutil
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Rdna1Error
-from ..files import atomic_write
+from ..files import aside_path, atomic_write
 from ..runfiles import VERDICTS_DB
 from ..signature import ConvSignature, SignatureError
 
@@ -309,6 +312,8 @@ class VerdictStore:
         self._unsaved: dict[tuple[str, str, str], Verdict] = {}
         self._bad_rows: set[tuple[str, ...]] = set()
         self._select: str | None = f"SELECT {', '.join(_COLUMNS)} FROM verdicts"
+        #: The temporary copy a read-only store with an unmerged journal is read from (see _open_read_only).
+        self._copy: tempfile.TemporaryDirectory | None = None
         self._conn = self._open()
 
     # -- opening, recovery -------------------------------------------------------------------
@@ -333,7 +338,7 @@ class VerdictStore:
                 "upgrade yolo_rdna1",
             )
         except sqlite3.DatabaseError as e:
-            if _is_corruption(e) and path.exists():
+            if _is_corruption(e):  # gone meanwhile too: another process is moving it aside (see _rebuild)
                 return self._rebuild(path, e)
             if path.is_file() and path.stat().st_size:  # read-only, full disk, locked: read what is there
                 return self._open_read_only(path, _cause(e, path))
@@ -342,14 +347,28 @@ class VerdictStore:
             return self._memory_fallback(path, e)
 
     def _rebuild(self, path: Path, error: Exception) -> sqlite3.Connection:
-        """A file that is not a database: keep it aside (never delete it) and start a new store."""
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        """A file that is not a database: keep it aside (never delete it) and start a new store.
+
+        Every DDP rank opens the store at once, so the check and the move happen under a lock
+        (``<name>.lock`` beside it): the first process moves the file aside and starts the new
+        store, the next one finds that store sound and opens it. The journal files go first and
+        the database last, so a process that opens the store meanwhile sees the damaged file (and
+        waits for the lock) or the moved one (and starts a new store), never half of each.
+        """
         try:
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(str(path) + suffix)
-                if p.exists():
-                    p.replace(Path(str(aside) + suffix))
-            conn = self._connect(str(path))
+            with _file_lock(Path(f"{path}.lock")):
+                try:
+                    return self._connect(str(path))  # another process rebuilt it while this one waited
+                except sqlite3.DatabaseError as e:
+                    if not (_is_corruption(e) and path.exists()):
+                        raise
+                    error = e
+                aside = aside_path(path, "corrupt", _SQLITE_FILES)
+                for suffix in reversed(_SQLITE_FILES):
+                    p = Path(f"{path}{suffix}")
+                    if p.exists():
+                        p.replace(Path(f"{aside}{suffix}"))
+                conn = self._connect(str(path))
         except (OSError, sqlite3.Error) as e:
             return self._memory_fallback(path, e)
         LOGGER.warning(
@@ -370,11 +389,24 @@ class VerdictStore:
 
     def _open_read_only(self, path: Path, why: str, fix: str = "") -> sqlite3.Connection:
         """Read the store without ever writing it (``mode=ro``; ``immutable`` where SQLite cannot
-        even create the files a WAL reader needs, as in a read-only folder)."""
+        even create the files a WAL reader needs, as in a read-only folder).
+
+        ``immutable`` reads the database file alone. When a writer died before it moved its
+        committed rows from the ``-wal`` file into the database, and the folder is read-only, the
+        database and its ``-wal`` file are copied to a temporary folder and the copy is read
+        (``mode=ro``), so no committed verdict is lost; the copy goes when the store is closed.
+        """
         error: Exception | None = None
-        for query in ("mode=ro", "mode=ro&immutable=1"):
+        tries = [(path, "mode=ro"), (path, "mode=ro&immutable=1")]
+        wal = Path(f"{path}-wal")
+        if not os.access(path.parent, os.W_OK) and wal.is_file() and wal.stat().st_size:
+            try:
+                tries.insert(0, (self._copy_of(path), "mode=ro"))
+            except OSError as e:
+                LOGGER.debug("yolo_rdna1: cannot copy the verdict store %s to read its journal: %s", path, e)
+        for target, query in tries:
             conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?{query}",
+                f"{target.resolve().as_uri()}?{query}",
                 uri=True,
                 timeout=60.0,
                 isolation_level=None,
@@ -410,6 +442,15 @@ class VerdictStore:
             CACHE_ENV,
         )
         return conn
+
+    def _copy_of(self, path: Path) -> Path:
+        """A private copy of the store and its ``-wal`` file, kept until :meth:`close`. The dead
+        writer's ``-shm`` index is not copied: SQLite rebuilds it from the ``-wal`` file."""
+        self._copy = tempfile.TemporaryDirectory(prefix="yolo_rdna1-verdicts-")
+        copy = Path(self._copy.name) / path.name
+        for suffix in ("", "-wal"):
+            shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
+        return copy
 
     @staticmethod
     def _connect(target: str) -> sqlite3.Connection:
@@ -451,18 +492,14 @@ class VerdictStore:
     def _rows(self, where: str, args: list[str]) -> list[Verdict]:
         """Stored verdicts; a row that is not a valid verdict is left out with a warning."""
         with self._lock:
-            rows = self._conn.execute(self._select + where, args).fetchall() if self._select else []
+            try:
+                rows = self._conn.execute(self._select + where, args).fetchall() if self._select else []
+            except sqlite3.DatabaseError as e:
+                raise VerdictStoreError(f"cannot read the verdict store: {_cause(e, self.path)}") from None
             out, new_bad = [], []
             for row in rows:
                 try:
-                    out.append(
-                        _validated(
-                            {
-                                **dict(zip(_COLUMNS, row)),
-                                "detail": row[4][:_MAX_DETAIL] if isinstance(row[4], str) else row[4],
-                            }
-                        )
-                    )
+                    out.append(_validated(_row_fields(row)))
                 except VerdictStoreError as e:
                     key = tuple(map(str, row[:3]))
                     if key not in self._bad_rows:
@@ -514,8 +551,12 @@ class VerdictStore:
         return self.path != ":memory:" and not self.read_only and not self._unsaved
 
     # -- writing --------------------------------------------------------------------------------
-    def put(self, verdicts: Verdict | Iterable[Verdict]) -> int:
+    def put(self, verdicts: Verdict | Iterable[Verdict], replace: bool = False) -> int:
         """Insert or replace verdicts measured here in one transaction; returns how many were recorded.
+
+        The more cautious verdict wins (as in :meth:`import_json`): a probe's ``ok`` does not
+        replace a bad verdict of a crash, a runtime failure or an import; :meth:`get` then still
+        returns the bad one. ``replace=True`` writes the verdicts whatever is stored.
 
         Called from trainings and probes, so it never raises for the store's sake: a verdict that
         is not valid (a torn breadcrumb line) is left out with a warning and counted in
@@ -532,13 +573,25 @@ class VerdictStore:
         if not rows:
             return 0
         cause = ""
+        recorded = len(rows)
         with self._lock:
             first = not self._unsaved
             # what an earlier write could not store (a full disk) is written with these, once it can be
-            batch = {**self._unsaved, **{(v.device, v.env_profile, v.signature): v for v in rows}}
+            batch = dict(self._unsaved)
             if not self.read_only:
                 try:
-                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._conn.execute("BEGIN IMMEDIATE")  # before the look-ups: no write between them and ours
+                except sqlite3.Error as e:
+                    _rollback(self._conn)
+                    cause = _cause(e, self.path)
+            for v in rows:
+                key = (v.device, v.env_profile, v.signature)
+                if not replace and not v.bad and _more_cautious(batch.get(key) or self._stored(key), v):
+                    recorded -= 1
+                    continue
+                batch[key] = v
+            if not self.read_only and not cause:
+                try:
                     self._conn.executemany(_INSERT, [tuple(getattr(v, c) for c in _COLUMNS) for v in batch.values()])
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as e:
@@ -553,7 +606,18 @@ class VerdictStore:
                 cause,
                 len(rows),
             )
-        return len(rows)
+        return recorded
+
+    def _stored(self, key: tuple[str, str, str]) -> Verdict | None:
+        """The valid stored verdict of one key (the caller holds the lock); None when there is none
+        or the store cannot be read (the write that follows then names the cause)."""
+        if self._select is None:
+            return None
+        try:
+            rows = self._conn.execute(self._select + _KEY_WHERE, key).fetchall()
+        except sqlite3.Error:
+            return None
+        return _row_verdict(rows[0]) if rows else None
 
     def _writable(self, action: str) -> None:
         if self.read_only:
@@ -641,6 +705,9 @@ class VerdictStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._copy is not None:
+                self._copy.cleanup()
+                self._copy = None
 
     def __iter__(self) -> Iterator[Verdict]:
         return iter(self.query())
@@ -662,12 +729,39 @@ def _measured(v: Verdict) -> dict[str, Any]:
     return raw
 
 
+def _row_fields(row: tuple) -> dict[str, Any]:
+    """A stored row as fields to validate; a detail longer than a new one may be is cut, not refused."""
+    return {**dict(zip(_COLUMNS, row)), "detail": row[4][:_MAX_DETAIL] if isinstance(row[4], str) else row[4]}
+
+
+def _row_verdict(row: tuple) -> Verdict | None:
+    """A stored row as a verdict, as a read returns it; None when it is not valid."""
+    try:
+        return _validated(_row_fields(row))
+    except VerdictStoreError:
+        return None
+
+
 def _valid_or_none(row: tuple) -> Verdict | None:
     """A stored row as a verdict; None when it is not valid (an import then replaces it)."""
     try:
         return _validated(dict(zip(_COLUMNS, row)))
     except VerdictStoreError:
         return None
+
+
+def _more_cautious(local: Verdict | None, new: Verdict) -> str:
+    """Why ``local`` stays when ``new`` would replace it, the rule of every write: the more
+    cautious verdict wins, a bad verdict beats ``ok``. '' when ``new`` may replace it.
+
+    One exception: a probe may re-measure what a probe found (``probe refresh=True`` after a
+    driver update). What a crash, a runtime failure or an import found stays bad: an isolated
+    probe does not run the conv as a training does, so its ``ok`` does not undo a crash.
+    """
+    if local is None or not local.bad or new.bad or (local.source == new.source == "probe"):
+        return ""
+    by = "imported" if new.source == "import" else f"{new.source}'s"
+    return f"{'measured' if local.measured_here else 'imported'} {local.verdict} here beats the {by} ok"
 
 
 def _decide(local: Verdict | None, new: Verdict, replace: bool) -> tuple[str, str]:
@@ -685,8 +779,9 @@ def _decide(local: Verdict | None, new: Verdict, replace: bool) -> tuple[str, st
         return "unchanged", "the same verdict was imported before"
     if replace:
         return "replaced", "replace was asked for"
-    if local.bad and not new.bad:
-        return "kept", f"{'measured' if local.measured_here else 'imported'} {local.verdict} here beats the imported ok"
+    kept = _more_cautious(local, new)
+    if kept:
+        return "kept", kept
     if new.bad and not local.bad:
         return "replaced", f"the imported {new.verdict} is more cautious than ok"
     if local.measured_here:
@@ -801,6 +896,30 @@ class ImportReport:
         if not self.devices:
             out.append("  the file holds no verdicts")
         return out
+
+
+#: A SQLite database and the journal files beside it, in the order a reader opens them.
+_SQLITE_FILES = ("", "-wal", "-shm")
+
+
+@contextlib.contextmanager
+def _file_lock(lock: Path) -> Iterator[None]:
+    """An exclusive lock between processes (``fcntl.flock`` on ``lock``), held for the block.
+
+    Where there is no ``fcntl`` (Windows) the block runs unlocked; a lock file that cannot be
+    created (a read-only folder) raises OSError, as the move it guards would.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _is_corruption(e: sqlite3.DatabaseError) -> bool:
