@@ -62,7 +62,7 @@ import torch
 from .. import _ultralytics as ul
 from .. import runfiles
 from ..errors import Rdna1Error
-from ..files import atomic_write
+from ..files import aside_path, atomic_write
 from . import journal
 
 LOGGER = logging.getLogger("yolo_rdna1")
@@ -194,10 +194,7 @@ def _archive_damaged(path: Path) -> bool | None:
 def _aside(path: Path) -> Path:
     """Move a damaged checkpoint out of the way under a name no earlier one has: ``mid.pt.corrupt``,
     then ``mid.pt.corrupt.1``, ``.2``, ... (each may be the only copy of something)."""
-    aside, n = path.with_name(path.name + ".corrupt"), 0
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt.{n}")
+    aside = aside_path(path)
     os.replace(path, aside)
     return aside
 
