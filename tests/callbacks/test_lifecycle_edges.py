@@ -91,10 +91,14 @@ def test_a_failing_closing_step_still_takes_the_guard_off_and_ends_the_run(faili
     owner, _, name = failing.rpartition(".")
     monkeypatch.setattr(getattr(run, owner) if owner else run, name, boom)
     monkeypatch.setattr(rdna1, "_RUN", run)
-    with pytest.raises(OSError, match=f"{failing} failed"):
-        rdna1.teardown(None)
-    assert not is_patched() and current() is None
-    assert rdna1.current_run() is None and rdna1._LAST is run
+    try:
+        with pytest.raises(OSError, match=f"{failing} failed"):
+            rdna1.teardown(None)
+        assert not is_patched() and current() is None
+        assert rdna1.current_run() is None and rdna1._LAST is run
+    finally:
+        monkeypatch.undo()
+        run.services.close()  # what the stubbed close left running (the telemetry sampler's thread)
 
 
 # -- 3: an event-owned call that raised ------------------------------------------------------------
